@@ -1,0 +1,228 @@
+"""Checkpoints: safetensors weights + JSON metadata, written atomically, loaded without pickle.
+
+A checkpoint is a directory::
+
+    meta.json                      # written last: the completion marker
+    weights-<sha12>.safetensors    # tensors (model, optimizer, RNG state)
+    memory-<sha12>.npz             # optional blobs (replay memory), numpy without pickle
+
+Data files carry their content hash in their names and ``meta.json`` lists them
+with their full sha256. Each file is written to a temporary name and renamed, and
+``meta.json`` is renamed into place only after the data files are whole, so a
+reader sees either the previous complete checkpoint or the new one, never half of
+one; files no longer referenced are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from poldist import __version__
+from poldist.envs import EnvSpec
+from poldist.errors import PoldistError
+from poldist.networks import Architecture, QNetwork
+
+FORMAT = "poldist-checkpoint"
+FORMAT_VERSION = 1
+META = "meta.json"
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns."""
+
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(
+    directory: str | Path,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, Any],
+    blobs: dict[str, bytes] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (see module docstring).
+
+    Args:
+        directory: created if missing; an existing checkpoint there is replaced.
+        tensors: name -> tensor; stored in one safetensors file.
+        metadata: JSON-serialisable; stored in ``meta.json`` with format fields added.
+        blobs: name -> bytes (e.g. an ``.npz`` replay memory), each stored as a file.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "weights": (st_save({k: v.contiguous().cpu() for k, v in tensors.items()}), "safetensors")
+    }
+    for name, blob in (blobs or {}).items():
+        payload[name] = (blob, "npz")
+    files = {}
+    for name, (data, ext) in payload.items():
+        digest = hashlib.sha256(data).hexdigest()
+        fname = f"{name}-{digest[:12]}.{ext}"
+        if not (directory / fname).exists():
+            _atomic_write(directory / fname, data)
+        files[name] = {"file": fname, "sha256": digest}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__}
+    meta.update(metadata)
+    meta["files"] = files
+    _atomic_write(directory / META, json.dumps(meta, indent=2, sort_keys=True).encode())
+    keep = {f["file"] for f in files.values()} | {META}
+    for p in directory.iterdir():  # stale data files of the previous checkpoint
+        if p.name not in keep and p.suffix in (".safetensors", ".npz") and "-" in p.name:
+            p.unlink(missing_ok=True)
+    return directory
+
+
+def load_checkpoint(directory: str | Path, *, blobs: bool = True) -> Checkpoint:
+    """Read and verify a checkpoint. Never unpickles.
+
+    Raises:
+        PoldistError: missing directory, no ``meta.json`` (incomplete), unreadable
+            JSON, missing or truncated files, sha256 mismatch, bad safetensors.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        raise PoldistError(f"no checkpoint at {directory}")
+    meta_path = directory / META if directory.is_dir() else directory
+    if not meta_path.exists():
+        raise PoldistError(f"{directory} is not a complete checkpoint (no {META})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PoldistError(
+            f"corrupted checkpoint {directory}: {META} is not valid JSON ({e})"
+        ) from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "files" not in meta:
+        raise PoldistError(f"{meta_path} is not a {FORMAT} metadata file")
+    directory = meta_path.parent
+    loaded: dict[str, bytes] = {}
+    for name, info in meta["files"].items():
+        if name != "weights" and not blobs:
+            continue
+        path = directory / info["file"]
+        if not path.exists():
+            raise PoldistError(f"corrupted checkpoint {directory}: missing {info['file']}")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != info["sha256"]:
+            raise PoldistError(
+                f"corrupted checkpoint {directory}: {info['file']} does not match its sha256"
+            )
+        loaded[name] = data
+    try:
+        tensors = st_load(loaded.pop("weights"))
+    except Exception as e:  # safetensors' error type moved between versions
+        raise PoldistError(f"corrupted checkpoint {directory}: bad weights file ({e})") from e
+    return Checkpoint(tensors, meta, loaded)
+
+
+def save_model(
+    directory: str | Path,
+    net: QNetwork,
+    env: EnvSpec | list[EnvSpec],
+    *,
+    output_kind: str = "q",
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save a network with what rebuilds it and its env(s).
+
+    Args:
+        net: the network.
+        env: the env of each task (one per head).
+        output_kind: ``"q"`` (Q-values) or ``"logits"`` (policy logits).
+        extra: more metadata (training config, seed, scores, ...).
+    """
+    envs = env if isinstance(env, list) else [env]
+    meta = {
+        "kind": "model",
+        "architecture": net.arch.to_dict(),
+        "envs": [e.to_dict() for e in envs],
+        "output_kind": output_kind,
+    }
+    meta.update(extra or {})
+    return save_checkpoint(directory, net.state_dict(), meta)
+
+
+def load_model(directory: str | Path) -> tuple[QNetwork, dict[str, Any]]:
+    """Rebuild a network saved by :func:`save_model`.
+
+    Returns:
+        ``(network in eval mode, metadata)``; ``metadata["envs"]`` holds the env
+        specs (see :func:`model_envs`).
+
+    Raises:
+        PoldistError: as :func:`load_checkpoint`, or metadata/weights that do not fit.
+    """
+    ckpt = load_checkpoint(directory, blobs=False)
+    meta = ckpt.metadata
+    missing = [k for k in ("architecture", "envs", "output_kind") if k not in meta]
+    if missing:
+        raise PoldistError(f"checkpoint {directory} metadata lacks keys {missing}")
+    try:
+        net = QNetwork(Architecture.from_dict(meta["architecture"]))
+        net.load_state_dict(ckpt.tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise PoldistError(
+            f"checkpoint {directory}: weights do not fit its architecture ({e})"
+        ) from e
+    net.eval()
+    return net, meta
+
+
+def model_envs(meta: dict[str, Any]) -> list[EnvSpec]:
+    """The env spec of each task of a model checkpoint's metadata."""
+    return [EnvSpec.from_dict(e) for e in meta["envs"]]
+
+
+def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer's state dict into tensors (for safetensors) and JSON (the rest)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def unpack_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict[str, Any]
+) -> None:
+    """Inverse of :func:`pack_optimizer`: load the state into ``opt``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, extra in info["scalars"].items():
+        state.setdefault(int(pid), {}).update(extra)
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})

@@ -1,0 +1,425 @@
+"""Policy distillation: the one loop, with pluggable Teacher, Controller and Loss.
+
+Read top to bottom: the config, the pure update step, the controller (who acts
+while the teacher labels), collection, then :func:`distill`, the loop::
+
+    repeat until cfg.updates minibatch updates are done:
+        pick the task of this minibatch (single-task: always task 0)
+        let the controller play that task's envs until its memory has
+            learning_starts + updates_on_task * transitions_per_update transitions,
+            storing each observation with the teacher's output vector
+        one minibatch update of the student on that task's memory and head
+        every eval_interval updates: evaluate the student; every
+            checkpoint_interval: write a resumable checkpoint
+
+Single-task distillation is multi-task distillation with one task; a teacher that
+keeps learning (online distillation) is just a teacher whose network changes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from poldist.checkpoints import (
+    load_checkpoint,
+    pack_optimizer,
+    save_checkpoint,
+    save_model,
+    unpack_optimizer,
+)
+from poldist.envs import EnvSpec, make_env_spec, make_vector_env
+from poldist.errors import PoldistError
+from poldist.evaluation import EvalResult, epsilon_greedy, evaluate, percent_of_teacher
+from poldist.losses import Loss, make_loss
+from poldist.memory import ReplayMemory
+from poldist.networks import QNetwork, count_parameters, student_architecture
+from poldist.progress import progress
+from poldist.runs import EvalLog, prepare_run_dir, write_json
+from poldist.teachers import NetworkTeacher, check_teacher_fits, load_teacher
+
+
+@dataclass
+class DistillConfig:
+    """Hyper-parameters of distillation (defaults: MinAtar, about a minute on 2 cores).
+
+    The paper does 10,000 updates per 54,000 new teacher transitions (5.4 per update)
+    from a 540,000-transition memory, with RMSProp; MinAtar keeps the ratio and uses a
+    100,000-transition memory.
+    """
+
+    teacher: str = field(
+        default="minatar/breakout", metadata={"help": "checkpoint dir or shipped name"}
+    )
+    env_id: str = field(default="", metadata={"help": "env to distil on; empty: the teacher's"})
+    student: str = field(
+        default="net2", metadata={"help": "teacher|net1|net2|net3 or '16,16,16/128'"}
+    )
+    loss: str = field(default="kl", metadata={"help": "kl | nll | mse"})
+    tau: float = field(
+        default=0.0, metadata={"help": "KL temperature; 0: 0.01 for Q, 1 for logits"}
+    )
+    epsilon: float = field(default=0.05, metadata={"help": "exploration of the acting teacher"})
+    num_envs: int = 8
+    updates: int = 30_000
+    transitions_per_update: float = 5.4
+    learning_starts: int = 10_000
+    memory_size: int = 100_000
+    batch_size: int = 32
+    optimizer: str = field(default="rmsprop", metadata={"help": "rmsprop | adam"})
+    lr: float = 5e-4
+    eval_interval: int = 5_000
+    eval_episodes: int = 20
+    final_eval_episodes: int = 50
+    evaluate_teacher: bool = field(default=True, metadata={"help": "score the teacher at the end"})
+    checkpoint_interval: int = 10_000
+    seed: int = 0
+    torch_threads: int = 1
+
+
+def distill_step(
+    student: QNetwork,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Loss,
+    obs: torch.Tensor,
+    teacher_out: torch.Tensor,
+    task: int = 0,
+) -> float:
+    """One minibatch update of ``student`` towards the teacher's outputs.
+
+    Args:
+        obs: ``(B, C, H, W)`` uint8 observations.
+        teacher_out: ``(B, A)`` teacher outputs stored with them.
+        task: the student head to train.
+
+    Returns:
+        The loss value before the update.
+    """
+    loss = loss_fn(student(obs, task), teacher_out)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+class Controller(Protocol):
+    """Who acts while the teacher labels: returns actions ``(N,)`` for ``N`` envs."""
+
+    def act(
+        self,
+        obs: torch.Tensor,
+        teacher_out: torch.Tensor,
+        student: QNetwork,
+        task: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray: ...
+
+
+@dataclass
+class TeacherControl:
+    """The paper's control: the teacher acts, epsilon-greedily on its outputs."""
+
+    epsilon: float = 0.05
+
+    def act(
+        self,
+        obs: torch.Tensor,
+        teacher_out: torch.Tensor,
+        student: QNetwork,
+        task: int,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Epsilon-greedy actions of the teacher (``student`` and ``obs`` unused)."""
+        return epsilon_greedy(teacher_out, self.epsilon, rng)
+
+
+@dataclass
+class DistillTask:
+    """One game: its teacher, env and replay memory, and where its envs are."""
+
+    teacher: NetworkTeacher
+    spec: EnvSpec
+    memory: ReplayMemory
+    index: int = 0  # the student head of this task
+    env: Any = None
+    obs: np.ndarray | None = None
+    updates: int = 0
+
+    def start(self, num_envs: int, seed: int) -> None:
+        """(Re)open the envs at fresh episodes."""
+        self.env = make_vector_env(self.spec, num_envs, seed)
+        self.obs, _ = self.env.reset(seed=seed)
+
+
+def collect(
+    task: DistillTask, controller: Controller, student: QNetwork, n_transitions: int, rng
+) -> None:
+    """Play ``task``'s envs for at least ``n_transitions`` steps, storing teacher-labelled states."""
+    done = 0
+    while done < n_transitions:
+        obs_t = torch.as_tensor(task.obs)
+        teacher_out = task.teacher(obs_t)
+        actions = controller.act(obs_t, teacher_out, student, task.index, rng)
+        task.memory.add(obs=task.obs, teacher_out=teacher_out.numpy())
+        task.obs, *_ = task.env.step(actions)
+        done += len(actions)
+
+
+def build_tasks(
+    cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None
+) -> list[DistillTask]:
+    """Load and check the teacher(s) and env(s) of ``cfg`` before any work starts.
+
+    Raises:
+        PoldistError: unknown env id, missing/corrupt teacher, teacher that does not fit the env.
+    """
+    if teachers is None:
+        teachers = [load_teacher(cfg.teacher)]
+    tasks = []
+    for i, teacher in enumerate(teachers):
+        spec = make_env_spec(cfg.env_id) if cfg.env_id else teacher.env
+        if cfg.env_id:  # keep the teacher's settings (sticky actions, no-ops) on the same env
+            spec = teacher.env if teacher.env.env_id == spec.env_id else spec
+        check_teacher_fits(teacher, spec)
+        memory = ReplayMemory(
+            cfg.memory_size,
+            {"obs": (spec.obs_shape, np.uint8), "teacher_out": ((teacher.n_actions,), np.float32)},
+        )
+        tasks.append(DistillTask(teacher, spec, memory, index=i))
+    return tasks
+
+
+def make_student(cfg: DistillConfig, tasks: list[DistillTask]) -> QNetwork:
+    """The student: the first teacher's architecture at ``cfg.student`` widths, one head per task."""
+    teacher_arch = tasks[0].teacher.net.arch
+    arch = student_architecture(teacher_arch, cfg.student)
+    arch = type(arch)(**{**asdict(arch), "n_actions": tuple(t.teacher.n_actions for t in tasks)})
+    return QNetwork(arch)
+
+
+def _optimizer(cfg: DistillConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.95, eps=1e-6)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    raise PoldistError(f"unknown optimizer {cfg.optimizer!r}: choose rmsprop or adam")
+
+
+def _validate(cfg: DistillConfig) -> None:
+    problems = []
+    if cfg.updates < 0 or cfg.batch_size <= 0 or cfg.num_envs <= 0 or cfg.memory_size <= 0:
+        problems.append("updates, batch_size, num_envs and memory_size must be positive")
+    if cfg.transitions_per_update <= 0:
+        problems.append("transitions_per_update must be positive")
+    if not 0 <= cfg.epsilon <= 1:
+        problems.append("epsilon must be in [0, 1]")
+    if problems:
+        raise PoldistError("; ".join(problems))
+
+
+@torch.no_grad()
+def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng) -> float:
+    """Share of fresh teacher-visited states (not in memory) where student and teacher agree greedily."""
+    held_out = ReplayMemory(
+        n_states, {k: (v.shape[1:], v.dtype) for k, v in task.memory.data.items()}
+    )
+    saved, task.memory = task.memory, held_out
+    try:
+        collect(task, TeacherControl(0.05), student, n_states, rng)
+    finally:
+        task.memory = saved
+    obs = torch.as_tensor(held_out.data["obs"][: held_out.size])
+    teacher_act = torch.as_tensor(held_out.data["teacher_out"][: held_out.size]).argmax(1)
+    student_act = student(obs, task.index).argmax(1)
+    return float((student_act == teacher_act).float().mean())
+
+
+def distill(
+    cfg: DistillConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    teachers: list[NetworkTeacher] | None = None,
+    controller: Controller | None = None,
+) -> dict[str, Any]:
+    """Distil the teacher(s) of ``cfg`` into a student; write ``<run_dir>/student``.
+
+    Args:
+        cfg: hyper-parameters.
+        run_dir: run directory (see :mod:`poldist.runs`).
+        resume: continue from ``<run_dir>/state``.
+        teachers: teacher objects to use instead of loading ``cfg.teacher`` (one per task).
+        controller: who acts; default :class:`TeacherControl` with ``cfg.epsilon``.
+
+    Returns:
+        The summary (also in ``<run_dir>/summary.json``).
+    """
+    _validate(cfg)
+    tasks = build_tasks(cfg, teachers)
+    loss_fn = make_loss(cfg.loss, cfg.tau or tasks[0].teacher.default_tau)
+    run_dir = prepare_run_dir(run_dir, resume=resume)
+    controller = controller or TeacherControl(cfg.epsilon)
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    student = make_student(cfg, tasks)
+    optimizer = _optimizer(cfg, student.parameters())
+
+    updates = 0
+    wall_before = 0.0
+    if resume:
+        ckpt = load_checkpoint(run_dir / "state")
+        student.load_state_dict(
+            {k[8:]: v for k, v in ckpt.tensors.items() if k.startswith("student.")}
+        )
+        unpack_optimizer(optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
+        c = ckpt.metadata["counters"]
+        updates, wall_before = c["updates"], c["wall_seconds"]
+        for i, task in enumerate(tasks):
+            task.memory.load_bytes(ckpt.blobs[f"memory_{i}"])
+            task.updates = c["task_updates"][i]
+        rng.bit_generator.state = ckpt.metadata["rng"]
+        torch.set_rng_state(ckpt.tensors["torch_rng"])
+    write_json(run_dir / "config.json", cfg)
+    writer = SummaryWriter(str(run_dir / "tb"))
+    evals = EvalLog(run_dir / "evals.csv", resume_step=updates if resume else None)
+    start = time.perf_counter()
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - start
+
+    def checkpoint() -> None:
+        opt_tensors, opt_info = pack_optimizer(optimizer)
+        tensors = {f"student.{k}": v for k, v in student.state_dict().items()}
+        tensors.update(opt_tensors, torch_rng=torch.get_rng_state())
+        counters = {
+            "updates": updates,
+            "wall_seconds": wall(),
+            "task_updates": [t.updates for t in tasks],
+        }
+        meta = {
+            "kind": "distill-state",
+            "config": asdict(cfg),
+            "optimizer": opt_info,
+            "rng": rng.bit_generator.state,
+            "counters": counters,
+        }
+        blobs = {f"memory_{i}": t.memory.to_bytes() for i, t in enumerate(tasks)}
+        save_checkpoint(run_dir / "state", tensors, meta, blobs)
+
+    def evaluate_student(episodes: int, seed: int) -> list[EvalResult]:
+        student.eval()
+        results = [
+            evaluate(lambda o, i=i: student(o, i), t.spec, episodes, epsilon=0.05, seed=seed)
+            for i, t in enumerate(tasks)
+        ]
+        student.train()
+        return results
+
+    def log_eval(results: list[EvalResult]) -> None:
+        for i, res in enumerate(results):
+            writer.add_scalar(f"eval/{tasks[i].spec.env_id}/score", res.mean, updates)
+            evals.append(
+                step=updates,
+                task=i,
+                updates=updates,
+                env_steps=tasks[i].memory.added,
+                wall_seconds=wall(),
+                score=res.mean,
+                ci_low=res.ci_low,
+                ci_high=res.ci_high,
+                episodes=res.episodes,
+            )
+
+    for i, task in enumerate(tasks):
+        task.start(cfg.num_envs, cfg.seed + 1000 * i + updates)
+    if updates == 0:
+        log_eval(evaluate_student(cfg.eval_episodes, cfg.seed + 10**6))
+    bar = progress(cfg.updates, f"distil {cfg.loss} -> {cfg.student}", initial=updates, unit="upd")
+    while updates < cfg.updates:
+        k = updates % len(tasks)  # round-robin over tasks, one minibatch each
+        task = tasks[k]
+        target = cfg.learning_starts + (task.updates + 1) * cfg.transitions_per_update
+        if task.memory.added < target:
+            collect(task, controller, student, int(np.ceil(target - task.memory.added)), rng)
+        batch = task.memory.sample(cfg.batch_size, rng)
+        loss = distill_step(
+            student,
+            optimizer,
+            loss_fn,
+            torch.as_tensor(batch["obs"]),
+            torch.as_tensor(batch["teacher_out"]),
+            k,
+        )
+        if not np.isfinite(loss):
+            raise PoldistError(f"loss became {loss} at update {updates}; last good checkpoint kept")
+        task.updates += 1
+        updates += 1
+        bar.update(1)
+        if updates % 500 == 0:
+            writer.add_scalar("train/loss", loss, updates)
+            writer.add_scalar("train/updates_per_second", updates / max(wall(), 1e-9), updates)
+        if updates % cfg.eval_interval == 0 or updates == cfg.updates:
+            results = evaluate_student(cfg.eval_episodes, cfg.seed + 10**6)
+            log_eval(results)
+            bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), loss=f"{loss:.4f}")
+        if updates % cfg.checkpoint_interval == 0 or updates == cfg.updates:
+            checkpoint()
+    bar.close()
+    train_wall = wall()
+
+    final = evaluate_student(cfg.final_eval_episodes, cfg.seed + 2 * 10**6)
+    output_kind = "q" if cfg.loss == "mse" else "logits"
+    student.eval()
+    per_task = []
+    for i, (task, res) in enumerate(zip(tasks, final)):
+        entry: dict[str, Any] = {
+            "env_id": task.spec.env_id,
+            "teacher": task.teacher.name,
+            "student_score": res.mean,
+            "student_ci": [res.ci_low, res.ci_high],
+            "agreement": action_agreement(student, task, 5_000, rng),
+            "transitions": task.memory.added,
+        }
+        if cfg.evaluate_teacher:
+            t_res = evaluate(
+                task.teacher, task.spec, cfg.final_eval_episodes, seed=cfg.seed + 2 * 10**6
+            )
+            entry.update(
+                teacher_score=t_res.mean,
+                teacher_ci=[t_res.ci_low, t_res.ci_high],
+                percent_of_teacher=percent_of_teacher(res.mean, t_res.mean),
+            )
+        per_task.append(entry)
+    for task in tasks:
+        task.env.close()
+    writer.close()
+    teacher_params = count_parameters(tasks[0].teacher.net)
+    summary = {
+        "tasks": per_task,
+        "student_params": count_parameters(student),
+        "teacher_params": teacher_params,
+        "compression": count_parameters(student) / teacher_params,
+        "updates": updates,
+        "train_wall_seconds": train_wall,
+        "wall_seconds": wall(),
+        "config": asdict(cfg),
+    }
+    save_model(
+        run_dir / "student",
+        student,
+        [t.spec for t in tasks],
+        output_kind=output_kind,
+        extra={
+            "distillation": {k: v for k, v in summary.items() if k != "config"},
+            "config": asdict(cfg),
+        },
+    )
+    write_json(run_dir / "summary.json", summary)
+    return summary

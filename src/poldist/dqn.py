@@ -1,0 +1,254 @@
+"""Teacher training: Double DQN (van Hasselt et al., 2016) on vector envs.
+
+Read top to bottom: config, the pure update step, then the loop (collect with an
+epsilon schedule, store, update, sync the target, evaluate, checkpoint).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+
+from poldist.checkpoints import (
+    load_checkpoint,
+    pack_optimizer,
+    save_checkpoint,
+    save_model,
+    unpack_optimizer,
+)
+from poldist.envs import EnvSpec, make_env_spec, make_vector_env
+from poldist.evaluation import epsilon_greedy, evaluate
+from poldist.memory import ReplayMemory
+from poldist.networks import Architecture, QNetwork, minatar_dqn, nature_dqn
+from poldist.progress import progress
+from poldist.runs import EvalLog, prepare_run_dir, write_json
+
+
+@dataclass
+class DQNConfig:
+    """Hyper-parameters of teacher training (defaults: MinAtar, a few CPU-minutes per 1M steps)."""
+
+    env_id: str = "MinAtar/Breakout-v1"
+    total_steps: int = 3_000_000  # env steps, all envs together
+    num_envs: int = 8
+    seed: int = 0
+    lr: float = 1e-4
+    batch_size: int = 64
+    buffer_size: int = 200_000
+    gamma: float = 0.99
+    learning_starts: int = 20_000  # env steps of random-ish play before updates
+    updates_per_step: float = 0.125  # gradient updates per env step (1 per vector step of 8)
+    target_update: int = 2_000  # updates between target-network syncs
+    eps_start: float = 1.0
+    eps_end: float = 0.01
+    eps_fraction: float = 0.1  # fraction of total_steps over which epsilon decays
+    max_grad_norm: float = 10.0
+    eval_interval: int = 100_000  # env steps
+    eval_episodes: int = 20
+    eval_epsilon: float = 0.05
+    checkpoint_interval: int = 100_000  # env steps
+    torch_threads: int = 1  # small nets: one thread beats two on a 2-core machine
+
+
+def teacher_architecture(spec: EnvSpec) -> Architecture:
+    """The paper's teacher for a domain: Nature DQN (Atari) or MinAtar's DQN network."""
+    if spec.domain == "atari":
+        return nature_dqn(spec.n_actions, spec.obs_shape[0])
+    return minatar_dqn(spec.obs_shape[0], spec.n_actions)
+
+
+def double_dqn_loss(
+    online: QNetwork,
+    target: QNetwork,
+    batch: dict[str, torch.Tensor],
+    gamma: float,
+) -> torch.Tensor:
+    """Huber loss of Double DQN on a batch.
+
+    ``batch``: ``obs``/``next_obs`` ``(B, C, H, W)``, ``action`` ``(B,)`` int64,
+    ``reward`` ``(B,)`` float, ``done`` ``(B,)`` float (1 where the episode terminated).
+    The online network picks the next action, the target network values it.
+    """
+    q = online(batch["obs"]).gather(1, batch["action"][:, None]).squeeze(1)
+    with torch.no_grad():
+        next_action = online(batch["next_obs"]).argmax(dim=1, keepdim=True)
+        next_q = target(batch["next_obs"]).gather(1, next_action).squeeze(1)
+        y = batch["reward"] + gamma * (1.0 - batch["done"]) * next_q
+    return F.smooth_l1_loss(q, y)
+
+
+def linear_epsilon(step: int, cfg: DQNConfig) -> float:
+    """Epsilon at env step ``step``: linear from ``eps_start`` to ``eps_end``, then flat."""
+    frac = min(1.0, step / max(1.0, cfg.eps_fraction * cfg.total_steps))
+    return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return rng.bit_generator.state
+
+
+def train_dqn(cfg: DQNConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+    """Train a Double-DQN teacher; write ``<run_dir>/teacher`` (model checkpoint).
+
+    Returns:
+        The final summary (also written to ``<run_dir>/summary.json``).
+    """
+    spec = make_env_spec(cfg.env_id)  # fails before any work on a bad id
+    run_dir = prepare_run_dir(run_dir, resume=resume)
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    arch = teacher_architecture(spec)
+    online, target = QNetwork(arch), QNetwork(arch)
+    target.load_state_dict(online.state_dict())
+    optimizer = torch.optim.Adam(online.parameters(), lr=cfg.lr, eps=1.5e-4)
+    memory = ReplayMemory(
+        cfg.buffer_size,
+        {
+            "obs": (spec.obs_shape, np.uint8),
+            "next_obs": (spec.obs_shape, np.uint8),
+            "action": ((), np.int64),
+            "reward": ((), np.float32),
+            "done": ((), np.float32),
+        },
+    )
+    step = updates = 0
+    wall_before = 0.0
+    if resume:
+        ckpt = load_checkpoint(run_dir / "state")
+        online.load_state_dict(
+            {k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("online.")}
+        )
+        target.load_state_dict(
+            {k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")}
+        )
+        unpack_optimizer(optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
+        memory.load_bytes(ckpt.blobs["memory"])
+        c = ckpt.metadata["counters"]
+        step, updates, wall_before = c["step"], c["updates"], c["wall_seconds"]
+        rng.bit_generator.state = ckpt.metadata["rng"]
+        torch.set_rng_state(ckpt.tensors["torch_rng"])
+    write_json(run_dir / "config.json", cfg)
+    writer = SummaryWriter(str(run_dir / "tb"))
+    evals = EvalLog(run_dir / "evals.csv", resume_step=step if resume else None)
+
+    def checkpoint() -> None:
+        opt_tensors, opt_info = pack_optimizer(optimizer)
+        tensors = {f"online.{k}": v for k, v in online.state_dict().items()}
+        tensors.update({f"target.{k}": v for k, v in target.state_dict().items()})
+        tensors.update(opt_tensors, torch_rng=torch.get_rng_state())
+        meta = {
+            "kind": "dqn-state",
+            "config": asdict(cfg),
+            "optimizer": opt_info,
+            "rng": _rng_state(rng),
+            "counters": {"step": step, "updates": updates, "wall_seconds": wall()},
+        }
+        save_checkpoint(run_dir / "state", tensors, meta, {"memory": memory.to_bytes()})
+
+    start = time.perf_counter()
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - start
+
+    env = make_vector_env(spec, cfg.num_envs, cfg.seed + step, clip_rewards=spec.domain == "atari")
+    obs, _ = env.reset(seed=cfg.seed + step)
+    ep_ret = np.zeros(cfg.num_envs)
+    update_debt = 0.0
+    next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval
+    next_ckpt = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
+    bar = progress(cfg.total_steps, f"dqn {cfg.env_id}", initial=step, unit="step")
+    while step < cfg.total_steps:
+        eps = linear_epsilon(step, cfg)
+        with torch.no_grad():
+            actions = epsilon_greedy(online(torch.as_tensor(obs)), eps, rng)
+        next_obs, reward, terminated, truncated, info = env.step(actions)
+        stored_next = next_obs.copy()
+        done = terminated.copy()
+        if "final_obs" in info:  # SAME_STEP autoreset: the true last frame of each episode
+            for i in np.flatnonzero(info["_final_obs"]):
+                stored_next[i] = info["final_obs"][i]
+        else:  # ale-py gives no final frame: treat truncation as termination
+            done |= truncated
+        memory.add(obs=obs, next_obs=stored_next, action=actions, reward=reward, done=done)
+        ep_ret += reward
+        for i in np.flatnonzero(terminated | truncated):
+            writer.add_scalar("train/episode_return", ep_ret[i], step)
+            ep_ret[i] = 0.0
+        obs = next_obs
+        step += cfg.num_envs
+        bar.update(cfg.num_envs)
+
+        if step >= cfg.learning_starts:
+            update_debt += cfg.num_envs * cfg.updates_per_step
+            while update_debt >= 1:
+                update_debt -= 1
+                batch = {
+                    k: torch.as_tensor(v) for k, v in memory.sample(cfg.batch_size, rng).items()
+                }
+                loss = double_dqn_loss(online, target, batch, cfg.gamma)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                updates += 1
+                if updates % cfg.target_update == 0:
+                    target.load_state_dict(online.state_dict())
+                if updates % 1000 == 0:
+                    writer.add_scalar("train/loss", loss.item(), step)
+                    writer.add_scalar("train/epsilon", eps, step)
+                    writer.add_scalar("train/steps_per_second", step / max(wall(), 1e-9), step)
+
+        if step >= next_eval or step >= cfg.total_steps:
+            next_eval += cfg.eval_interval
+            res = evaluate(
+                online, spec, cfg.eval_episodes, epsilon=cfg.eval_epsilon, seed=cfg.seed + 10**6
+            )
+            writer.add_scalar("eval/score", res.mean, step)
+            evals.append(
+                step=step,
+                updates=updates,
+                env_steps=step,
+                wall_seconds=wall(),
+                score=res.mean,
+                ci_low=res.ci_low,
+                ci_high=res.ci_high,
+                episodes=res.episodes,
+            )
+            bar.set_postfix(score=f"{res.mean:.2f}", eps=f"{eps:.2f}")
+        if step >= next_ckpt or step >= cfg.total_steps:
+            next_ckpt += cfg.checkpoint_interval
+            checkpoint()
+    bar.close()
+    env.close()
+    writer.close()
+    final = evals.read(evals.path)[-1]
+    summary = {
+        "env_id": cfg.env_id,
+        "env_steps": step,
+        "updates": updates,
+        "wall_seconds": wall(),
+        "steps_per_second": step / max(wall(), 1e-9),
+        "final_eval": final,
+        "config": asdict(cfg),
+    }
+    save_model(run_dir / "teacher", online, spec, extra={"training": summary, "seed": cfg.seed})
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def config_from_dict(d: dict[str, Any]) -> DQNConfig:
+    """A :class:`DQNConfig` from a dict, rejecting unknown keys."""
+    names = {f.name for f in fields(DQNConfig)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown DQN config keys {sorted(unknown)}")
+    return DQNConfig(**d)

@@ -1,0 +1,251 @@
+"""Environments: MinAtar and Atari behind one vectorised interface.
+
+Every env the library makes returns observations as ``uint8`` arrays of shape
+``(num_envs, C, H, W)`` (channels first), and uses Gymnasium's ``SAME_STEP``
+autoreset, so every step is a real transition: when an episode ends the returned
+observation is already the first one of the next episode.
+
+- MinAtar (``MinAtar/<Game>-v0`` full 6-action set, ``-v1`` minimal set): the
+  ``(10, 10, C)`` boolean grid is transposed to ``(C, 10, 10)`` uint8 in {0, 1}.
+  Sticky actions (0.1) and difficulty ramping stay at MinAtar's defaults.
+- Atari (``ALE/<Game>-v5``): ale-py's ``AtariVectorEnv`` runs the paper's
+  pipeline in C++ (84x84 grayscale, frame skip 4 with max-pooling, 4 stacked
+  frames, up to 30 no-op starts, no sticky actions, 108,000-frame episodes).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from poldist.errors import PoldistError
+
+MINATAR_GAMES = {
+    # game: (channels, minimal action count)
+    "asterix": (4, 5),
+    "breakout": (4, 3),
+    "freeway": (7, 3),
+    "seaquest": (10, 6),
+    "space_invaders": (6, 4),
+}
+MINATAR_NAMES = {
+    "Asterix": "asterix",
+    "Breakout": "breakout",
+    "Freeway": "freeway",
+    "Seaquest": "seaquest",
+    "SpaceInvaders": "space_invaders",
+}
+_MINATAR_ID = re.compile(r"^MinAtar/(?P<game>[A-Za-z]+)-v(?P<version>[01])$")
+_ALE_ID = re.compile(r"^ALE/(?P<game>[A-Za-z]+)-v5$")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What a network needs to know about an env, and how to rebuild the env.
+
+    Attributes:
+        env_id: the Gymnasium id, e.g. ``"MinAtar/Breakout-v1"``.
+        domain: ``"minatar"`` or ``"atari"``.
+        obs_shape: ``(C, H, W)`` of one observation as the network sees it.
+        n_actions: size of the action set.
+        obs_scale: factor that maps stored uint8 observations to network input
+            (1/255 for Atari frames, 1.0 for MinAtar's {0, 1} grids).
+        settings: env options (sticky actions, no-ops, frame skip, ...), recorded
+            in checkpoints so that a checkpoint alone rebuilds its env.
+    """
+
+    env_id: str
+    domain: str
+    obs_shape: tuple[int, int, int]
+    n_actions: int
+    obs_scale: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (stored in checkpoint metadata)."""
+        d = asdict(self)
+        d["obs_shape"] = list(self.obs_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EnvSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            env_id=d["env_id"],
+            domain=d["domain"],
+            obs_shape=tuple(d["obs_shape"]),
+            n_actions=int(d["n_actions"]),
+            obs_scale=float(d["obs_scale"]),
+            settings=dict(d.get("settings", {})),
+        )
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _ale_game(name: str) -> str:
+    import ale_py.roms
+
+    rom = _snake(name)
+    known = ale_py.roms.get_all_rom_ids()
+    if rom not in known:
+        raise PoldistError(f"unknown Atari game {name!r} (ale-py has no ROM {rom!r})")
+    return rom
+
+
+def make_env_spec(env_id: str, **settings: Any) -> EnvSpec:
+    """Validate ``env_id`` and describe its env.
+
+    Args:
+        env_id: ``MinAtar/<Game>-v0|v1`` or ``ALE/<Game>-v5``.
+        **settings: overrides of the domain defaults: MinAtar ``sticky_action_prob``
+            (0.1), ``difficulty_ramping`` (True), ``noop_max`` (0: MinAtar Breakout
+            loses its only ball within 30 no-ops), ``max_episode_steps`` (10,000);
+            Atari ``repeat_action_probability`` (0.0), ``noop_max`` (30),
+            ``max_num_frames_per_episode`` (108,000), ``full_action_space`` (False).
+
+    Raises:
+        PoldistError: for an id that names no supported env.
+    """
+    m = _MINATAR_ID.match(env_id)
+    if m:
+        game = MINATAR_NAMES.get(m["game"])
+        if game is None:
+            raise PoldistError(
+                f"unknown MinAtar game {m['game']!r} in {env_id!r}; "
+                f"choose one of {sorted(MINATAR_NAMES)}"
+            )
+        channels, minimal = MINATAR_GAMES[game]
+        minimal_set = m["version"] == "1"
+        s = {
+            "game": game,
+            "use_minimal_action_set": minimal_set,
+            "sticky_action_prob": 0.1,
+            "difficulty_ramping": True,
+            "noop_max": 0,
+            "max_episode_steps": 10_000,
+        }
+        _update_settings(s, settings, env_id)
+        return EnvSpec(env_id, "minatar", (channels, 10, 10), minimal if minimal_set else 6, 1.0, s)
+    m = _ALE_ID.match(env_id)
+    if m:
+        game = _ale_game(m["game"])
+        s = {
+            "game": game,
+            "frameskip": 4,
+            "stack_num": 4,
+            "img_height": 84,
+            "img_width": 84,
+            "grayscale": True,
+            "maxpool": True,
+            "repeat_action_probability": 0.0,
+            "noop_max": 30,
+            "max_num_frames_per_episode": 108_000,
+            "full_action_space": False,
+            "use_fire_reset": True,
+            "episodic_life": False,
+        }
+        _update_settings(s, settings, env_id)
+        n_actions = _ale_action_count(game, s["full_action_space"])
+        return EnvSpec(env_id, "atari", (4, 84, 84), n_actions, 1.0 / 255.0, s)
+    raise PoldistError(
+        f"unknown env id {env_id!r}: expected MinAtar/<Game>-v0|v1 "
+        f"(games {sorted(MINATAR_NAMES)}) or ALE/<Game>-v5"
+    )
+
+
+def _update_settings(s: dict[str, Any], overrides: dict[str, Any], env_id: str) -> None:
+    unknown = set(overrides) - set(s)
+    if unknown:
+        raise PoldistError(f"unknown env settings {sorted(unknown)} for {env_id}")
+    s.update(overrides)
+
+
+def _ale_action_count(game: str, full: bool) -> int:
+    if full:
+        return 18
+    import ale_py
+
+    ale = ale_py.ALEInterface()
+    ale.setLoggerMode(ale_py.LoggerMode.Error)
+    ale.loadROM(ale_py.roms.get_rom_path(game))
+    return len(ale.getMinimalActionSet())
+
+
+class _MinAtarObs(gym.ObservationWrapper):
+    """(10, 10, C) bool -> (C, 10, 10) uint8, plus random no-op starts."""
+
+    def __init__(self, env: gym.Env, noop_max: int):
+        super().__init__(env)
+        h, w, c = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0, 1, (c, h, w), np.uint8)
+        self.noop_max = noop_max
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(observation.transpose(2, 0, 1), dtype=np.uint8)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self.noop_max > 0:
+            for _ in range(int(self.np_random.integers(0, self.noop_max + 1))):
+                obs, _, terminated, truncated, info = self.env.step(0)
+                if terminated or truncated:
+                    obs, info = self.env.reset()
+        return self.observation(obs), info
+
+
+def _make_minatar(spec: EnvSpec) -> gym.Env:
+    import minatar.gym
+
+    if spec.env_id not in gym.registry:
+        minatar.gym.register_envs()
+    s = spec.settings
+    env = gym.make(
+        spec.env_id,
+        sticky_action_prob=s["sticky_action_prob"],
+        difficulty_ramping=s["difficulty_ramping"],
+        max_episode_steps=s["max_episode_steps"],
+    )
+    return _MinAtarObs(env, s["noop_max"])
+
+
+def make_vector_env(
+    spec: EnvSpec, num_envs: int, seed: int, *, clip_rewards: bool = False
+) -> gym.vector.VectorEnv:
+    """Make ``num_envs`` copies of the env described by ``spec``.
+
+    Args:
+        spec: from :func:`make_env_spec` (or a checkpoint's metadata).
+        num_envs: parallel copies, stepped in one call.
+        seed: seeds copy ``i`` with ``seed + i`` at the first reset.
+        clip_rewards: clip rewards to [-1, 1] (Atari training); evaluation never clips.
+
+    Returns:
+        A vector env whose ``reset()``/``step()`` give observations of shape
+        ``(num_envs, C, H, W)``, dtype uint8, with ``SAME_STEP`` autoreset.
+        Call ``reset(seed=seed)`` before stepping.
+    """
+    if spec.domain == "minatar":
+        return gym.vector.SyncVectorEnv(
+            [lambda: _make_minatar(spec) for _ in range(num_envs)],
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        )
+    if spec.domain == "atari":
+        import ale_py
+
+        s = dict(spec.settings)
+        game = s.pop("game")
+        return ale_py.AtariVectorEnv(
+            game,
+            num_envs,
+            autoreset_mode="SameStep",
+            reward_clipping=clip_rewards,
+            num_threads=min(num_envs, 2),
+            **s,
+        )
+    raise PoldistError(f"unsupported domain {spec.domain!r}")

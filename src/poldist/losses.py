@@ -1,0 +1,65 @@
+"""The paper's three distillation losses (Rusu et al., 2015, section 4.1).
+
+Each is a pure function ``loss(student_out, teacher_out) -> scalar``:
+
+- ``student_out``: ``(B, A)`` raw student outputs (logits / Q-estimates).
+- ``teacher_out``: ``(B, A)`` teacher outputs (Q-values of a DQN, or policy logits).
+
+Per-example losses are summed over actions and averaged over the batch, so the
+scale does not depend on the batch size (nor, for KL, on the action count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+from poldist.errors import PoldistError
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def nll_loss(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of the teacher's greedy action: ``-log softmax(q_S)[argmax q_T]``."""
+    return F.cross_entropy(student_out, teacher_out.argmax(dim=1))
+
+
+def mse_loss(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
+    """Squared error on all outputs: ``|| q_T - q_S ||^2`` per example, batch mean."""
+    return (teacher_out - student_out).pow(2).sum(dim=1).mean()
+
+
+def kl_loss(
+    student_out: torch.Tensor, teacher_out: torch.Tensor, tau: float = 0.01
+) -> torch.Tensor:
+    """``KL(softmax(q_T / tau) || softmax(q_S))`` per example, batch mean.
+
+    The temperature sharpens the *teacher only* (the paper's definition); the student
+    is read at temperature 1. Computed with ``log_softmax`` throughout, so a tau that
+    makes the teacher one-hot stays finite (``0 * log 0`` terms contribute 0).
+    """
+    log_p_t = F.log_softmax(teacher_out.float() / tau, dim=1)
+    log_p_s = F.log_softmax(student_out.float(), dim=1)
+    p_t = log_p_t.exp()
+    # where p_t underflows to 0 its term is 0, whatever log_p_t says
+    terms = torch.where(p_t > 0, p_t * (log_p_t - log_p_s), torch.zeros_like(p_t))
+    return terms.sum(dim=1).mean()
+
+
+LOSSES = ("kl", "nll", "mse")
+
+
+def make_loss(name: str, tau: float = 0.01) -> Loss:
+    """The loss called ``name`` (``"kl"``, ``"nll"`` or ``"mse"``); ``tau`` is KL's temperature."""
+    if name == "kl":
+        if tau <= 0:
+            raise PoldistError(f"KL temperature must be positive, got tau={tau}")
+        return partial(kl_loss, tau=tau)
+    if name == "nll":
+        return nll_loss
+    if name == "mse":
+        return mse_loss
+    raise PoldistError(f"unknown loss {name!r}: choose one of {list(LOSSES)}")

@@ -1,0 +1,180 @@
+"""Networks: the DQN teachers and the students of the paper, from one class.
+
+A network is a conv trunk, one fully connected layer, and one output head per
+task (the paper's per-game "controller"). Multi-task networks may put a hidden
+layer in each head (``head_hidden``, 128 units in the paper). Teachers and
+students differ only in widths, so a student is described by a size name or by
+widths, never by a new class.
+
+Parameter counts for 18 actions (PAPER.md, tested):
+
+=============  =====================  =====  ==========
+name           conv channels          fc     parameters
+=============  =====================  =====  ==========
+nature         32, 64, 64             512    1,693,362
+net1 (25%)     16, 32, 32             256    427,874
+net2 (7%)      16, 16, 16             128    113,346
+net3 (4%)      16, 16, 16             64     61,954
+=============  =====================  =====  ==========
+
+MinAtar's DQN network (one 3x3 conv with 16 channels, 128 hidden units) is the
+MinAtar teacher; its students halve or shrink those widths to about 25%, 7% and
+4% of its parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from poldist.errors import PoldistError
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Everything needed to rebuild a network (stored in checkpoint metadata).
+
+    Attributes:
+        obs_shape: ``(C, H, W)`` of the input.
+        convs: one ``(out_channels, kernel, stride)`` per conv layer.
+        hidden: width of the shared fully connected layer.
+        n_actions: action count of each task's head.
+        head_hidden: width of a per-task hidden layer (0: heads are linear).
+        obs_scale: multiplies the uint8 input (1/255 for Atari).
+    """
+
+    obs_shape: tuple[int, int, int]
+    convs: tuple[tuple[int, int, int], ...]
+    hidden: int
+    n_actions: tuple[int, ...]
+    head_hidden: int = 0
+    obs_scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Architecture:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            obs_shape=tuple(d["obs_shape"]),
+            convs=tuple(tuple(c) for c in d["convs"]),
+            hidden=int(d["hidden"]),
+            n_actions=tuple(d["n_actions"]),
+            head_hidden=int(d.get("head_hidden", 0)),
+            obs_scale=float(d.get("obs_scale", 1.0)),
+        )
+
+
+def nature_dqn(n_actions: int = 18, in_channels: int = 4) -> Architecture:
+    """The Nature-DQN network (Mnih et al., 2015), the paper's teacher, on 84x84 frames."""
+    return Architecture(
+        (in_channels, 84, 84), ((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512, (n_actions,), 0, 1 / 255
+    )
+
+
+def minatar_dqn(in_channels: int, n_actions: int) -> Architecture:
+    """MinAtar's DQN network (Young & Tian, 2019): one 3x3 conv (16), 128 hidden units."""
+    return Architecture((in_channels, 10, 10), ((16, 3, 1),), 128, (n_actions,), 0, 1.0)
+
+
+# Student widths by size name: (conv channels, fc width). Kernels and strides stay the teacher's.
+ATARI_STUDENTS = {
+    "teacher": ((32, 64, 64), 512),
+    "net1": ((16, 32, 32), 256),
+    "net2": ((16, 16, 16), 128),
+    "net3": ((16, 16, 16), 64),
+}
+MINATAR_STUDENTS = {
+    "teacher": ((16,), 128),
+    "net1": ((8,), 64),  # ~25% of the MinAtar DQN
+    "net2": ((4,), 36),  # ~7%
+    "net3": ((4,), 20),  # ~4%
+}
+_WIDTHS = re.compile(r"^(?P<convs>\d+(,\d+)*)/(?P<hidden>\d+)$")
+
+
+def student_architecture(teacher: Architecture, size: str) -> Architecture:
+    """A student of ``teacher``: same kernels, strides and heads, other widths.
+
+    Args:
+        teacher: the teacher's architecture.
+        size: ``"teacher"``, ``"net1"``, ``"net2"``, ``"net3"``, or explicit widths
+            ``"<conv1>,<conv2>,.../<fc>"`` (e.g. ``"16,16,16/128"``).
+
+    Raises:
+        PoldistError: unknown size name, or a conv count that differs from the teacher's.
+    """
+    table = ATARI_STUDENTS if len(teacher.convs) == 3 else MINATAR_STUDENTS
+    if size in table:
+        channels, hidden = table[size]
+        if size == "teacher":
+            channels, hidden = tuple(c[0] for c in teacher.convs), teacher.hidden
+    else:
+        m = _WIDTHS.match(size)
+        if not m:
+            raise PoldistError(
+                f"unknown student size {size!r}: use one of {sorted(table)} "
+                "or widths like '16,16,16/128' (conv channels/fc units)"
+            )
+        channels = tuple(int(c) for c in m["convs"].split(","))
+        hidden = int(m["hidden"])
+    if len(channels) != len(teacher.convs):
+        raise PoldistError(
+            f"student size {size!r} has {len(channels)} conv layers, the teacher has "
+            f"{len(teacher.convs)}"
+        )
+    convs = tuple((c, k, s) for c, (_, k, s) in zip(channels, teacher.convs))
+    return replace(teacher, convs=convs, hidden=hidden)
+
+
+class QNetwork(nn.Module):
+    """Conv trunk -> fc -> one head per task.
+
+    ``forward(obs, task)`` takes ``obs`` of shape ``(B, C, H, W)`` (uint8 or float,
+    unscaled) and returns outputs of shape ``(B, n_actions[task])``: Q-values for a
+    DQN teacher, logits/Q-estimates for a student.
+    """
+
+    def __init__(self, arch: Architecture):
+        super().__init__()
+        self.arch = arch
+        layers: list[nn.Module] = []
+        c, h, w = arch.obs_shape
+        for out, k, s in arch.convs:
+            layers += [nn.Conv2d(c, out, k, s), nn.ReLU()]
+            c, h, w = out, (h - k) // s + 1, (w - k) // s + 1
+        if h <= 0 or w <= 0:
+            raise PoldistError(f"input {arch.obs_shape} is too small for convs {arch.convs}")
+        self.trunk = nn.Sequential(
+            *layers, nn.Flatten(), nn.Linear(c * h * w, arch.hidden), nn.ReLU()
+        )
+        self.heads = nn.ModuleList()
+        for n in arch.n_actions:
+            if arch.head_hidden:
+                head = nn.Sequential(
+                    nn.Linear(arch.hidden, arch.head_hidden),
+                    nn.ReLU(),
+                    nn.Linear(arch.head_hidden, n),
+                )
+            else:
+                head = nn.Linear(arch.hidden, n)
+            self.heads.append(head)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Shared trunk: ``(B, C, H, W)`` -> ``(B, hidden)``."""
+        return self.trunk(obs.float() * self.arch.obs_scale)
+
+    def forward(self, obs: torch.Tensor, task: int = 0) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, n_actions[task])``."""
+        return self.heads[task](self.features(obs))
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

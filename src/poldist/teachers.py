@@ -1,0 +1,125 @@
+"""Teachers: anything that maps observations to a vector of action outputs.
+
+A teacher labels states for the student. It exposes what kind of outputs it gives
+(``"q"``: Q-values of a DQN, sharpened by the KL temperature; ``"logits"``: policy
+logits, read at temperature 1) and the env spec it was trained with, so the
+library can refuse a student env whose preprocessing differs.
+
+Shipped teachers live in the package's ``zoo/`` folder and are named by a short
+name such as ``minatar/breakout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from poldist.checkpoints import load_model, model_envs
+from poldist.envs import EnvSpec
+from poldist.errors import PoldistError
+from poldist.networks import QNetwork, count_parameters
+
+ZOO = Path(__file__).parent / "zoo"
+
+
+def zoo_names() -> list[str]:
+    """Short names of the shipped teachers, e.g. ``["minatar/breakout"]``."""
+    return sorted(str(p.parent.relative_to(ZOO)) for p in ZOO.glob("*/*/meta.json"))
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A checkpoint directory from a path or a zoo name.
+
+    Raises:
+        PoldistError: neither an existing path nor a shipped teacher's name.
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    zoo_path = ZOO / str(name_or_path).lower()
+    if (zoo_path / "meta.json").exists():
+        return zoo_path
+    raise PoldistError(
+        f"no checkpoint at {name_or_path!r}, and no shipped teacher of that name "
+        f"(shipped: {', '.join(zoo_names()) or 'none'})"
+    )
+
+
+@dataclass
+class NetworkTeacher:
+    """A teacher backed by a :class:`~poldist.networks.QNetwork`.
+
+    The network is used as it is at each call, so a network that keeps training
+    elsewhere (online distillation) is a teacher that changes.
+
+    Attributes:
+        net: the network; called under ``no_grad``.
+        env: the env spec the teacher was trained on.
+        output_kind: ``"q"`` or ``"logits"``.
+        task: which head of ``net`` to read.
+        name: for logs and tables.
+    """
+
+    net: QNetwork
+    env: EnvSpec
+    output_kind: str = "q"
+    task: int = 0
+    name: str = "teacher"
+
+    @property
+    def n_actions(self) -> int:
+        """Size of the action set."""
+        return self.net.arch.n_actions[self.task]
+
+    @property
+    def default_tau(self) -> float:
+        """The KL temperature that fits the outputs: 0.01 for Q-values, 1 for logits."""
+        return 0.01 if self.output_kind == "q" else 1.0
+
+    def num_parameters(self) -> int:
+        """Parameters of the teacher network."""
+        return count_parameters(self.net)
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` uint8 observations -> ``(B, n_actions)`` outputs."""
+        return self.net(obs, self.task)
+
+
+def load_teacher(name_or_path: str | Path, task: int = 0) -> NetworkTeacher:
+    """Load a teacher from a checkpoint directory or a shipped name (``minatar/breakout``).
+
+    Raises:
+        PoldistError: missing/corrupted checkpoint, or a task index it does not have.
+    """
+    path = resolve_checkpoint(name_or_path)
+    net, meta = load_model(path)
+    envs = model_envs(meta)
+    if not 0 <= task < len(envs):
+        raise PoldistError(f"{path} has {len(envs)} task(s); task {task} does not exist")
+    return NetworkTeacher(net, envs[task], meta["output_kind"], task, str(name_or_path))
+
+
+def check_teacher_fits(teacher: NetworkTeacher, spec: EnvSpec) -> None:
+    """Refuse a teacher whose observations or actions differ from the env's.
+
+    Raises:
+        PoldistError: naming the mismatch (observation shape, action count, preprocessing).
+    """
+    if tuple(teacher.env.obs_shape) != tuple(spec.obs_shape):
+        raise PoldistError(
+            f"teacher {teacher.name} expects observations of shape {teacher.env.obs_shape}, "
+            f"env {spec.env_id} gives {spec.obs_shape}"
+        )
+    if teacher.n_actions != spec.n_actions:
+        raise PoldistError(
+            f"teacher {teacher.name} has {teacher.n_actions} actions, "
+            f"env {spec.env_id} has {spec.n_actions}"
+        )
+    if teacher.env.domain != spec.domain or teacher.env.obs_scale != spec.obs_scale:
+        raise PoldistError(
+            f"teacher {teacher.name} was trained on {teacher.env.env_id} "
+            f"({teacher.env.domain}), which preprocesses differently from {spec.env_id}"
+        )
