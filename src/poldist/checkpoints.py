@@ -77,9 +77,7 @@ def save_checkpoint(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "weights": (st_save({k: v.contiguous().cpu() for k, v in tensors.items()}), "safetensors")
-    }
+    payload = {"weights": (st_save({k: v.contiguous().cpu() for k, v in tensors.items()}), "safetensors")}
     for name, blob in (blobs or {}).items():
         payload[name] = (blob, "npz")
     files = {}
@@ -116,9 +114,7 @@ def load_checkpoint(directory: str | Path, *, blobs: bool = True) -> Checkpoint:
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PoldistError(
-            f"corrupted checkpoint {directory}: {META} is not valid JSON ({e})"
-        ) from e
+        raise PoldistError(f"corrupted checkpoint {directory}: {META} is not valid JSON ({e})") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "files" not in meta:
         raise PoldistError(f"{meta_path} is not a {FORMAT} metadata file")
     directory = meta_path.parent
@@ -131,9 +127,7 @@ def load_checkpoint(directory: str | Path, *, blobs: bool = True) -> Checkpoint:
             raise PoldistError(f"corrupted checkpoint {directory}: missing {info['file']}")
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != info["sha256"]:
-            raise PoldistError(
-                f"corrupted checkpoint {directory}: {info['file']} does not match its sha256"
-            )
+            raise PoldistError(f"corrupted checkpoint {directory}: {info['file']} does not match its sha256")
         loaded[name] = data
     try:
         tensors = st_load(loaded.pop("weights"))
@@ -188,9 +182,7 @@ def load_model(directory: str | Path) -> tuple[QNetwork, dict[str, Any]]:
         net = QNetwork(Architecture.from_dict(meta["architecture"]))
         net.load_state_dict(ckpt.tensors)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise PoldistError(
-            f"checkpoint {directory}: weights do not fit its architecture ({e})"
-        ) from e
+        raise PoldistError(f"checkpoint {directory}: weights do not fit its architecture ({e})") from e
     net.eval()
     return net, meta
 

@@ -96,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"poldist: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "poldist: interrupted; resume with --resume from the last checkpoint", file=sys.stderr
-        )
+        print("poldist: interrupted; resume with --resume from the last checkpoint", file=sys.stderr)
         return 130
     return 0
 

@@ -54,17 +54,11 @@ class DistillConfig:
     100,000-transition memory.
     """
 
-    teacher: str = field(
-        default="minatar/breakout", metadata={"help": "checkpoint dir or shipped name"}
-    )
+    teacher: str = field(default="minatar/breakout", metadata={"help": "checkpoint dir or shipped name"})
     env_id: str = field(default="", metadata={"help": "env to distil on; empty: the teacher's"})
-    student: str = field(
-        default="net2", metadata={"help": "teacher|net1|net2|net3 or '16,16,16/128'"}
-    )
+    student: str = field(default="net2", metadata={"help": "teacher|net1|net2|net3 or '16,16,16/128'"})
     loss: str = field(default="kl", metadata={"help": "kl | nll | mse"})
-    tau: float = field(
-        default=0.0, metadata={"help": "KL temperature; 0: 0.01 for Q, 1 for logits"}
-    )
+    tau: float = field(default=0.0, metadata={"help": "KL temperature; 0: 0.01 for Q, 1 for logits"})
     epsilon: float = field(default=0.05, metadata={"help": "exploration of the acting teacher"})
     num_envs: int = 8
     updates: int = 30_000
@@ -157,9 +151,7 @@ class DistillTask:
         self.obs, _ = self.env.reset(seed=seed)
 
 
-def collect(
-    task: DistillTask, controller: Controller, student: QNetwork, n_transitions: int, rng
-) -> None:
+def collect(task: DistillTask, controller: Controller, student: QNetwork, n_transitions: int, rng) -> None:
     """Play ``task``'s envs for at least ``n_transitions`` steps, storing teacher-labelled states."""
     done = 0
     while done < n_transitions:
@@ -171,9 +163,7 @@ def collect(
         done += len(actions)
 
 
-def build_tasks(
-    cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None
-) -> list[DistillTask]:
+def build_tasks(cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None) -> list[DistillTask]:
     """Load and check the teacher(s) and env(s) of ``cfg`` before any work starts.
 
     Raises:
@@ -226,9 +216,7 @@ def _validate(cfg: DistillConfig) -> None:
 @torch.no_grad()
 def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng) -> float:
     """Share of fresh teacher-visited states (not in memory) where student and teacher agree greedily."""
-    held_out = ReplayMemory(
-        n_states, {k: (v.shape[1:], v.dtype) for k, v in task.memory.data.items()}
-    )
+    held_out = ReplayMemory(n_states, {k: (v.shape[1:], v.dtype) for k, v in task.memory.data.items()})
     saved, task.memory = task.memory, held_out
     try:
         collect(task, TeacherControl(0.05), student, n_states, rng)
@@ -275,9 +263,7 @@ def distill(
     wall_before = 0.0
     if resume:
         ckpt = load_checkpoint(run_dir / "state")
-        student.load_state_dict(
-            {k[8:]: v for k, v in ckpt.tensors.items() if k.startswith("student.")}
-        )
+        student.load_state_dict({k[8:]: v for k, v in ckpt.tensors.items() if k.startswith("student.")})
         unpack_optimizer(optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
         c = ckpt.metadata["counters"]
         updates, wall_before = c["updates"], c["wall_seconds"]
@@ -378,7 +364,7 @@ def distill(
     output_kind = "q" if cfg.loss == "mse" else "logits"
     student.eval()
     per_task = []
-    for i, (task, res) in enumerate(zip(tasks, final)):
+    for task, res in zip(tasks, final):
         entry: dict[str, Any] = {
             "env_id": task.spec.env_id,
             "teacher": task.teacher.name,
@@ -388,9 +374,7 @@ def distill(
             "transitions": task.memory.added,
         }
         if cfg.evaluate_teacher:
-            t_res = evaluate(
-                task.teacher, task.spec, cfg.final_eval_episodes, seed=cfg.seed + 2 * 10**6
-            )
+            t_res = evaluate(task.teacher, task.spec, cfg.final_eval_episodes, seed=cfg.seed + 2 * 10**6)
             entry.update(
                 teacher_score=t_res.mean,
                 teacher_ci=[t_res.ci_low, t_res.ci_high],

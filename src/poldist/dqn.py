@@ -124,12 +124,8 @@ def train_dqn(cfg: DQNConfig, run_dir: str | Path, *, resume: bool = False) -> d
     wall_before = 0.0
     if resume:
         ckpt = load_checkpoint(run_dir / "state")
-        online.load_state_dict(
-            {k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("online.")}
-        )
-        target.load_state_dict(
-            {k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")}
-        )
+        online.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("online.")})
+        target.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")})
         unpack_optimizer(optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
         memory.load_bytes(ckpt.blobs["memory"])
         c = ckpt.metadata["counters"]
@@ -191,9 +187,7 @@ def train_dqn(cfg: DQNConfig, run_dir: str | Path, *, resume: bool = False) -> d
             update_debt += cfg.num_envs * cfg.updates_per_step
             while update_debt >= 1:
                 update_debt -= 1
-                batch = {
-                    k: torch.as_tensor(v) for k, v in memory.sample(cfg.batch_size, rng).items()
-                }
+                batch = {k: torch.as_tensor(v) for k, v in memory.sample(cfg.batch_size, rng).items()}
                 loss = double_dqn_loss(online, target, batch, cfg.gamma)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -209,9 +203,7 @@ def train_dqn(cfg: DQNConfig, run_dir: str | Path, *, resume: bool = False) -> d
 
         if step >= next_eval or step >= cfg.total_steps:
             next_eval += cfg.eval_interval
-            res = evaluate(
-                online, spec, cfg.eval_episodes, epsilon=cfg.eval_epsilon, seed=cfg.seed + 10**6
-            )
+            res = evaluate(online, spec, cfg.eval_episodes, epsilon=cfg.eval_epsilon, seed=cfg.seed + 10**6)
             writer.add_scalar("eval/score", res.mean, step)
             evals.append(
                 step=step,

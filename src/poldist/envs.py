@@ -117,8 +117,7 @@ def make_env_spec(env_id: str, **settings: Any) -> EnvSpec:
         game = MINATAR_NAMES.get(m["game"])
         if game is None:
             raise PoldistError(
-                f"unknown MinAtar game {m['game']!r} in {env_id!r}; "
-                f"choose one of {sorted(MINATAR_NAMES)}"
+                f"unknown MinAtar game {m['game']!r} in {env_id!r}; choose one of {sorted(MINATAR_NAMES)}"
             )
         channels, minimal = MINATAR_GAMES[game]
         minimal_set = m["version"] == "1"

@@ -32,9 +32,7 @@ def mse_loss(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tens
     return (teacher_out - student_out).pow(2).sum(dim=1).mean()
 
 
-def kl_loss(
-    student_out: torch.Tensor, teacher_out: torch.Tensor, tau: float = 0.01
-) -> torch.Tensor:
+def kl_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, tau: float = 0.01) -> torch.Tensor:
     """``KL(softmax(q_T / tau) || softmax(q_S))`` per example, batch mean.
 
     The temperature sharpens the *teacher only* (the paper's definition); the student

@@ -126,8 +126,7 @@ def student_architecture(teacher: Architecture, size: str) -> Architecture:
         hidden = int(m["hidden"])
     if len(channels) != len(teacher.convs):
         raise PoldistError(
-            f"student size {size!r} has {len(channels)} conv layers, the teacher has "
-            f"{len(teacher.convs)}"
+            f"student size {size!r} has {len(channels)} conv layers, the teacher has {len(teacher.convs)}"
         )
     convs = tuple((c, k, s) for c, (_, k, s) in zip(channels, teacher.convs))
     return replace(teacher, convs=convs, hidden=hidden)
@@ -151,9 +150,7 @@ class QNetwork(nn.Module):
             c, h, w = out, (h - k) // s + 1, (w - k) // s + 1
         if h <= 0 or w <= 0:
             raise PoldistError(f"input {arch.obs_shape} is too small for convs {arch.convs}")
-        self.trunk = nn.Sequential(
-            *layers, nn.Flatten(), nn.Linear(c * h * w, arch.hidden), nn.ReLU()
-        )
+        self.trunk = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * h * w, arch.hidden), nn.ReLU())
         self.heads = nn.ModuleList()
         for n in arch.n_actions:
             if arch.head_hidden:
