@@ -118,8 +118,15 @@ def load_checkpoint(directory: str | Path, *, blobs: bool = True) -> Checkpoint:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "files" not in meta:
         raise PoldistError(f"{meta_path} is not a {FORMAT} metadata file")
     directory = meta_path.parent
+    files = meta["files"]
+    if (
+        not isinstance(files, dict)
+        or "weights" not in files
+        or not all(isinstance(i, dict) and {"file", "sha256"} <= set(i) for i in files.values())
+    ):
+        raise PoldistError(f"corrupted checkpoint {directory}: {META} lists its files wrongly")
     loaded: dict[str, bytes] = {}
-    for name, info in meta["files"].items():
+    for name, info in files.items():
         if name != "weights" and not blobs:
             continue
         path = directory / info["file"]

@@ -65,6 +65,146 @@ def _cmd_train_teacher(args: argparse.Namespace) -> None:
     print(f"teacher checkpoint: {Path(args.out) / 'teacher'}")
 
 
+def format_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A plain-text table; floats get 2 decimals."""
+    cells = [
+        [f"{c:,.2f}" if isinstance(c, float) else f"{c:,}" if isinstance(c, int) else str(c) for c in row]
+        for row in rows
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(out)
+
+
+def _distill_table(summary: dict[str, Any]) -> str:
+    rows = []
+    for t in summary["tasks"]:
+        rows.append(
+            [
+                t["env_id"],
+                t.get("teacher_score", float("nan")),
+                t["student_score"],
+                t.get("percent_of_teacher", float("nan")),
+                t["agreement"] * 100,
+            ]
+        )
+    table = format_table(["env", "teacher score", "student score", "% of teacher", "% same action"], rows)
+    sizes = format_table(
+        ["teacher params", "student params", "compression", "wall time (s)"],
+        [
+            [
+                summary["teacher_params"],
+                summary["student_params"],
+                f"{100 * summary['compression']:.1f}% ({1 / summary['compression']:.1f}x smaller)",
+                summary["wall_seconds"],
+            ]
+        ],
+    )
+    return table + "\n\n" + sizes
+
+
+def _cmd_distill(args: argparse.Namespace) -> None:
+    from poldist.distillation import DistillConfig, distill
+    from poldist.plots import plot_learning_curve
+
+    cfg = _build_config(DistillConfig, args)
+    summary = distill(cfg, args.out, resume=args.resume)
+    out = Path(args.out)
+    plot_learning_curve(
+        out / "evals.csv",
+        out / "curve.png",
+        teacher_scores=[t.get("teacher_score") for t in summary["tasks"]] if cfg.evaluate_teacher else None,
+        task_names=[t["env_id"] for t in summary["tasks"]],
+    )
+    print(_distill_table(summary))
+    print(
+        f"student checkpoint: {out / 'student'}\nplot: {out / 'curve.png'}\nsummary: {out / 'summary.json'}"
+    )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from poldist.envs import make_env_spec
+    from poldist.evaluation import evaluate
+    from poldist.runs import write_json
+    from poldist.teachers import check_teacher_fits, load_teacher
+
+    model = load_teacher(args.checkpoint, task=args.task)
+    spec = model.env
+    if args.env_id:
+        spec = make_env_spec(args.env_id)
+        check_teacher_fits(model, spec)
+    res = evaluate(model, spec, args.episodes, epsilon=args.epsilon, seed=args.seed, num_envs=args.num_envs)
+    print(f"{spec.env_id}: {res}")
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "env_id": spec.env_id,
+                "checkpoint": str(args.checkpoint),
+                "epsilon": args.epsilon,
+                "seed": args.seed,
+                **res.to_dict(),
+            },
+        )
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    import time
+
+    from poldist.distillation import DistillConfig, distill
+    from poldist.plots import plot_learning_curve
+    from poldist.runs import write_json
+
+    game = args.game.lower().replace("-", "_")
+    out = Path(args.out or f"runs/demo-{game}-{time.strftime('%Y%m%d-%H%M%S')}")
+    cfg = DistillConfig(
+        teacher=f"minatar/{game}",
+        student=args.student,
+        updates=args.updates,
+        eval_interval=max(1, args.updates // 10),
+        eval_episodes=20,
+        final_eval_episodes=args.episodes,
+        seed=args.seed,
+    )
+    print(
+        f"poldist demo: distilling the shipped MinAtar {game} teacher into a {cfg.student} student "
+        f"({cfg.updates:,} KL updates, tau 0.01), run directory {out}"
+    )
+    start = time.perf_counter()
+    summary = distill(cfg, out)
+    wall = time.perf_counter() - start
+    task = summary["tasks"][0]
+    plot_learning_curve(
+        out / "evals.csv",
+        out / "curve.png",
+        teacher_scores=[task["teacher_score"]],
+        task_names=[f"{task['env_id']}: {cfg.student} student (KL) vs teacher"],
+    )
+    demo = {
+        "env_id": task["env_id"],
+        "teacher_score": task["teacher_score"],
+        "teacher_ci": task["teacher_ci"],
+        "student_score": task["student_score"],
+        "student_ci": task["student_ci"],
+        "percent_of_teacher": task["percent_of_teacher"],
+        "agreement": task["agreement"],
+        "teacher_params": summary["teacher_params"],
+        "student_params": summary["student_params"],
+        "compression": summary["compression"],
+        "eval_episodes": cfg.final_eval_episodes,
+        "updates": summary["updates"],
+        "wall_seconds": wall,
+        "command": "poldist demo " + " ".join(sys.argv[2:]),
+        "config": summary["config"],
+    }
+    write_json(out / "summary.json", demo)
+    print()
+    print(_distill_table({**summary, "wall_seconds": wall}))
+    print(f"\nplot: {out / 'curve.png'}\nsummary: {out / 'summary.json'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``poldist`` argument parser with all subcommands."""
     from poldist.dqn import DQNConfig
@@ -84,6 +224,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.set_defaults(func=_cmd_train_teacher)
+
+    from poldist.distillation import DistillConfig
+
+    p = sub.add_parser(
+        "distill",
+        help="distil a teacher into a student",
+        description="Distil a teacher (checkpoint dir or shipped name) into a smaller student; "
+        "writes <out>/student, <out>/summary.json and <out>/curve.png.",
+    )
+    _add_dataclass_args(p, DistillConfig)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(func=_cmd_distill)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a teacher or student",
+        description="Mean episode return with epsilon-greedy play and a 95%% bootstrap CI.",
+    )
+    p.add_argument("checkpoint", help="checkpoint directory or shipped name (e.g. minatar/breakout)")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--epsilon", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--task", type=int, default=0, help="head of a multi-task network")
+    p.add_argument("--env-id", default="", help="evaluate on this env (default: the checkpoint's)")
+    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--json", type=Path, help="also write the result here")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "demo",
+        help="distil a shipped MinAtar teacher, compare, plot (a few minutes on CPU)",
+        description="Distil a shipped MinAtar teacher into a student with ~7%% of its parameters, "
+        "evaluate both, print a table, save a plot and summary.json.",
+    )
+    p.add_argument("--game", default="breakout", help="shipped MinAtar teacher (default: breakout)")
+    p.add_argument("--student", default="net2", help="student size (default net2, ~7%% of the teacher)")
+    p.add_argument("--updates", type=int, default=30_000)
+    p.add_argument("--episodes", type=int, default=100, help="final evaluation episodes of each")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="", help="run directory (default runs/demo-<game>-<time>)")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -72,6 +72,9 @@ class DistillConfig:
     eval_episodes: int = 20
     final_eval_episodes: int = 50
     evaluate_teacher: bool = field(default=True, metadata={"help": "score the teacher at the end"})
+    agreement_states: int = field(
+        default=5_000, metadata={"help": "fresh teacher states on which greedy agreement is measured"}
+    )
     checkpoint_interval: int = 10_000
     seed: int = 0
     torch_threads: int = 1
@@ -370,7 +373,7 @@ def distill(
             "teacher": task.teacher.name,
             "student_score": res.mean,
             "student_ci": [res.ci_low, res.ci_high],
-            "agreement": action_agreement(student, task, 5_000, rng),
+            "agreement": action_agreement(student, task, cfg.agreement_states, rng),
             "transitions": task.memory.added,
         }
         if cfg.evaluate_teacher:

@@ -115,7 +115,8 @@ def check_teacher_fits(teacher: NetworkTeacher, spec: EnvSpec) -> None:
         )
     if teacher.n_actions != spec.n_actions:
         raise PoldistError(
-            f"teacher {teacher.name} has {teacher.n_actions} actions, env {spec.env_id} has {spec.n_actions}"
+            f"teacher {teacher.name} has {teacher.n_actions} actions, "
+            f"env {spec.env_id} has {spec.n_actions} actions"
         )
     if teacher.env.domain != spec.domain or teacher.env.obs_scale != spec.obs_scale:
         raise PoldistError(

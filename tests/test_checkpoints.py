@@ -1,0 +1,357 @@
+"""Checkpoints: round trips, atomic replacement, clear errors, and never unpickling."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from poldist.checkpoints import (
+    META,
+    load_checkpoint,
+    load_model,
+    model_envs,
+    pack_optimizer,
+    save_checkpoint,
+    save_model,
+    unpack_optimizer,
+)
+from poldist.envs import EnvSpec
+from poldist.errors import PoldistError
+from poldist.networks import Architecture, QNetwork, minatar_dqn
+
+
+def _obs(n: int = 4) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, 2, (n, 4, 10, 10), dtype=torch.uint8, generator=g)
+
+
+def _weights_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.safetensors"))
+
+
+def _rewrite_meta(directory: Path, edit) -> None:
+    meta = json.loads((directory / META).read_text())
+    edit(meta)
+    (directory / META).write_text(json.dumps(meta))
+
+
+@pytest.fixture
+def saved(tmp_path: Path, small_net: QNetwork, breakout_spec: EnvSpec) -> Path:
+    return save_model(tmp_path / "ckpt", small_net, breakout_spec, extra={"seed": 7})
+
+
+# --- round trips ---------------------------------------------------------------------------------
+
+
+def test_save_load_model_round_trip(saved: Path, small_net: QNetwork, breakout_spec: EnvSpec) -> None:
+    net, meta = load_model(saved)
+    assert not net.training
+    assert net.arch == small_net.arch
+    obs = _obs()
+    with torch.no_grad():
+        torch.testing.assert_close(net(obs), small_net(obs), rtol=0, atol=0)
+    assert model_envs(meta) == [breakout_spec]
+    assert meta["output_kind"] == "q"
+    assert meta["seed"] == 7
+    assert meta["kind"] == "model"
+
+
+def test_multi_task_model_round_trip(tmp_path: Path, breakout_spec: EnvSpec) -> None:
+    from poldist.envs import make_env_spec
+
+    spec2 = make_env_spec("MinAtar/Asterix-v1")
+    net = QNetwork(Architecture((4, 10, 10), ((8, 3, 1),), 32, (3, 5), head_hidden=16))
+    save_model(tmp_path / "multi", net, [breakout_spec, spec2], output_kind="logits")
+    loaded, meta = load_model(tmp_path / "multi")
+    assert model_envs(meta) == [breakout_spec, spec2]
+    assert meta["output_kind"] == "logits"
+    with torch.no_grad():
+        for task in (0, 1):
+            torch.testing.assert_close(loaded(_obs(), task), net(_obs(), task), rtol=0, atol=0)
+
+
+def test_load_from_meta_json_path(saved: Path, small_net: QNetwork) -> None:
+    net, _ = load_model(saved / META)
+    with torch.no_grad():
+        torch.testing.assert_close(net(_obs()), small_net(_obs()), rtol=0, atol=0)
+
+
+def test_save_leaves_no_temp_files(saved: Path) -> None:
+    names = sorted(p.name for p in saved.iterdir())
+    assert META in names
+    assert len(_weights_files(saved)) == 1
+    assert not [n for n in names if n.startswith(".") or n.endswith(".tmp")]
+    assert len(names) == 2
+
+
+def test_files_carry_their_hash_and_meta_lists_them(saved: Path) -> None:
+    import hashlib
+
+    meta = json.loads((saved / META).read_text())
+    assert meta["format"] == "poldist-checkpoint"
+    info = meta["files"]["weights"]
+    data = (saved / info["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == info["sha256"]
+    assert info["sha256"][:12] in info["file"]
+
+
+def test_overwrite_keeps_exactly_one_weights_file(saved: Path, breakout_spec: EnvSpec) -> None:
+    first = _weights_files(saved)
+    other = QNetwork(minatar_dqn(4, 3))  # different random weights
+    save_model(saved, other, breakout_spec)
+    files = _weights_files(saved)
+    assert len(files) == 1
+    assert files != first
+    net, _ = load_model(saved)
+    with torch.no_grad():
+        torch.testing.assert_close(net(_obs()), other(_obs()), rtol=0, atol=0)
+    assert not [p for p in saved.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_resaving_identical_weights_is_stable(saved: Path, small_net: QNetwork, breakout_spec) -> None:
+    first = _weights_files(saved)
+    save_model(saved, small_net, breakout_spec)
+    assert _weights_files(saved) == first
+    load_model(saved)
+
+
+def test_blobs_round_trip_and_stale_blobs_removed(tmp_path: Path) -> None:
+    d = tmp_path / "state"
+    save_checkpoint(d, {"w": torch.arange(3.0)}, {"step": 1}, blobs={"memory": b"one"})
+    save_checkpoint(d, {"w": torch.arange(4.0)}, {"step": 2}, blobs={"memory": b"two"})
+    assert len(list(d.glob("memory-*.npz"))) == 1
+    ckpt = load_checkpoint(d)
+    assert ckpt.blobs == {"memory": b"two"}
+    assert ckpt.metadata["step"] == 2
+    torch.testing.assert_close(ckpt.tensors["w"], torch.arange(4.0))
+    assert load_checkpoint(d, blobs=False).blobs == {}
+
+
+# --- load errors ---------------------------------------------------------------------------------
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(PoldistError, match="no checkpoint"):
+        load_model(tmp_path / "does-not-exist")
+
+
+def test_directory_without_meta(saved: Path) -> None:
+    (saved / META).unlink()
+    with pytest.raises(PoldistError, match=r"not a complete checkpoint.*meta\.json"):
+        load_model(saved)
+
+
+def test_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PoldistError, match="not a complete checkpoint"):
+        load_model(tmp_path / "empty")
+
+
+def test_meta_not_json(saved: Path) -> None:
+    (saved / META).write_text("{this is not json")
+    with pytest.raises(PoldistError, match="not valid JSON"):
+        load_model(saved)
+
+
+def test_meta_of_another_format(saved: Path) -> None:
+    _rewrite_meta(saved, lambda m: m.update(format="something-else"))
+    with pytest.raises(PoldistError, match="poldist-checkpoint"):
+        load_model(saved)
+
+
+def test_meta_json_not_an_object(saved: Path) -> None:
+    (saved / META).write_text("[1, 2, 3]")
+    with pytest.raises(PoldistError, match="poldist-checkpoint"):
+        load_model(saved)
+
+
+def test_truncated_weights(saved: Path) -> None:
+    (weights,) = _weights_files(saved)
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(PoldistError, match="sha256"):
+        load_model(saved)
+
+
+def test_deleted_weights(saved: Path) -> None:
+    (weights,) = _weights_files(saved)
+    weights.unlink()
+    with pytest.raises(PoldistError, match=f"missing {weights.name}"):
+        load_model(saved)
+
+
+def test_metadata_missing_architecture(saved: Path) -> None:
+    _rewrite_meta(saved, lambda m: m.pop("architecture"))
+    with pytest.raises(PoldistError, match="architecture"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("key", ["envs", "output_kind"])
+def test_metadata_missing_other_keys(saved: Path, key: str) -> None:
+    _rewrite_meta(saved, lambda m: m.pop(key))
+    with pytest.raises(PoldistError, match=key):
+        load_model(saved)
+
+
+def test_weights_that_do_not_fit_the_architecture(saved: Path) -> None:
+    _rewrite_meta(saved, lambda m: m["architecture"].update(hidden=64))
+    with pytest.raises(PoldistError, match="do not fit"):
+        load_model(saved)
+
+
+def test_valid_hash_but_bad_safetensors(saved: Path) -> None:
+    import hashlib
+
+    junk = b"\x00" * 64
+    (saved / "weights-junk.safetensors").write_bytes(junk)
+    _rewrite_meta(
+        saved,
+        lambda m: m["files"].update(
+            weights={"file": "weights-junk.safetensors", "sha256": hashlib.sha256(junk).hexdigest()}
+        ),
+    )
+    with pytest.raises(PoldistError, match="bad weights file"):
+        load_model(saved)
+
+
+def test_files_entry_without_sha_is_a_poldist_error(saved: Path) -> None:
+    _rewrite_meta(saved, lambda m: m["files"]["weights"].pop("sha256"))
+    with pytest.raises(PoldistError, match="lists its files wrongly"):
+        load_model(saved)
+
+
+# --- never unpickle ------------------------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this creates (opens for writing) the file at ``path``."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _evil_pickle(marker: Path, protocol: int) -> bytes:
+    return pickle.dumps(_Payload(marker), protocol=protocol)
+
+
+def test_payload_really_runs_code_when_unpickled(tmp_path: Path) -> None:
+    """The check below can only fail if the payload works: prove it does."""
+    marker = tmp_path / "proof"
+    pickle.loads(_evil_pickle(marker, 4)).close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_pickle_as_meta_json_is_not_unpickled(saved: Path, tmp_path: Path, protocol: int) -> None:
+    marker = tmp_path / "pwned-meta"
+    (saved / META).write_bytes(_evil_pickle(marker, protocol))
+    with pytest.raises(PoldistError):
+        load_model(saved)
+    assert not marker.exists()
+
+
+def test_pickle_as_weights_file_is_not_unpickled(saved: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned-weights"
+    (weights,) = _weights_files(saved)
+    weights.write_bytes(_evil_pickle(marker, pickle.HIGHEST_PROTOCOL))
+    with pytest.raises(PoldistError, match="sha256"):
+        load_model(saved)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("how", ["pickle", "torch.save"])
+def test_pickle_weights_with_matching_hash_is_not_unpickled(saved: Path, tmp_path: Path, how: str) -> None:
+    """Even a meta.json that vouches for a pickle's hash must not get it unpickled."""
+    import hashlib
+    import io
+
+    marker = tmp_path / f"pwned-{how}"
+    if how == "pickle":
+        data = _evil_pickle(marker, pickle.HIGHEST_PROTOCOL)
+    else:
+        buf = io.BytesIO()
+        torch.save({"w": _Payload(marker)}, buf)
+        data = buf.getvalue()
+    name = "weights-evil.safetensors"
+    (saved / name).write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    _rewrite_meta(saved, lambda m: m["files"].update(weights={"file": name, "sha256": digest}))
+    with pytest.raises(PoldistError):
+        load_model(saved)
+    assert not marker.exists()
+
+
+# --- optimizer state -----------------------------------------------------------------------------
+
+
+def _net_and_step(make_opt, seed: int = 0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    opt = make_opt(net.parameters())
+    x = torch.randn(8, 5)
+    for _ in range(2):
+        opt.zero_grad()
+        net(x).pow(2).sum().backward()
+        opt.step()
+    return net, opt, x
+
+
+OPTIMIZERS = {
+    "rmsprop": lambda p: torch.optim.RMSprop(p, lr=1e-2, alpha=0.95, eps=0.01, centered=True),
+    "adam": lambda p: torch.optim.Adam(p, lr=1e-2, betas=(0.8, 0.9)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_pack_unpack_optimizer_round_trip(tmp_path: Path, name: str) -> None:
+    make_opt = OPTIMIZERS[name]
+    net, opt, x = _net_and_step(make_opt)
+    tensors, info = pack_optimizer(opt)
+    assert tensors, "optimizer state tensors should be packed as tensors"
+    # through a real checkpoint: tensors via safetensors, the rest via JSON
+    save_checkpoint(tmp_path / "opt", {**net.state_dict(), **tensors}, {"optimizer": info})
+    ckpt = load_checkpoint(tmp_path / "opt")
+
+    net2 = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    net2.load_state_dict({k: v for k, v in ckpt.tensors.items() if not k.startswith("optim.")})
+    opt2 = make_opt(net2.parameters())
+    unpack_optimizer(opt2, ckpt.tensors, ckpt.metadata["optimizer"])
+
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s1["state"].keys() == s2["state"].keys()
+    for pid in s1["state"]:
+        assert s1["state"][pid].keys() == s2["state"][pid].keys()
+        for key, value in s1["state"][pid].items():
+            torch.testing.assert_close(torch.as_tensor(s2["state"][pid][key]), torch.as_tensor(value))
+    for g1, g2 in zip(s1["param_groups"], s2["param_groups"]):
+        assert g1["lr"] == g2["lr"]
+        assert g1["params"] == g2["params"]
+
+    # the restored optimizer continues exactly like the original
+    for n, o in ((net, opt), (net2, opt2)):
+        o.zero_grad()
+        n(x).pow(2).sum().backward()
+        o.step()
+    for p1, p2 in zip(net.parameters(), net2.parameters()):
+        torch.testing.assert_close(p1, p2, rtol=0, atol=0)
+
+
+def test_unpacked_state_differs_from_fresh_optimizer() -> None:
+    """Guard for the round-trip test: a fresh optimizer would step differently."""
+    net, opt, x = _net_and_step(OPTIMIZERS["adam"])
+    net2 = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    net2.load_state_dict(net.state_dict())
+    opt2 = OPTIMIZERS["adam"](net2.parameters())
+    for n, o in ((net, opt), (net2, opt2)):
+        o.zero_grad()
+        n(x).pow(2).sum().backward()
+        o.step()
+    assert not all(torch.equal(a, b) for a, b in zip(net.parameters(), net2.parameters()))

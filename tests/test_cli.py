@@ -1,0 +1,120 @@
+"""The command line: error cases give one line and a non-zero exit before any work starts."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from poldist.checkpoints import save_model
+from poldist.cli import main
+from poldist.envs import make_env_spec
+from poldist.networks import QNetwork, minatar_dqn
+
+
+@pytest.fixture
+def teacher_dir(tmp_path):
+    spec = make_env_spec("MinAtar/Breakout-v1")
+    torch.manual_seed(0)
+    return save_model(tmp_path / "teacher", QNetwork(minatar_dqn(4, 3)), spec)
+
+
+def _error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("poldist: error: "), err
+    return err
+
+
+def test_unknown_env_id(capsys, tmp_path):
+    err = _error(capsys, ["train-teacher", "--env-id", "MinAtar/Pong-v1", "--out", str(tmp_path / "r")])
+    assert "Pong" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_teacher_action_count_mismatch(capsys, tmp_path, teacher_dir):
+    out = tmp_path / "r"
+    err = _error(
+        capsys,
+        ["distill", "--teacher", str(teacher_dir), "--env-id", "MinAtar/Breakout-v0", "--out", str(out)],
+    )
+    assert "3 actions" in err and "6 actions" in err
+    assert not out.exists()
+
+
+def test_teacher_observation_shape_mismatch(capsys, tmp_path, teacher_dir):
+    err = _error(
+        capsys,
+        [
+            "distill",
+            "--teacher",
+            str(teacher_dir),
+            "--env-id",
+            "MinAtar/Freeway-v1",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert "shape" in err and "(4, 10, 10)" in err and "(7, 10, 10)" in err
+
+
+def test_missing_checkpoint(capsys, tmp_path):
+    err = _error(capsys, ["evaluate", str(tmp_path / "nothing")])
+    assert "no checkpoint" in err
+
+
+def test_corrupted_checkpoint(capsys, teacher_dir):
+    weights = next(teacher_dir.glob("weights-*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:100])
+    err = _error(capsys, ["evaluate", str(teacher_dir)])
+    assert "corrupted" in err
+
+
+def test_unwritable_output_directory(capsys, tmp_path, teacher_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    err = _error(capsys, ["distill", "--teacher", str(teacher_dir), "--out", str(blocker / "run")])
+    assert "not writable" in err
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(capsys, tmp_path, teacher_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    err = _error(capsys, ["distill", "--teacher", str(teacher_dir), "--out", str(out)])
+    assert "--resume" in err
+    err = _error(capsys, ["distill", "--teacher", str(teacher_dir), "--out", str(out), "--resume"])
+    assert "no checkpoint" in err
+
+
+def test_bad_config_file(capsys, tmp_path, teacher_dir):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"updates": 10, "not_a_field": 1}))
+    err = _error(capsys, ["distill", "--config", str(cfg), "--out", str(tmp_path / "r")])
+    assert "not_a_field" in err
+
+
+def test_evaluate_command_writes_json(tmp_path, teacher_dir):
+    out = tmp_path / "eval.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "poldist.cli",
+            "evaluate",
+            str(teacher_dir),
+            "--episodes",
+            "3",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "MinAtar/Breakout-v1" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["episodes"] == 3 and len(result["returns"]) == 3

@@ -1,0 +1,96 @@
+"""The distillation loop: the update step, a real distillation that reaches its teacher, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from poldist.checkpoints import load_checkpoint, load_model
+from poldist.distillation import DistillConfig, TeacherControl, distill, distill_step
+from poldist.losses import make_loss
+from poldist.networks import QNetwork, minatar_dqn
+
+
+def test_distill_step_moves_student_towards_teacher():
+    torch.manual_seed(0)
+    student = QNetwork(minatar_dqn(4, 3))
+    opt = torch.optim.Adam(student.parameters(), lr=1e-3)
+    obs = torch.randint(0, 2, (64, 4, 10, 10), dtype=torch.uint8)
+    teacher_out = torch.randn(64, 3)
+    loss_fn = make_loss("kl", tau=0.01)
+    first = distill_step(student, opt, loss_fn, obs, teacher_out)
+    for _ in range(200):
+        last = distill_step(student, opt, loss_fn, obs, teacher_out)
+    assert last < 0.1 * first
+
+
+def test_teacher_control_is_epsilon_greedy_on_teacher_outputs():
+    rng = np.random.default_rng(0)
+    out = torch.tensor([[0.0, 1.0, 0.5]] * 1000)
+    greedy = TeacherControl(epsilon=0.0).act(None, out, None, 0, rng)
+    assert (greedy == 1).all()
+    noisy = TeacherControl(epsilon=0.5).act(None, out, None, 0, rng)
+    assert 0.55 < (noisy == 1).mean() < 0.78  # 0.5 + 0.5/3 expected
+
+
+def _small_cfg(**kw):
+    base = dict(
+        teacher="minatar/breakout",
+        student="net1",
+        updates=6_000,
+        batch_size=64,
+        transitions_per_update=5.0,
+        learning_starts=5_000,
+        memory_size=40_000,
+        lr=1e-3,
+        eval_interval=3_000,
+        eval_episodes=4,
+        final_eval_episodes=10,
+        checkpoint_interval=3_000,
+        agreement_states=3_000,
+        evaluate_teacher=False,
+    )
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+@pytest.mark.slow
+def test_distilled_student_agrees_with_teacher_on_held_out_states(tmp_path):
+    """End to end on real MinAtar Breakout with the shipped teacher: >= 90% greedy agreement."""
+    summary = distill(_small_cfg(), tmp_path / "run")
+    task = summary["tasks"][0]
+    assert task["agreement"] >= 0.90, task
+    assert summary["student_params"] < 0.3 * summary["teacher_params"]
+    student, meta = load_model(tmp_path / "run" / "student")
+    assert meta["output_kind"] == "logits"
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["tasks"][0]["agreement"] == task["agreement"]
+
+
+def test_resume_continues_counters_and_memory(tmp_path):
+    cfg = _small_cfg(
+        updates=400,
+        learning_starts=500,
+        memory_size=5_000,
+        eval_interval=200,
+        checkpoint_interval=200,
+        agreement_states=200,
+        final_eval_episodes=2,
+        eval_episodes=2,
+    )
+    distill(cfg, tmp_path / "run")
+    first = load_checkpoint(tmp_path / "run" / "state")
+    assert first.metadata["counters"]["updates"] == 400
+    added_before = int(np.load(__import__("io").BytesIO(first.blobs["memory_0"]))["counters"][3])
+
+    cfg.updates = 600
+    summary = distill(cfg, tmp_path / "run", resume=True)
+    second = load_checkpoint(tmp_path / "run" / "state")
+    assert second.metadata["counters"]["updates"] == 600 == summary["updates"]
+    added_after = int(np.load(__import__("io").BytesIO(second.blobs["memory_0"]))["counters"][3])
+    # the memory continued: 200 more updates at 5 transitions each were collected on top
+    assert added_after >= added_before + 200 * 5
+    rows = (tmp_path / "run" / "evals.csv").read_text().strip().splitlines()
+    steps = [int(float(r.split(",")[0])) for r in rows[1:]]
+    assert steps == sorted(steps) and steps[-1] == 600 and len(steps) == len(set(steps))

@@ -1,0 +1,59 @@
+"""Teacher training: the Double-DQN loss by hand, and a short real run with resume."""
+
+import pytest
+import torch
+
+from poldist.checkpoints import load_checkpoint
+from poldist.dqn import DQNConfig, double_dqn_loss, linear_epsilon, train_dqn
+from poldist.teachers import load_teacher
+
+
+def test_double_dqn_loss_by_hand():
+    online_q = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 1.0], [0.0, 2.0]])
+    target_q = torch.tensor([[0.0, 0.0], [0.0, 0.0], [10.0, 20.0], [30.0, 40.0]])
+    # observation i is the row index, so each fake network is a table lookup
+    online = lambda x: online_q[x[:, 0].long()]  # noqa: E731
+    target = lambda x: target_q[x[:, 0].long()]  # noqa: E731
+    batch = {
+        "obs": torch.tensor([[0.0], [1.0]]),
+        "next_obs": torch.tensor([[2.0], [3.0]]),
+        "action": torch.tensor([1, 0]),
+        "reward": torch.tensor([1.0, 0.0]),
+        "done": torch.tensor([0.0, 1.0]),
+    }
+    # q(s,a) = [2, 3]; online picks next actions [0, 1]; target values them [10, 40]
+    # y = [1 + 0.5 * 10, 0 (terminal)] = [6, 0]; errors [-4, 3]; Huber [3.5, 2.5]; mean 3.0
+    loss = double_dqn_loss(online, target, batch, gamma=0.5)
+    assert loss.item() == pytest.approx(3.0)
+
+
+def test_linear_epsilon_schedule():
+    cfg = DQNConfig(total_steps=1000, eps_start=1.0, eps_end=0.1, eps_fraction=0.5)
+    assert linear_epsilon(0, cfg) == pytest.approx(1.0)
+    assert linear_epsilon(250, cfg) == pytest.approx(0.55)
+    assert linear_epsilon(500, cfg) == pytest.approx(0.1)
+    assert linear_epsilon(900, cfg) == pytest.approx(0.1)
+
+
+def test_train_dqn_short_run_and_resume(tmp_path):
+    cfg = DQNConfig(
+        total_steps=4_000,
+        learning_starts=1_000,
+        buffer_size=5_000,
+        eval_interval=2_000,
+        eval_episodes=2,
+        checkpoint_interval=2_000,
+        target_update=50,
+    )
+    summary = train_dqn(cfg, tmp_path / "run")
+    assert summary["env_steps"] == 4_000
+    assert summary["updates"] == pytest.approx((4_000 - 1_000) * cfg.updates_per_step, abs=2)
+    teacher = load_teacher(tmp_path / "run" / "teacher")
+    assert teacher.output_kind == "q" and teacher.n_actions == 3
+
+    cfg.total_steps = 6_000
+    summary = train_dqn(cfg, tmp_path / "run", resume=True)
+    assert summary["env_steps"] == 6_000
+    state = load_checkpoint(tmp_path / "run" / "state")
+    assert state.metadata["counters"]["step"] == 6_000
+    assert summary["updates"] == pytest.approx((6_000 - 1_000) * cfg.updates_per_step, abs=2)
