@@ -173,7 +173,7 @@ def build_tasks(cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None
         PoldistError: unknown env id, missing/corrupt teacher, teacher that does not fit the env.
     """
     if teachers is None:
-        teachers = [load_teacher(cfg.teacher)]
+        teachers = [load_teacher(cfg.teacher, env_id=cfg.env_id)]
     tasks = []
     for i, teacher in enumerate(teachers):
         spec = make_env_spec(cfg.env_id) if cfg.env_id else teacher.env

@@ -88,8 +88,13 @@ class NetworkTeacher:
         return self.net(obs, self.task)
 
 
-def load_teacher(name_or_path: str | Path, task: int = 0) -> NetworkTeacher:
+def load_teacher(name_or_path: str | Path, task: int = 0, env_id: str = "") -> NetworkTeacher:
     """Load a teacher from a checkpoint directory or a shipped name (``minatar/breakout``).
+
+    Args:
+        name_or_path: checkpoint directory or shipped name.
+        task: head of a multi-task network.
+        env_id: the env the teacher will label (needed by formats that do not record it).
 
     Raises:
         PoldistError: missing/corrupted checkpoint, or a task index it does not have.
