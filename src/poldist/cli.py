@@ -56,11 +56,18 @@ def _build_config(cls: type, args: argparse.Namespace) -> Any:
     return cls(**values)
 
 
+def _record_command(out: str | Path) -> None:
+    """Append this invocation to ``<out>/commands.txt`` (model cards quote it)."""
+    path = Path(out) / "commands.txt"
+    with path.open("a") as f:
+        f.write(" ".join(["poldist", *sys.argv[1:]]) + "\n")
+
+
 def _cmd_train_teacher(args: argparse.Namespace) -> None:
     from poldist.dqn import DQNConfig, train_dqn
 
     cfg = _build_config(DQNConfig, args)
-    summary = train_dqn(cfg, args.out, resume=args.resume)
+    summary = train_dqn(cfg, args.out, resume=args.resume, on_start=_record_command)
     print(json.dumps(summary["final_eval"], indent=2))
     print(f"teacher checkpoint: {Path(args.out) / 'teacher'}")
 
@@ -135,7 +142,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.env_id:
         spec = make_env_spec(args.env_id)
         check_teacher_fits(model, spec)
-    res = evaluate(model, spec, args.episodes, epsilon=args.epsilon, seed=args.seed, num_envs=args.num_envs)
+    res = evaluate(
+        model,
+        spec,
+        args.episodes,
+        epsilon=args.epsilon,
+        seed=args.seed,
+        num_envs=args.num_envs,
+        max_total_steps=args.max_steps,
+    )
     print(f"{spec.env_id}: {res}")
     if args.json:
         write_json(
@@ -205,6 +220,15 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"\nplot: {out / 'curve.png'}\nsummary: {out / 'summary.json'}")
 
 
+def _cmd_publish_teacher(args: argparse.Namespace) -> None:
+    from poldist.zoo import check_zoo_name, publish_teacher
+
+    check_zoo_name(args.name)
+    dest = publish_teacher(args.run_dir, args.name, episodes=args.episodes, seed=args.seed)
+    print((dest / "MODEL_CARD.md").read_text())
+    print(f"published: {dest}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``poldist`` argument parser with all subcommands."""
     from poldist.dqn import DQNConfig
@@ -250,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", type=int, default=0, help="head of a multi-task network")
     p.add_argument("--env-id", default="", help="evaluate on this env (default: the checkpoint's)")
     p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="env-step budget over all envs (unfinished episodes dropped)",
+    )
     p.add_argument("--json", type=Path, help="also write the result here")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -266,6 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="", help="run directory (default runs/demo-<game>-<time>)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "publish-teacher",
+        help="copy a trained teacher into the shipped zoo with a model card",
+        description="Copy <run_dir>/teacher into the package's zoo under --name, evaluate it and a "
+        "random policy, and write MODEL_CARD.md, card.json and curve.png beside it.",
+    )
+    p.add_argument("run_dir", help="a finished train-teacher run directory")
+    p.add_argument("--name", required=True, help="short name, e.g. minatar/breakout")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--seed", type=int, default=12345)
+    p.set_defaults(func=_cmd_publish_teacher)
     return parser
 
 

@@ -7,6 +7,7 @@ epsilon schedule, store, update, sync the target, evaluate, checkpoint).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -94,14 +95,25 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return rng.bit_generator.state
 
 
-def train_dqn(cfg: DQNConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
+def train_dqn(
+    cfg: DQNConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    on_start: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
     """Train a Double-DQN teacher; write ``<run_dir>/teacher`` (model checkpoint).
+
+    ``on_start(run_dir)`` is called once the run directory is validated (the CLI records
+    its command line there).
 
     Returns:
         The final summary (also written to ``<run_dir>/summary.json``).
     """
     spec = make_env_spec(cfg.env_id)  # fails before any work on a bad id
     run_dir = prepare_run_dir(run_dir, resume=resume)
+    if on_start is not None:
+        on_start(run_dir)
     torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
