@@ -190,3 +190,10 @@ def test_atari_vector_env_obs() -> None:
         assert obs.shape == (1, 4, 84, 84)
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("alias", ["BreakoutNoFrameskip-v4", "Breakout-v5"])
+def test_atari_aliases_name_the_ale_v5_env(alias: str) -> None:
+    spec = make_env_spec(alias)
+    assert spec.env_id == "ALE/Breakout-v5"
+    assert spec.settings["repeat_action_probability"] == 0.0

@@ -137,7 +137,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from poldist.runs import write_json
     from poldist.teachers import check_teacher_fits, load_teacher
 
-    model = load_teacher(args.checkpoint, task=args.task)
+    model = load_teacher(args.checkpoint, task=args.task, env_id=args.env_id)
     spec = model.env
     if args.env_id:
         spec = make_env_spec(args.env_id)

@@ -41,6 +41,9 @@ MINATAR_NAMES = {
 }
 _MINATAR_ID = re.compile(r"^MinAtar/(?P<game>[A-Za-z]+)-v(?P<version>[01])$")
 _ALE_ID = re.compile(r"^ALE/(?P<game>[A-Za-z]+)-v5$")
+# ids of Atari agents trained elsewhere (RL Zoo / CleanRL: NoFrameskip-v4; envpool: <Game>-v5); they
+# name the same games without sticky actions, which is the library's ALE/<Game>-v5 setting
+_ATARI_ALIAS = re.compile(r"^(?P<game>[A-Za-z]+)(NoFrameskip-v4|-v5)$")
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ def make_env_spec(env_id: str, **settings: Any) -> EnvSpec:
     """Validate ``env_id`` and describe its env.
 
     Args:
-        env_id: ``MinAtar/<Game>-v0|v1`` or ``ALE/<Game>-v5``.
+        env_id: ``MinAtar/<Game>-v0|v1`` or ``ALE/<Game>-v5`` (``<Game>NoFrameskip-v4`` and
+            ``<Game>-v5``, the ids of RL Zoo, CleanRL and envpool, name the same ALE env).
         **settings: overrides of the domain defaults: MinAtar ``sticky_action_prob``
             (0.1), ``difficulty_ramping`` (True), ``noop_max`` (0: MinAtar Breakout
             loses its only ball within 30 no-ops), ``max_episode_steps`` (10,000);
@@ -131,6 +135,9 @@ def make_env_spec(env_id: str, **settings: Any) -> EnvSpec:
         }
         _update_settings(s, settings, env_id)
         return EnvSpec(env_id, "minatar", (channels, 10, 10), minimal if minimal_set else 6, 1.0, s)
+    alias = _ATARI_ALIAS.match(env_id)
+    if alias and not _MINATAR_ID.match(env_id):
+        env_id = f"ALE/{alias['game']}-v5"
     m = _ALE_ID.match(env_id)
     if m:
         game = _ale_game(m["game"])

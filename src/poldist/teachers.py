@@ -89,16 +89,31 @@ class NetworkTeacher:
 
 
 def load_teacher(name_or_path: str | Path, task: int = 0, env_id: str = "") -> NetworkTeacher:
-    """Load a teacher from a checkpoint directory or a shipped name (``minatar/breakout``).
+    """Load a teacher from a checkpoint directory, a shipped name, or an external file.
+
+    External files (see :mod:`poldist.external`) are told by their suffix: ``.zip`` is a
+    Stable-Baselines3 model (DQN, PPO, A2C with CnnPolicy), ``.cleanrl_model``, ``.pt``
+    and ``.pth`` a CleanRL Atari checkpoint.
 
     Args:
-        name_or_path: checkpoint directory or shipped name.
+        name_or_path: checkpoint directory, shipped name (``minatar/breakout``) or external file.
         task: head of a multi-task network.
-        env_id: the env the teacher will label (needed by formats that do not record it).
+        env_id: the env the teacher will label (needed by formats that do not record it:
+            CleanRL checkpoints; SB3 zips whose file name holds no ``<Game>NoFrameskip-v4``).
 
     Raises:
-        PoldistError: missing/corrupted checkpoint, or a task index it does not have.
+        PoldistError: missing/corrupted checkpoint, or a task index it does not have; for
+            external files, anything :mod:`poldist.external` refuses.
     """
+    ext_path = Path(name_or_path)
+    if not ext_path.is_dir() and ext_path.suffix.lower() in (".zip", ".pt", ".pth", ".cleanrl_model"):
+        from poldist import external  # imports this module
+
+        if task != 0:
+            raise PoldistError(f"{ext_path.name} has 1 task; task {task} does not exist")
+        if ext_path.suffix.lower() != ".zip" and not env_id:
+            raise PoldistError("CleanRL checkpoints record no env: pass --env-id")
+        return external.load_external_teacher(ext_path, env_id)
     path = resolve_checkpoint(name_or_path)
     net, meta = load_model(path)
     envs = model_envs(meta)
