@@ -19,7 +19,7 @@ keeps learning (online distillation) is just a teacher whose network changes.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ from poldist.checkpoints import (
 )
 from poldist.envs import EnvSpec, make_env_spec, make_vector_env
 from poldist.errors import PoldistError
-from poldist.evaluation import EvalResult, epsilon_greedy, evaluate, percent_of_teacher
+from poldist.evaluation import EvalResult, epsilon_greedy, evaluate, geometric_mean, percent_of_teacher
 from poldist.losses import Loss, make_loss
 from poldist.memory import ReplayMemory
 from poldist.networks import QNetwork, count_parameters, student_architecture
@@ -54,12 +54,18 @@ class DistillConfig:
     100,000-transition memory.
     """
 
-    teacher: str = field(default="minatar/breakout", metadata={"help": "checkpoint dir or shipped name"})
+    teacher: str = field(
+        default="minatar/breakout",
+        metadata={"help": "checkpoint dir or shipped name; several, comma-separated: multi-task"},
+    )
     env_id: str = field(default="", metadata={"help": "env to distil on; empty: the teacher's"})
     student: str = field(default="net2", metadata={"help": "teacher|net1|net2|net3 or '16,16,16/128'"})
     loss: str = field(default="kl", metadata={"help": "kl | nll | mse"})
     tau: float = field(default=0.0, metadata={"help": "KL temperature; 0: 0.01 for Q, 1 for logits"})
     epsilon: float = field(default=0.05, metadata={"help": "exploration of the acting teacher"})
+    task_schedule: str = field(
+        default="round_robin", metadata={"help": "multi-task: round_robin | random (per minibatch)"}
+    )
     num_envs: int = 8
     updates: int = 30_000
     transitions_per_update: float = 5.4
@@ -173,7 +179,12 @@ def build_tasks(cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None
         PoldistError: unknown env id, missing/corrupt teacher, teacher that does not fit the env.
     """
     if teachers is None:
-        teachers = [load_teacher(cfg.teacher, env_id=cfg.env_id)]
+        names = [n.strip() for n in cfg.teacher.split(",") if n.strip()]
+        if len(names) > 1 and cfg.env_id:
+            raise PoldistError("--env-id names one env; with several teachers each uses its own")
+        teachers = [load_teacher(n, env_id=cfg.env_id) for n in names]
+    if not teachers:
+        raise PoldistError("no teacher given")
     tasks = []
     for i, teacher in enumerate(teachers):
         spec = make_env_spec(cfg.env_id) if cfg.env_id else teacher.env
@@ -191,8 +202,20 @@ def build_tasks(cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None
 def make_student(cfg: DistillConfig, tasks: list[DistillTask]) -> QNetwork:
     """The student: the first teacher's architecture at ``cfg.student`` widths, one head per task."""
     teacher_arch = tasks[0].teacher.net.arch
+    shapes = {t.spec.obs_shape[1:] for t in tasks}
+    kinds = {len(t.teacher.net.arch.convs) for t in tasks}
+    if len(shapes) > 1 or len(kinds) > 1:
+        raise PoldistError(
+            "multi-task teachers must share frame size and network family, got "
+            + ", ".join(f"{t.spec.env_id} {t.spec.obs_shape}" for t in tasks)
+        )
     arch = student_architecture(teacher_arch, cfg.student)
-    arch = type(arch)(**{**asdict(arch), "n_actions": tuple(t.teacher.n_actions for t in tasks)})
+    channels = max(t.spec.obs_shape[0] for t in tasks)  # fewer channels are zero-padded
+    arch = replace(
+        arch,
+        obs_shape=(channels, *teacher_arch.obs_shape[1:]),
+        n_actions=tuple(t.teacher.n_actions for t in tasks),
+    )
     return QNetwork(arch)
 
 
@@ -212,6 +235,8 @@ def _validate(cfg: DistillConfig) -> None:
         problems.append("transitions_per_update must be positive")
     if not 0 <= cfg.epsilon <= 1:
         problems.append("epsilon must be in [0, 1]")
+    if cfg.task_schedule not in ("round_robin", "random"):
+        problems.append(f"unknown task_schedule {cfg.task_schedule!r}: round_robin or random")
     if problems:
         raise PoldistError("; ".join(problems))
 
@@ -332,7 +357,8 @@ def distill(
         log_eval(evaluate_student(cfg.eval_episodes, cfg.seed + 10**6))
     bar = progress(cfg.updates, f"distil {cfg.loss} -> {cfg.student}", initial=updates, unit="upd")
     while updates < cfg.updates:
-        k = updates % len(tasks)  # round-robin over tasks, one minibatch each
+        # each minibatch comes from one task (the paper); single-task: always task 0
+        k = updates % len(tasks) if cfg.task_schedule == "round_robin" else int(rng.integers(len(tasks)))
         task = tasks[k]
         target = cfg.learning_starts + (task.updates + 1) * cfg.transitions_per_update
         if task.memory.added < target:
@@ -390,6 +416,9 @@ def distill(
     teacher_params = count_parameters(tasks[0].teacher.net)
     summary = {
         "tasks": per_task,
+        "geometric_mean_percent": (
+            geometric_mean([t["percent_of_teacher"] for t in per_task]) if cfg.evaluate_teacher else None
+        ),
         "student_params": count_parameters(student),
         "teacher_params": teacher_params,
         "compression": count_parameters(student) / teacher_params,

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from poldist.errors import PoldistError
@@ -164,8 +165,16 @@ class QNetwork(nn.Module):
             self.heads.append(head)
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
-        """Shared trunk: ``(B, C, H, W)`` -> ``(B, hidden)``."""
-        return self.trunk(obs.float() * self.arch.obs_scale)
+        """Shared trunk: ``(B, C, H, W)`` -> ``(B, hidden)``.
+
+        An input with fewer channels than the network's (a multi-task MinAtar student sees
+        games with 4 to 10 channels) is zero-padded after its last channel.
+        """
+        x = obs.float() * self.arch.obs_scale
+        missing = self.arch.obs_shape[0] - x.shape[1]
+        if missing > 0:
+            x = F.pad(x, (0, 0, 0, 0, 0, missing))
+        return self.trunk(x)
 
     def forward(self, obs: torch.Tensor, task: int = 0) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, n_actions[task])``."""

@@ -1,0 +1,66 @@
+"""Multi-task distillation plumbing: one head per task, channel padding, task schedule."""
+
+import pytest
+import torch
+
+from poldist.checkpoints import load_model, save_model
+from poldist.distillation import DistillConfig, build_tasks, distill, make_student
+from poldist.envs import make_env_spec
+from poldist.errors import PoldistError
+from poldist.networks import QNetwork, minatar_dqn
+
+
+def _random_teacher(path, env_id):
+    spec = make_env_spec(env_id)
+    net = QNetwork(minatar_dqn(spec.obs_shape[0], spec.n_actions))
+    return save_model(path, net, spec)
+
+
+def test_channel_padding_equals_explicit_zero_channels():
+    torch.manual_seed(0)
+    net = QNetwork(minatar_dqn(10, 6))
+    obs4 = torch.randint(0, 2, (5, 4, 10, 10), dtype=torch.uint8)
+    padded = torch.cat([obs4, torch.zeros(5, 6, 10, 10, dtype=torch.uint8)], dim=1)
+    assert torch.equal(net(obs4), net(padded))
+
+
+def test_multi_task_student_has_one_head_per_game_and_padded_input(tmp_path):
+    a = _random_teacher(tmp_path / "breakout", "MinAtar/Breakout-v1")
+    b = _random_teacher(tmp_path / "seaquest", "MinAtar/Seaquest-v1")
+    cfg = DistillConfig(teacher=f"{a},{b}", student="teacher")
+    tasks = build_tasks(cfg)
+    student = make_student(cfg, tasks)
+    assert student.arch.obs_shape == (10, 10, 10)  # Seaquest has the most channels
+    assert student.arch.n_actions == (3, 6)
+    assert student(torch.zeros(2, 4, 10, 10), 0).shape == (2, 3)
+    assert student(torch.zeros(2, 10, 10, 10), 1).shape == (2, 6)
+
+
+def test_env_id_with_several_teachers_is_refused(tmp_path):
+    a = _random_teacher(tmp_path / "a", "MinAtar/Breakout-v1")
+    with pytest.raises(PoldistError, match="several teachers"):
+        build_tasks(DistillConfig(teacher=f"{a},{a}", env_id="MinAtar/Breakout-v1"))
+
+
+@pytest.mark.parametrize("schedule", ["round_robin", "random"])
+def test_tiny_multi_task_run_trains_every_head(tmp_path, schedule):
+    a = _random_teacher(tmp_path / "breakout", "MinAtar/Breakout-v1")
+    b = _random_teacher(tmp_path / "freeway", "MinAtar/Freeway-v1")
+    cfg = DistillConfig(
+        teacher=f"{a},{b}",
+        student="net1",
+        task_schedule=schedule,
+        updates=60,
+        learning_starts=200,
+        memory_size=2_000,
+        eval_interval=60,
+        eval_episodes=1,
+        final_eval_episodes=1,
+        checkpoint_interval=60,
+        agreement_states=100,
+    )
+    summary = distill(cfg, tmp_path / "run")
+    assert [t["env_id"] for t in summary["tasks"]] == ["MinAtar/Breakout-v1", "MinAtar/Freeway-v1"]
+    assert all(t["transitions"] >= 200 for t in summary["tasks"])
+    student, meta = load_model(tmp_path / "run" / "student")
+    assert len(meta["envs"]) == 2 and student.arch.n_actions == (3, 3)
