@@ -178,6 +178,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         teacher=f"minatar/{game}",
         student=args.student,
         updates=args.updates,
+        batch_size=64,
         eval_interval=max(1, args.updates // 10),
         eval_episodes=20,
         final_eval_episodes=args.episodes,
@@ -185,7 +186,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     )
     print(
         f"poldist demo: distilling the shipped MinAtar {game} teacher into a {cfg.student} student "
-        f"({cfg.updates:,} KL updates, tau 0.01), run directory {out}"
+        f"({cfg.updates:,} KL updates of batch {cfg.batch_size}, tau 0.01), run directory {out}"
     )
     start = time.perf_counter()
     summary = distill(cfg, out)
@@ -291,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--game", default="breakout", help="shipped MinAtar teacher (default: breakout)")
     p.add_argument("--student", default="net2", help="student size (default net2, ~7%% of the teacher)")
-    p.add_argument("--updates", type=int, default=30_000)
-    p.add_argument("--episodes", type=int, default=100, help="final evaluation episodes of each")
+    p.add_argument("--updates", type=int, default=60_000, help="student minibatch updates (batch 64)")
+    p.add_argument("--episodes", type=int, default=200, help="final evaluation episodes of each")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="", help="run directory (default runs/demo-<game>-<time>)")
     p.set_defaults(func=_cmd_demo)
