@@ -212,7 +212,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         "eval_episodes": cfg.final_eval_episodes,
         "updates": summary["updates"],
         "wall_seconds": wall,
-        "command": "poldist demo " + " ".join(sys.argv[2:]),
+        "command": " ".join(["poldist", "demo", *sys.argv[2:]]),
         "config": summary["config"],
     }
     write_json(out / "summary.json", demo)
