@@ -256,6 +256,213 @@ def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng) -
     return float((student_act == teacher_act).float().mean())
 
 
+class Distiller:
+    """The distillation loop, steppable: :meth:`run` advances it, :meth:`finish` closes it.
+
+    :func:`distill` runs it to the end in one call; online distillation calls :meth:`run`
+    in chunks while its teacher keeps learning in between.
+
+    Args:
+        cfg: hyper-parameters.
+        run_dir: run directory (see :mod:`poldist.runs`).
+        resume: continue from ``<run_dir>/state``.
+        teachers: teacher objects to use instead of loading ``cfg.teacher`` (one per task).
+        controller: who acts; default :class:`TeacherControl` with ``cfg.epsilon``.
+    """
+
+    def __init__(
+        self,
+        cfg: DistillConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        teachers: list[NetworkTeacher] | None = None,
+        controller: Controller | None = None,
+    ):
+        _validate(cfg)
+        self.cfg = cfg
+        self.tasks = build_tasks(cfg, teachers)
+        self.loss_fn = make_loss(cfg.loss, cfg.tau or self.tasks[0].teacher.default_tau)
+        self.run_dir = prepare_run_dir(run_dir, resume=resume)
+        self.controller = controller or TeacherControl(cfg.epsilon)
+        torch.set_num_threads(cfg.torch_threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.student = make_student(cfg, self.tasks)
+        self.optimizer = _optimizer(cfg, self.student.parameters())
+        self.updates = 0
+        self._wall_before = 0.0
+        if resume:
+            self._restore()
+        write_json(self.run_dir / "config.json", cfg)
+        self.writer = SummaryWriter(str(self.run_dir / "tb"))
+        self.evals = EvalLog(self.run_dir / "evals.csv", resume_step=self.updates if resume else None)
+        self._start = time.perf_counter()
+        for i, task in enumerate(self.tasks):
+            task.start(cfg.num_envs, cfg.seed + 1000 * i + self.updates)
+        if self.updates == 0:
+            self._log_eval(self.evaluate_student(cfg.eval_episodes, cfg.seed + 10**6))
+
+    def wall(self) -> float:
+        """Seconds of work on this run, across resumes."""
+        return self._wall_before + time.perf_counter() - self._start
+
+    def _restore(self) -> None:
+        ckpt = load_checkpoint(self.run_dir / "state")
+        prefix = "student."
+        self.student.load_state_dict(
+            {k[len(prefix) :]: v for k, v in ckpt.tensors.items() if k.startswith(prefix)}
+        )
+        unpack_optimizer(self.optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
+        c = ckpt.metadata["counters"]
+        self.updates, self._wall_before = c["updates"], c["wall_seconds"]
+        for i, task in enumerate(self.tasks):
+            task.memory.load_bytes(ckpt.blobs[f"memory_{i}"])
+            task.updates = c["task_updates"][i]
+        self.rng.bit_generator.state = ckpt.metadata["rng"]
+        torch.set_rng_state(ckpt.tensors["torch_rng"])
+
+    def checkpoint(self) -> None:
+        """Write the resumable state (student, optimizer, memories, counters, RNGs) atomically."""
+        opt_tensors, opt_info = pack_optimizer(self.optimizer)
+        tensors = {f"student.{k}": v for k, v in self.student.state_dict().items()}
+        tensors.update(opt_tensors, torch_rng=torch.get_rng_state())
+        counters = {
+            "updates": self.updates,
+            "wall_seconds": self.wall(),
+            "task_updates": [t.updates for t in self.tasks],
+        }
+        meta = {
+            "kind": "distill-state",
+            "config": asdict(self.cfg),
+            "optimizer": opt_info,
+            "rng": self.rng.bit_generator.state,
+            "counters": counters,
+        }
+        blobs = {f"memory_{i}": t.memory.to_bytes() for i, t in enumerate(self.tasks)}
+        save_checkpoint(self.run_dir / "state", tensors, meta, blobs)
+
+    def evaluate_student(self, episodes: int, seed: int) -> list[EvalResult]:
+        """Score the student on every task (epsilon 0.05)."""
+        self.student.eval()
+        results = [
+            evaluate(lambda o, i=i: self.student(o, i), t.spec, episodes, epsilon=0.05, seed=seed)
+            for i, t in enumerate(self.tasks)
+        ]
+        self.student.train()
+        return results
+
+    def _log_eval(self, results: list[EvalResult]) -> None:
+        for i, res in enumerate(results):
+            self.writer.add_scalar(f"eval/{self.tasks[i].spec.env_id}/score", res.mean, self.updates)
+            self.evals.append(
+                step=self.updates,
+                task=i,
+                updates=self.updates,
+                env_steps=self.tasks[i].memory.added,
+                wall_seconds=self.wall(),
+                score=res.mean,
+                ci_low=res.ci_low,
+                ci_high=res.ci_high,
+                episodes=res.episodes,
+            )
+
+    def run(self, until: int | None = None, *, show_progress: bool = True) -> None:
+        """Do minibatch updates until ``until`` (default ``cfg.updates``) have been done in all."""
+        cfg, tasks, rng = self.cfg, self.tasks, self.rng
+        until = cfg.updates if until is None else min(until, cfg.updates)
+        bar = progress(
+            until,
+            f"distil {cfg.loss} -> {cfg.student}",
+            initial=self.updates,
+            unit="upd",
+            disable=not show_progress,
+        )
+        while self.updates < until:
+            # each minibatch comes from one task (the paper); single-task: always task 0
+            if cfg.task_schedule == "round_robin":
+                k = self.updates % len(tasks)
+            else:
+                k = int(rng.integers(len(tasks)))
+            task = tasks[k]
+            target = cfg.learning_starts + (task.updates + 1) * cfg.transitions_per_update
+            if task.memory.added < target:
+                collect(task, self.controller, self.student, int(np.ceil(target - task.memory.added)), rng)
+            batch = task.memory.sample(cfg.batch_size, rng)
+            obs, teacher_out = torch.as_tensor(batch["obs"]), torch.as_tensor(batch["teacher_out"])
+            loss = distill_step(self.student, self.optimizer, self.loss_fn, obs, teacher_out, k)
+            if not np.isfinite(loss):
+                raise PoldistError(f"loss became {loss} at update {self.updates}; last good checkpoint kept")
+            task.updates += 1
+            self.updates += 1
+            bar.update(1)
+            if self.updates % 500 == 0:
+                self.writer.add_scalar("train/loss", loss, self.updates)
+                self.writer.add_scalar("train/updates_per_second", self.updates / self.wall(), self.updates)
+            if self.updates % cfg.eval_interval == 0 or self.updates == cfg.updates:
+                results = self.evaluate_student(cfg.eval_episodes, cfg.seed + 10**6)
+                self._log_eval(results)
+                bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), loss=f"{loss:.4f}")
+            if self.updates % cfg.checkpoint_interval == 0 or self.updates == cfg.updates:
+                self.checkpoint()
+        bar.close()
+
+    def finish(self) -> dict[str, Any]:
+        """Final evaluation (student, teacher, agreement); save ``<run_dir>/student`` and the summary."""
+        cfg, tasks = self.cfg, self.tasks
+        train_wall = self.wall()
+        final = self.evaluate_student(cfg.final_eval_episodes, cfg.seed + 2 * 10**6)
+        self.student.eval()
+        per_task = []
+        for task, res in zip(tasks, final):
+            entry: dict[str, Any] = {
+                "env_id": task.spec.env_id,
+                "teacher": task.teacher.name,
+                "student_score": res.mean,
+                "student_ci": [res.ci_low, res.ci_high],
+                "agreement": action_agreement(self.student, task, cfg.agreement_states, self.rng),
+                "transitions": task.memory.added,
+            }
+            if cfg.evaluate_teacher:
+                t_res = evaluate(task.teacher, task.spec, cfg.final_eval_episodes, seed=cfg.seed + 2 * 10**6)
+                entry.update(
+                    teacher_score=t_res.mean,
+                    teacher_ci=[t_res.ci_low, t_res.ci_high],
+                    percent_of_teacher=percent_of_teacher(res.mean, t_res.mean),
+                )
+            per_task.append(entry)
+        for task in tasks:
+            task.env.close()
+        self.writer.close()
+        n_student = count_parameters(self.student)
+        teacher_params = count_parameters(tasks[0].teacher.net)
+        summary = {
+            "tasks": per_task,
+            "geometric_mean_percent": (
+                geometric_mean([t["percent_of_teacher"] for t in per_task]) if cfg.evaluate_teacher else None
+            ),
+            "student_params": n_student,
+            "teacher_params": teacher_params,
+            "compression": n_student / teacher_params,
+            "updates": self.updates,
+            "train_wall_seconds": train_wall,
+            "wall_seconds": self.wall(),
+            "config": asdict(cfg),
+        }
+        save_model(
+            self.run_dir / "student",
+            self.student,
+            [t.spec for t in tasks],
+            output_kind="q" if cfg.loss == "mse" else "logits",
+            extra={
+                "distillation": {k: v for k, v in summary.items() if k != "config"},
+                "config": asdict(cfg),
+            },
+        )
+        write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+
 def distill(
     cfg: DistillConfig,
     run_dir: str | Path,
@@ -266,176 +473,11 @@ def distill(
 ) -> dict[str, Any]:
     """Distil the teacher(s) of ``cfg`` into a student; write ``<run_dir>/student``.
 
-    Args:
-        cfg: hyper-parameters.
-        run_dir: run directory (see :mod:`poldist.runs`).
-        resume: continue from ``<run_dir>/state``.
-        teachers: teacher objects to use instead of loading ``cfg.teacher`` (one per task).
-        controller: who acts; default :class:`TeacherControl` with ``cfg.epsilon``.
+    Arguments as :class:`Distiller`.
 
     Returns:
         The summary (also in ``<run_dir>/summary.json``).
     """
-    _validate(cfg)
-    tasks = build_tasks(cfg, teachers)
-    loss_fn = make_loss(cfg.loss, cfg.tau or tasks[0].teacher.default_tau)
-    run_dir = prepare_run_dir(run_dir, resume=resume)
-    controller = controller or TeacherControl(cfg.epsilon)
-    torch.set_num_threads(cfg.torch_threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    student = make_student(cfg, tasks)
-    optimizer = _optimizer(cfg, student.parameters())
-
-    updates = 0
-    wall_before = 0.0
-    if resume:
-        ckpt = load_checkpoint(run_dir / "state")
-        student.load_state_dict({k[8:]: v for k, v in ckpt.tensors.items() if k.startswith("student.")})
-        unpack_optimizer(optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
-        c = ckpt.metadata["counters"]
-        updates, wall_before = c["updates"], c["wall_seconds"]
-        for i, task in enumerate(tasks):
-            task.memory.load_bytes(ckpt.blobs[f"memory_{i}"])
-            task.updates = c["task_updates"][i]
-        rng.bit_generator.state = ckpt.metadata["rng"]
-        torch.set_rng_state(ckpt.tensors["torch_rng"])
-    write_json(run_dir / "config.json", cfg)
-    writer = SummaryWriter(str(run_dir / "tb"))
-    evals = EvalLog(run_dir / "evals.csv", resume_step=updates if resume else None)
-    start = time.perf_counter()
-
-    def wall() -> float:
-        return wall_before + time.perf_counter() - start
-
-    def checkpoint() -> None:
-        opt_tensors, opt_info = pack_optimizer(optimizer)
-        tensors = {f"student.{k}": v for k, v in student.state_dict().items()}
-        tensors.update(opt_tensors, torch_rng=torch.get_rng_state())
-        counters = {
-            "updates": updates,
-            "wall_seconds": wall(),
-            "task_updates": [t.updates for t in tasks],
-        }
-        meta = {
-            "kind": "distill-state",
-            "config": asdict(cfg),
-            "optimizer": opt_info,
-            "rng": rng.bit_generator.state,
-            "counters": counters,
-        }
-        blobs = {f"memory_{i}": t.memory.to_bytes() for i, t in enumerate(tasks)}
-        save_checkpoint(run_dir / "state", tensors, meta, blobs)
-
-    def evaluate_student(episodes: int, seed: int) -> list[EvalResult]:
-        student.eval()
-        results = [
-            evaluate(lambda o, i=i: student(o, i), t.spec, episodes, epsilon=0.05, seed=seed)
-            for i, t in enumerate(tasks)
-        ]
-        student.train()
-        return results
-
-    def log_eval(results: list[EvalResult]) -> None:
-        for i, res in enumerate(results):
-            writer.add_scalar(f"eval/{tasks[i].spec.env_id}/score", res.mean, updates)
-            evals.append(
-                step=updates,
-                task=i,
-                updates=updates,
-                env_steps=tasks[i].memory.added,
-                wall_seconds=wall(),
-                score=res.mean,
-                ci_low=res.ci_low,
-                ci_high=res.ci_high,
-                episodes=res.episodes,
-            )
-
-    for i, task in enumerate(tasks):
-        task.start(cfg.num_envs, cfg.seed + 1000 * i + updates)
-    if updates == 0:
-        log_eval(evaluate_student(cfg.eval_episodes, cfg.seed + 10**6))
-    bar = progress(cfg.updates, f"distil {cfg.loss} -> {cfg.student}", initial=updates, unit="upd")
-    while updates < cfg.updates:
-        # each minibatch comes from one task (the paper); single-task: always task 0
-        k = updates % len(tasks) if cfg.task_schedule == "round_robin" else int(rng.integers(len(tasks)))
-        task = tasks[k]
-        target = cfg.learning_starts + (task.updates + 1) * cfg.transitions_per_update
-        if task.memory.added < target:
-            collect(task, controller, student, int(np.ceil(target - task.memory.added)), rng)
-        batch = task.memory.sample(cfg.batch_size, rng)
-        loss = distill_step(
-            student,
-            optimizer,
-            loss_fn,
-            torch.as_tensor(batch["obs"]),
-            torch.as_tensor(batch["teacher_out"]),
-            k,
-        )
-        if not np.isfinite(loss):
-            raise PoldistError(f"loss became {loss} at update {updates}; last good checkpoint kept")
-        task.updates += 1
-        updates += 1
-        bar.update(1)
-        if updates % 500 == 0:
-            writer.add_scalar("train/loss", loss, updates)
-            writer.add_scalar("train/updates_per_second", updates / max(wall(), 1e-9), updates)
-        if updates % cfg.eval_interval == 0 or updates == cfg.updates:
-            results = evaluate_student(cfg.eval_episodes, cfg.seed + 10**6)
-            log_eval(results)
-            bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), loss=f"{loss:.4f}")
-        if updates % cfg.checkpoint_interval == 0 or updates == cfg.updates:
-            checkpoint()
-    bar.close()
-    train_wall = wall()
-
-    final = evaluate_student(cfg.final_eval_episodes, cfg.seed + 2 * 10**6)
-    output_kind = "q" if cfg.loss == "mse" else "logits"
-    student.eval()
-    per_task = []
-    for task, res in zip(tasks, final):
-        entry: dict[str, Any] = {
-            "env_id": task.spec.env_id,
-            "teacher": task.teacher.name,
-            "student_score": res.mean,
-            "student_ci": [res.ci_low, res.ci_high],
-            "agreement": action_agreement(student, task, cfg.agreement_states, rng),
-            "transitions": task.memory.added,
-        }
-        if cfg.evaluate_teacher:
-            t_res = evaluate(task.teacher, task.spec, cfg.final_eval_episodes, seed=cfg.seed + 2 * 10**6)
-            entry.update(
-                teacher_score=t_res.mean,
-                teacher_ci=[t_res.ci_low, t_res.ci_high],
-                percent_of_teacher=percent_of_teacher(res.mean, t_res.mean),
-            )
-        per_task.append(entry)
-    for task in tasks:
-        task.env.close()
-    writer.close()
-    teacher_params = count_parameters(tasks[0].teacher.net)
-    summary = {
-        "tasks": per_task,
-        "geometric_mean_percent": (
-            geometric_mean([t["percent_of_teacher"] for t in per_task]) if cfg.evaluate_teacher else None
-        ),
-        "student_params": count_parameters(student),
-        "teacher_params": teacher_params,
-        "compression": count_parameters(student) / teacher_params,
-        "updates": updates,
-        "train_wall_seconds": train_wall,
-        "wall_seconds": wall(),
-        "config": asdict(cfg),
-    }
-    save_model(
-        run_dir / "student",
-        student,
-        [t.spec for t in tasks],
-        output_kind=output_kind,
-        extra={
-            "distillation": {k: v for k, v in summary.items() if k != "config"},
-            "config": asdict(cfg),
-        },
-    )
-    write_json(run_dir / "summary.json", summary)
-    return summary
+    distiller = Distiller(cfg, run_dir, resume=resume, teachers=teachers, controller=controller)
+    distiller.run()
+    return distiller.finish()
