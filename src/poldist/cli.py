@@ -221,6 +221,20 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(f"\nplot: {out / 'curve.png'}\nsummary: {out / 'summary.json'}")
 
 
+def _cmd_online(args: argparse.Namespace) -> None:
+    from poldist.online import OnlineConfig, online_distill
+
+    cfg = _build_config(OnlineConfig, args)
+    summary = online_distill(cfg, args.out)
+    out = Path(args.out)
+    student = summary["student"]["tasks"][0]
+    print(
+        f"final teacher {student.get('teacher_score', float('nan')):.2f}, "
+        f"student {student['student_score']:.2f} ({student.get('percent_of_teacher', float('nan')):.1f}%)"
+    )
+    print(f"scores on one time axis: {out / 'online.csv'}\nplot: {out / 'online.png'}")
+
+
 def _cmd_publish_teacher(args: argparse.Namespace) -> None:
     from poldist.zoo import check_zoo_name, publish_teacher
 
@@ -297,6 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="", help="run directory (default runs/demo-<game>-<time>)")
     p.set_defaults(func=_cmd_demo)
+
+    from poldist.online import OnlineConfig
+
+    p = sub.add_parser(
+        "online",
+        help="online distillation: distil a teacher while it is still learning",
+        description="Train a Double-DQN teacher and distil it into a student as it learns; writes "
+        "<out>/online.csv (both scores against teacher env steps) and <out>/online.png.",
+    )
+    _add_dataclass_args(p, OnlineConfig)
+    p.add_argument("--out", required=True, help="run directory")
+    p.set_defaults(func=_cmd_online)
 
     p = sub.add_parser(
         "publish-teacher",

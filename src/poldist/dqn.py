@@ -25,7 +25,7 @@ from poldist.checkpoints import (
     unpack_optimizer,
 )
 from poldist.envs import EnvSpec, make_env_spec, make_vector_env
-from poldist.evaluation import epsilon_greedy, evaluate
+from poldist.evaluation import EvalResult, epsilon_greedy, evaluate
 from poldist.memory import ReplayMemory
 from poldist.networks import Architecture, QNetwork, minatar_dqn, nature_dqn
 from poldist.progress import progress
@@ -101,11 +101,13 @@ def train_dqn(
     *,
     resume: bool = False,
     on_start: Callable[[Path], None] | None = None,
+    on_eval: Callable[[int, QNetwork, EvalResult], None] | None = None,
 ) -> dict[str, Any]:
     """Train a Double-DQN teacher; write ``<run_dir>/teacher`` (model checkpoint).
 
     ``on_start(run_dir)`` is called once the run directory is validated (the CLI records
-    its command line there).
+    its command line there). ``on_eval(env_step, online_network, result)`` is called after
+    each periodic evaluation (online distillation follows the learning teacher there).
 
     Returns:
         The final summary (also written to ``<run_dir>/summary.json``).
@@ -228,6 +230,8 @@ def train_dqn(
                 episodes=res.episodes,
             )
             bar.set_postfix(score=f"{res.mean:.2f}", eps=f"{eps:.2f}")
+            if on_eval is not None:
+                on_eval(step, online, res)
         if step >= next_ckpt or step >= cfg.total_steps:
             next_ckpt += cfg.checkpoint_interval
             checkpoint()

@@ -1,0 +1,133 @@
+"""Online distillation: the student follows a Double-DQN teacher that is still learning.
+
+The teacher trains as usual (:func:`poldist.dqn.train_dqn`). After each of its periodic
+evaluations, the distillation loop (:class:`poldist.distillation.Distiller`, the one loop)
+takes a chunk of student updates, labelling fresh teacher play with the teacher's *current*
+weights; a small replay memory keeps the labels recent. Both scores are logged on one time
+axis (teacher env steps) in ``online.csv`` and drawn in ``online.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from poldist.distillation import DistillConfig, Distiller  # noqa: E402
+from poldist.dqn import DQNConfig, train_dqn  # noqa: E402
+from poldist.envs import make_env_spec  # noqa: E402
+from poldist.evaluation import EvalResult  # noqa: E402
+from poldist.networks import QNetwork  # noqa: E402
+from poldist.runs import prepare_run_dir, write_json  # noqa: E402
+from poldist.teachers import NetworkTeacher  # noqa: E402
+
+
+@dataclass
+class OnlineConfig:
+    """Online distillation: a teacher's DQN run with a student distilled alongside."""
+
+    env_id: str = "MinAtar/Breakout-v1"
+    total_steps: int = 1_500_000  # teacher env steps
+    interval: int = field(default=50_000, metadata={"help": "teacher env steps between student chunks"})
+    updates_per_interval: int = field(default=3_000, metadata={"help": "student updates per chunk"})
+    student: str = "net1"
+    loss: str = "kl"
+    tau: float = 0.01
+    memory_size: int = field(default=30_000, metadata={"help": "small: labels stay recent"})
+    batch_size: int = 64
+    eval_episodes: int = 20
+    seed: int = 0
+
+
+FIELDS = ("teacher_env_steps", "teacher_score", "teacher_ci_low", "teacher_ci_high")
+FIELDS += ("student_updates", "student_score", "student_ci_low", "student_ci_high")
+
+
+def online_distill(cfg: OnlineConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train a teacher and distil it while it learns; write ``online.csv``, ``online.png``.
+
+    Layout: ``<run_dir>/teacher-run`` (the DQN run), ``<run_dir>/student-run`` (the
+    distillation run), ``<run_dir>/online.csv``, ``online.png`` and ``summary.json``.
+    """
+    spec = make_env_spec(cfg.env_id)
+    run_dir = prepare_run_dir(run_dir, resume=False)
+    chunks = max(1, cfg.total_steps // cfg.interval)
+    dqn_cfg = DQNConfig(
+        env_id=cfg.env_id,
+        total_steps=cfg.total_steps,
+        seed=cfg.seed,
+        eval_interval=cfg.interval,
+        eval_episodes=cfg.eval_episodes,
+        checkpoint_interval=cfg.total_steps,
+        learning_starts=min(DQNConfig.learning_starts, cfg.total_steps // 4),
+    )
+    distill_cfg = DistillConfig(
+        teacher="",
+        student=cfg.student,
+        loss=cfg.loss,
+        tau=cfg.tau,
+        updates=chunks * cfg.updates_per_interval,
+        memory_size=cfg.memory_size,
+        learning_starts=min(5_000, cfg.memory_size),
+        batch_size=cfg.batch_size,
+        eval_interval=10**12,  # this module evaluates, on the teacher's time axis
+        checkpoint_interval=cfg.updates_per_interval * 10,
+        final_eval_episodes=cfg.eval_episodes,
+        agreement_states=2_000,
+        seed=cfg.seed,
+    )
+    write_json(run_dir / "config.json", cfg)
+    csv_path = run_dir / "online.csv"
+    with csv_path.open("w", newline="") as f:
+        csv.writer(f).writerow(FIELDS)
+    state: dict[str, Distiller] = {}
+
+    def follow(step: int, teacher_net: QNetwork, teacher_res: EvalResult) -> None:
+        if "distiller" not in state:  # the teacher object wraps the live, still-training network
+            teacher = NetworkTeacher(teacher_net, spec, "q", name="learning DQN teacher")
+            state["distiller"] = Distiller(distill_cfg, run_dir / "student-run", teachers=[teacher])
+        d = state["distiller"]
+        d.run(until=d.updates + cfg.updates_per_interval, show_progress=False)
+        student_res = d.evaluate_student(cfg.eval_episodes, cfg.seed + 10**6)[0]
+        row = (step, teacher_res.mean, teacher_res.ci_low, teacher_res.ci_high)
+        row += (d.updates, student_res.mean, student_res.ci_low, student_res.ci_high)
+        with csv_path.open("a", newline="") as f:
+            csv.writer(f).writerow(row)
+
+    teacher_summary = train_dqn(dqn_cfg, run_dir / "teacher-run", on_eval=follow)
+    student_summary = state["distiller"].finish()
+    plot_online(csv_path, run_dir / "online.png", title=f"{cfg.env_id}: online distillation")
+    summary = {
+        "config": asdict(cfg),
+        "teacher": {k: v for k, v in teacher_summary.items() if k != "config"},
+        "student": {k: v for k, v in student_summary.items() if k != "config"},
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def plot_online(csv_path: str | Path, out_png: str | Path, title: str = "") -> Path:
+    """Teacher and student scores (with 95% CI bands) against teacher env steps."""
+    with Path(csv_path).open() as f:
+        rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    x = [r["teacher_env_steps"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for who, color in (("teacher", "k"), ("student", "tab:blue")):
+        ax.plot(x, [r[f"{who}_score"] for r in rows], color=color, marker="o", ms=3, label=who)
+        lo, hi = [r[f"{who}_ci_low"] for r in rows], [r[f"{who}_ci_high"] for r in rows]
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15)
+    ax.set_xlabel("teacher env steps")
+    ax.set_ylabel("score (epsilon 0.05)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return Path(out_png)
