@@ -57,3 +57,26 @@ def test_train_dqn_short_run_and_resume(tmp_path):
     state = load_checkpoint(tmp_path / "run" / "state")
     assert state.metadata["counters"]["step"] == 6_000
     assert summary["updates"] == pytest.approx((6_000 - 1_000) * cfg.updates_per_step, abs=2)
+
+
+def test_multi_task_dqn_baseline_has_one_head_and_memory_per_game(tmp_path):
+    cfg = DQNConfig(
+        env_id="MinAtar/Breakout-v1,MinAtar/Seaquest-v1",
+        total_steps=4_000,
+        learning_starts=1_000,
+        buffer_size=3_000,
+        eval_interval=4_000,
+        eval_episodes=1,
+        checkpoint_interval=4_000,
+        head_hidden=16,
+    )
+    summary = train_dqn(cfg, tmp_path / "run")
+    assert summary["env_steps"] == 4_000  # both games together
+    assert [int(r["task"]) for r in summary["final_eval"]] == [0, 1]
+    state = load_checkpoint(tmp_path / "run" / "state")
+    assert set(state.blobs) == {"memory_0", "memory_1"}
+    seaquest = load_teacher(tmp_path / "run" / "teacher", task=1)
+    assert seaquest.env.env_id == "MinAtar/Seaquest-v1" and seaquest.n_actions == 6
+    assert seaquest.net.arch.obs_shape == (10, 10, 10) and seaquest.net.arch.head_hidden == 16
+    obs = torch.zeros(2, 4, 10, 10, dtype=torch.uint8)  # Breakout frames are zero-padded
+    assert load_teacher(tmp_path / "run" / "teacher", task=0)(obs).shape == (2, 3)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class DQNConfig:
     eval_epsilon: float = 0.05
     checkpoint_interval: int = 100_000  # env steps
     torch_threads: int = 1  # small nets: one thread beats two on a 2-core machine
+    head_hidden: int = 0  # per-game hidden layer of a multi-task network (the paper's: 128)
 
 
 def teacher_architecture(spec: EnvSpec) -> Architecture:
@@ -66,8 +67,8 @@ def teacher_architecture(spec: EnvSpec) -> Architecture:
 
 
 def double_dqn_loss(
-    online: QNetwork,
-    target: QNetwork,
+    online: Callable[[torch.Tensor], torch.Tensor],
+    target: Callable[[torch.Tensor], torch.Tensor],
     batch: dict[str, torch.Tensor],
     gamma: float,
 ) -> torch.Tensor:
@@ -95,24 +96,52 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
     return rng.bit_generator.state
 
 
+@dataclass
+class _Game:
+    """One task of a (multi-task) DQN run: its env, replay memory and current observations."""
+
+    spec: EnvSpec
+    memory: ReplayMemory
+    env: Any = None
+    obs: np.ndarray | None = None
+    ep_ret: np.ndarray | None = None
+
+
+def _game_memory(spec: EnvSpec, size: int) -> ReplayMemory:
+    fields = {
+        "obs": (spec.obs_shape, np.uint8),
+        "next_obs": (spec.obs_shape, np.uint8),
+        "action": ((), np.int64),
+        "reward": ((), np.float32),
+        "done": ((), np.float32),
+    }
+    return ReplayMemory(size, fields)
+
+
 def train_dqn(
     cfg: DQNConfig,
     run_dir: str | Path,
     *,
     resume: bool = False,
     on_start: Callable[[Path], None] | None = None,
-    on_eval: Callable[[int, QNetwork, EvalResult], None] | None = None,
+    on_eval: Callable[[int, QNetwork, list[EvalResult]], None] | None = None,
 ) -> dict[str, Any]:
     """Train a Double-DQN teacher; write ``<run_dir>/teacher`` (model checkpoint).
 
+    Several comma-separated env ids train the paper's multi-task DQN baseline: one network
+    with one head per game, one replay memory per game, every game's envs stepped in turn
+    (``total_steps`` counts all games together), each minibatch from one game (round robin).
+
     ``on_start(run_dir)`` is called once the run directory is validated (the CLI records
-    its command line there). ``on_eval(env_step, online_network, result)`` is called after
-    each periodic evaluation (online distillation follows the learning teacher there).
+    its command line there). ``on_eval(env_step, online_network, results)`` is called after
+    each periodic evaluation, one result per game (online distillation follows the
+    learning teacher there).
 
     Returns:
         The final summary (also written to ``<run_dir>/summary.json``).
     """
-    spec = make_env_spec(cfg.env_id)  # fails before any work on a bad id
+    ids = [e.strip() for e in cfg.env_id.split(",") if e.strip()]
+    specs = [make_env_spec(e) for e in ids]  # fails before any work on a bad id
     run_dir = prepare_run_dir(run_dir, resume=resume)
     if on_start is not None:
         on_start(run_dir)
@@ -120,20 +149,17 @@ def train_dqn(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    arch = teacher_architecture(spec)
+    arch = teacher_architecture(specs[0])
+    arch = replace(
+        arch,
+        obs_shape=(max(s.obs_shape[0] for s in specs), *arch.obs_shape[1:]),  # fewer channels: padded
+        n_actions=tuple(s.n_actions for s in specs),
+        head_hidden=cfg.head_hidden,
+    )
     online, target = QNetwork(arch), QNetwork(arch)
     target.load_state_dict(online.state_dict())
     optimizer = torch.optim.Adam(online.parameters(), lr=cfg.lr, eps=1.5e-4)
-    memory = ReplayMemory(
-        cfg.buffer_size,
-        {
-            "obs": (spec.obs_shape, np.uint8),
-            "next_obs": (spec.obs_shape, np.uint8),
-            "action": ((), np.int64),
-            "reward": ((), np.float32),
-            "done": ((), np.float32),
-        },
-    )
+    games = [_Game(spec, _game_memory(spec, cfg.buffer_size)) for spec in specs]
     step = updates = 0
     wall_before = 0.0
     if resume:
@@ -141,7 +167,8 @@ def train_dqn(
         online.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("online.")})
         target.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")})
         unpack_optimizer(optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
-        memory.load_bytes(ckpt.blobs["memory"])
+        for i, game in enumerate(games):  # "memory": single-game checkpoints of version 0.1.0
+            game.memory.load_bytes(ckpt.blobs.get(f"memory_{i}") or ckpt.blobs["memory"])
         c = ckpt.metadata["counters"]
         step, updates, wall_before = c["step"], c["updates"], c["wall_seconds"]
         rng.bit_generator.state = ckpt.metadata["rng"]
@@ -162,47 +189,55 @@ def train_dqn(
             "rng": _rng_state(rng),
             "counters": {"step": step, "updates": updates, "wall_seconds": wall()},
         }
-        save_checkpoint(run_dir / "state", tensors, meta, {"memory": memory.to_bytes()})
+        blobs = {f"memory_{i}": g.memory.to_bytes() for i, g in enumerate(games)}
+        save_checkpoint(run_dir / "state", tensors, meta, blobs)
 
     start = time.perf_counter()
 
     def wall() -> float:
         return wall_before + time.perf_counter() - start
 
-    env = make_vector_env(spec, cfg.num_envs, cfg.seed + step, clip_rewards=spec.domain == "atari")
-    obs, _ = env.reset(seed=cfg.seed + step)
-    ep_ret = np.zeros(cfg.num_envs)
+    for i, game in enumerate(games):
+        seed = cfg.seed + 1000 * i + step
+        game.env = make_vector_env(game.spec, cfg.num_envs, seed, clip_rewards=game.spec.domain == "atari")
+        game.obs, _ = game.env.reset(seed=seed)
+        game.ep_ret = np.zeros(cfg.num_envs)
     update_debt = 0.0
     next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval
     next_ckpt = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
     bar = progress(cfg.total_steps, f"dqn {cfg.env_id}", initial=step, unit="step")
     while step < cfg.total_steps:
         eps = linear_epsilon(step, cfg)
-        with torch.no_grad():
-            actions = epsilon_greedy(online(torch.as_tensor(obs)), eps, rng)
-        next_obs, reward, terminated, truncated, info = env.step(actions)
-        stored_next = next_obs.copy()
-        done = terminated.copy()
-        if "final_obs" in info:  # SAME_STEP autoreset: the true last frame of each episode
-            for i in np.flatnonzero(info["_final_obs"]):
-                stored_next[i] = info["final_obs"][i]
-        else:  # ale-py gives no final frame: treat truncation as termination
-            done |= truncated
-        memory.add(obs=obs, next_obs=stored_next, action=actions, reward=reward, done=done)
-        ep_ret += reward
-        for i in np.flatnonzero(terminated | truncated):
-            writer.add_scalar("train/episode_return", ep_ret[i], step)
-            ep_ret[i] = 0.0
-        obs = next_obs
-        step += cfg.num_envs
-        bar.update(cfg.num_envs)
+        for i, game in enumerate(games):
+            with torch.no_grad():
+                actions = epsilon_greedy(online(torch.as_tensor(game.obs), i), eps, rng)
+            next_obs, reward, terminated, truncated, info = game.env.step(actions)
+            stored_next = next_obs.copy()
+            done = terminated.copy()
+            if "final_obs" in info:  # SAME_STEP autoreset: the true last frame of each episode
+                for j in np.flatnonzero(info["_final_obs"]):
+                    stored_next[j] = info["final_obs"][j]
+            else:  # ale-py gives no final frame: treat truncation as termination
+                done |= truncated
+            game.memory.add(obs=game.obs, next_obs=stored_next, action=actions, reward=reward, done=done)
+            game.ep_ret += reward
+            for j in np.flatnonzero(terminated | truncated):
+                writer.add_scalar(f"train/{game.spec.env_id}/episode_return", game.ep_ret[j], step)
+                game.ep_ret[j] = 0.0
+            game.obs = next_obs
+            step += cfg.num_envs
+        bar.update(cfg.num_envs * len(games))
 
         if step >= cfg.learning_starts:
-            update_debt += cfg.num_envs * cfg.updates_per_step
+            update_debt += cfg.num_envs * len(games) * cfg.updates_per_step
             while update_debt >= 1:
                 update_debt -= 1
-                batch = {k: torch.as_tensor(v) for k, v in memory.sample(cfg.batch_size, rng).items()}
-                loss = double_dqn_loss(online, target, batch, cfg.gamma)
+                k = updates % len(games)  # each minibatch from one game
+                sample = games[k].memory.sample(cfg.batch_size, rng)
+                batch = {key: torch.as_tensor(v) for key, v in sample.items()}
+                loss = double_dqn_loss(
+                    lambda x, k=k: online(x, k), lambda x, k=k: target(x, k), batch, cfg.gamma
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm)
@@ -217,38 +252,53 @@ def train_dqn(
 
         if step >= next_eval or step >= cfg.total_steps:
             next_eval += cfg.eval_interval
-            res = evaluate(online, spec, cfg.eval_episodes, epsilon=cfg.eval_epsilon, seed=cfg.seed + 10**6)
-            writer.add_scalar("eval/score", res.mean, step)
-            evals.append(
-                step=step,
-                updates=updates,
-                env_steps=step,
-                wall_seconds=wall(),
-                score=res.mean,
-                ci_low=res.ci_low,
-                ci_high=res.ci_high,
-                episodes=res.episodes,
-            )
-            bar.set_postfix(score=f"{res.mean:.2f}", eps=f"{eps:.2f}")
+            results = [
+                evaluate(
+                    lambda o, i=i: online(o, i),
+                    game.spec,
+                    cfg.eval_episodes,
+                    epsilon=cfg.eval_epsilon,
+                    seed=cfg.seed + 10**6,
+                )
+                for i, game in enumerate(games)
+            ]
+            for i, res in enumerate(results):
+                writer.add_scalar(f"eval/{games[i].spec.env_id}/score", res.mean, step)
+                evals.append(
+                    step=step,
+                    task=i,
+                    updates=updates,
+                    env_steps=step,
+                    wall_seconds=wall(),
+                    score=res.mean,
+                    ci_low=res.ci_low,
+                    ci_high=res.ci_high,
+                    episodes=res.episodes,
+                )
+            bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), eps=f"{eps:.2f}")
             if on_eval is not None:
-                on_eval(step, online, res)
+                on_eval(step, online, results)
         if step >= next_ckpt or step >= cfg.total_steps:
             next_ckpt += cfg.checkpoint_interval
             checkpoint()
     bar.close()
-    env.close()
+    for game in games:
+        game.env.close()
     writer.close()
-    final = evals.read(evals.path)[-1]
+    rows = evals.read(evals.path)
+    last_step = rows[-1]["step"]
     summary = {
         "env_id": cfg.env_id,
         "env_steps": step,
         "updates": updates,
         "wall_seconds": wall(),
         "steps_per_second": step / max(wall(), 1e-9),
-        "final_eval": final,
+        "final_eval": [r for r in rows if r["step"] == last_step],
         "config": asdict(cfg),
     }
-    save_model(run_dir / "teacher", online, spec, extra={"training": summary, "seed": cfg.seed})
+    save_model(
+        run_dir / "teacher", online, [g.spec for g in games], extra={"training": summary, "seed": cfg.seed}
+    )
     write_json(run_dir / "summary.json", summary)
     return summary
 

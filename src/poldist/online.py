@@ -88,7 +88,8 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path) -> dict[str, Any]:
         csv.writer(f).writerow(FIELDS)
     state: dict[str, Distiller] = {}
 
-    def follow(step: int, teacher_net: QNetwork, teacher_res: EvalResult) -> None:
+    def follow(step: int, teacher_net: QNetwork, teacher_results: list[EvalResult]) -> None:
+        teacher_res = teacher_results[0]
         if "distiller" not in state:  # the teacher object wraps the live, still-training network
             teacher = NetworkTeacher(teacher_net, spec, "q", name="learning DQN teacher")
             state["distiller"] = Distiller(distill_cfg, run_dir / "student-run", teachers=[teacher])
