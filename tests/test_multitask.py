@@ -64,3 +64,14 @@ def test_tiny_multi_task_run_trains_every_head(tmp_path, schedule):
     assert all(t["transitions"] >= 200 for t in summary["tasks"])
     student, meta = load_model(tmp_path / "run" / "student")
     assert len(meta["envs"]) == 2 and student.arch.n_actions == (3, 3)
+
+
+def test_all_names_every_shipped_teacher_of_a_domain():
+    from poldist.teachers import expand_teacher_names, zoo_names
+
+    names = expand_teacher_names("minatar/all")
+    assert names == [n for n in zoo_names() if n.startswith("minatar/")]
+    assert "minatar/breakout" in names
+    assert expand_teacher_names("a, b,") == ["a", "b"]
+    with pytest.raises(PoldistError, match="no shipped teachers"):
+        expand_teacher_names("nowhere/all")

@@ -42,7 +42,7 @@ from poldist.memory import ReplayMemory
 from poldist.networks import QNetwork, count_parameters, student_architecture
 from poldist.progress import progress
 from poldist.runs import EvalLog, prepare_run_dir, write_json
-from poldist.teachers import NetworkTeacher, check_teacher_fits, load_teacher
+from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
 
 
 @dataclass
@@ -179,7 +179,7 @@ def build_tasks(cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None
         PoldistError: unknown env id, missing/corrupt teacher, teacher that does not fit the env.
     """
     if teachers is None:
-        names = [n.strip() for n in cfg.teacher.split(",") if n.strip()]
+        names = expand_teacher_names(cfg.teacher)
         if len(names) > 1 and cfg.env_id:
             raise PoldistError("--env-id names one env; with several teachers each uses its own")
         teachers = [load_teacher(n, env_id=cfg.env_id) for n in names]

@@ -29,6 +29,26 @@ def zoo_names() -> list[str]:
     return sorted(str(p.parent.relative_to(ZOO)) for p in ZOO.glob("*/*/meta.json"))
 
 
+def expand_teacher_names(spec: str) -> list[str]:
+    """Split a comma-separated teacher list; ``<domain>/all`` names every shipped teacher of it.
+
+    ``"minatar/all"`` -> ``["minatar/asterix", "minatar/breakout", ...]`` (the shipped ones).
+    """
+    names: list[str] = []
+    for name in (n.strip() for n in spec.split(",")):
+        if not name:
+            continue
+        if name.endswith("/all") and not Path(name).exists():
+            domain = name[: -len("/all")]
+            shipped = [n for n in zoo_names() if n.startswith(domain + "/")]
+            if not shipped:
+                raise PoldistError(f"no shipped teachers for {domain!r} (shipped: {', '.join(zoo_names())})")
+            names += shipped
+        else:
+            names.append(name)
+    return names
+
+
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
     """A checkpoint directory from a path or a zoo name.
 
