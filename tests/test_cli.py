@@ -118,3 +118,9 @@ def test_evaluate_command_writes_json(tmp_path, teacher_dir):
     assert "MinAtar/Breakout-v1" in proc.stdout
     result = json.loads(out.read_text())
     assert result["episodes"] == 3 and len(result["returns"]) == 3
+
+
+def test_zoo_lists_shipped_teachers(capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    assert "minatar/breakout" in out and "MinAtar paper DQN" in out

@@ -244,6 +244,12 @@ def _cmd_publish_teacher(args: argparse.Namespace) -> None:
     print(f"published: {dest}")
 
 
+def _cmd_zoo(args: argparse.Namespace) -> None:
+    from poldist.zoo import zoo_table
+
+    print(zoo_table(markdown=args.markdown))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``poldist`` argument parser with all subcommands."""
     from poldist.dqn import DQNConfig
@@ -323,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_args(p, OnlineConfig)
     p.add_argument("--out", required=True, help="run directory")
     p.set_defaults(func=_cmd_online)
+
+    p = sub.add_parser(
+        "zoo",
+        help="list the shipped teachers and their scores",
+        description="The shipped teachers (use them by name, e.g. --teacher minatar/breakout), their "
+        "model-card scores (epsilon 0.05, 95%% CI), a random policy's, and the MinAtar paper's DQN.",
+    )
+    p.add_argument("--markdown", action="store_true", help="a Markdown table")
+    p.set_defaults(func=_cmd_zoo)
 
     p = sub.add_parser(
         "publish-teacher",

@@ -23,7 +23,7 @@ from poldist.evaluation import evaluate
 from poldist.networks import count_parameters
 from poldist.plots import plot_learning_curve
 from poldist.runs import write_json
-from poldist.teachers import ZOO, load_teacher
+from poldist.teachers import ZOO, load_teacher, zoo_names
 
 
 def machine_description() -> str:
@@ -129,6 +129,49 @@ Reproduce the score: `{card["evaluate_command"]}`
 
 ![learning curve](curve.png)
 """
+
+
+# DQN on MinAtar after 5M frames, as read off the MinAtar paper's learning-curve figure (Young & Tian
+# 2019 publish no table): final training returns, epsilon 0.1, mean of 30 runs, full action set.
+# Approximate (about +-10%); Seaquest predates MinAtar 1.0.11's oxygen fix.
+MINATAR_PAPER_DQN = {
+    "asterix": 16.5,
+    "breakout": 10.0,
+    "freeway": 50.5,
+    "seaquest": 20.0,
+    "space_invaders": 45.0,
+}
+
+
+def zoo_table(markdown: bool = False) -> str:
+    """The shipped teachers with their model-card numbers, beside the MinAtar paper's DQN."""
+    from poldist.cli import format_table
+
+    rows = []
+    for name in zoo_names():
+        card_path = ZOO / name / "card.json"
+        if not card_path.exists():
+            continue
+        card = json.loads(card_path.read_text())
+        e, r = card["eval"], card["random_policy"]
+        game = name.split("/", 1)[1]
+        paper = MINATAR_PAPER_DQN.get(game) if name.startswith("minatar/") else None
+        rows.append(
+            [
+                name,
+                f"{e['mean']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]",
+                f"{r['mean']:.2f}",
+                f"~{paper:g}" if paper is not None else "-",
+                f"{card['env_steps'] / 1e6:.1f}M",
+                f"{card['train_wall_seconds'] / 60:.0f} min",
+            ]
+        )
+    headers = ["teacher", "score [95% CI]", "random", "MinAtar paper DQN", "env steps", "train time"]
+    if not markdown:
+        return format_table(headers, rows)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def check_zoo_name(name: str) -> None:
