@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/poldist demo $(if $(GAME),--game $(GAME))
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest tests -q

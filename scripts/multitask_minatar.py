@@ -1,0 +1,98 @@
+"""Multi-task on MinAtar: one student distilled from the five shipped teachers vs the multi-task DQN.
+
+One command, resumable (each stage is skipped when its output exists, and the long DQN run resumes
+from its last checkpoint):
+
+    .venv/bin/python scripts/multitask_minatar.py            # everything (the DQN baseline: hours)
+    .venv/bin/python scripts/multitask_minatar.py --skip-dqn # the students only (minutes)
+
+Writes results/multitask/results.json (raw per-game numbers) and results/multitask/table.md.
+The multi-task DQN gets as many env steps as the five teachers had together (their model cards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from poldist.cli import format_table
+from poldist.distillation import DistillConfig, distill
+from poldist.dqn import DQNConfig, train_dqn
+from poldist.evaluation import evaluate, geometric_mean, percent_of_teacher
+from poldist.runs import write_json
+from poldist.teachers import ZOO, load_teacher, zoo_names
+
+EPISODES = 100
+SEED = 12345
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--runs", default="runs/multitask")
+    parser.add_argument("--out", default="results/multitask")
+    parser.add_argument("--updates", type=int, default=300_000, help="student updates (all games)")
+    parser.add_argument("--skip-dqn", action="store_true", help="students only")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    runs, out = Path(args.runs), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [n for n in zoo_names() if n.startswith("minatar/")]
+    cards = {n: json.loads((ZOO / n / "card.json").read_text()) for n in names}
+    rows = {n: {"teacher_score": cards[n]["eval"]["mean"]} for n in names}
+
+    for loss in ("kl", "nll"):
+        run = runs / f"multi-dist-{loss}"
+        if not (run / "summary.json").exists():
+            cfg = DistillConfig(
+                teacher=",".join(names),
+                student="teacher",
+                loss=loss,
+                updates=args.updates,
+                batch_size=64,
+                eval_interval=args.updates // 10,
+                final_eval_episodes=EPISODES,
+                evaluate_teacher=False,  # teachers are scored by their model cards
+                seed=args.seed,
+            )
+            distill(cfg, run, resume=(run / "state" / "meta.json").exists())
+        summary = json.loads((run / "summary.json").read_text())
+        for name, task in zip(names, summary["tasks"]):
+            rows[name][f"multi_dist_{loss}"] = task["student_score"]
+
+    if not args.skip_dqn:
+        run = runs / "multi-dqn"
+        if not (run / "summary.json").exists():
+            cfg = DQNConfig(
+                env_id=",".join(cards[n]["env_id"] for n in names),
+                total_steps=sum(cards[n]["env_steps"] for n in names),
+                eval_interval=500_000,
+                checkpoint_interval=500_000,
+                seed=args.seed,
+            )
+            train_dqn(cfg, run, resume=(run / "state" / "meta.json").exists())
+        for i, name in enumerate(names):
+            head = load_teacher(run / "teacher", task=i)
+            rows[name]["multi_dqn"] = evaluate(head, head.env, EPISODES, seed=SEED).mean
+
+    methods = [m for m in ("multi_dist_kl", "multi_dist_nll", "multi_dqn") if m in rows[names[0]]]
+    table_rows, geo = [], {}
+    for name in names:
+        r = rows[name]
+        cells = [name, r["teacher_score"]]
+        for m in methods:
+            r[f"{m}_percent"] = percent_of_teacher(r[m], r["teacher_score"])
+            cells += [r[m], r[f"{m}_percent"]]
+        table_rows.append(cells)
+    for m in methods:
+        geo[m] = geometric_mean([rows[n][f"{m}_percent"] for n in names])
+    table_rows.append(["geometric mean", ""] + sum([["", geo[m]] for m in methods], []))
+    headers = ["game", "teacher"] + sum([[m, f"{m} %"] for m in methods], [])
+    table = format_table(headers, table_rows)
+    write_json(out / "results.json", {"per_game": rows, "geometric_mean_percent": geo, "episodes": EPISODES})
+    (out / "table.md").write_text("```\n" + table + "\n```\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
