@@ -160,7 +160,9 @@ class DistillTask:
         self.obs, _ = self.env.reset(seed=seed)
 
 
-def collect(task: DistillTask, controller: Controller, student: QNetwork, n_transitions: int, rng) -> None:
+def collect(
+    task: DistillTask, controller: Controller, student: QNetwork, n_transitions: int, rng: np.random.Generator
+) -> None:
     """Play ``task``'s envs for at least ``n_transitions`` steps, storing teacher-labelled states."""
     done = 0
     while done < n_transitions:
@@ -242,7 +244,7 @@ def _validate(cfg: DistillConfig) -> None:
 
 
 @torch.no_grad()
-def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng) -> float:
+def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng: np.random.Generator) -> float:
     """Share of fresh teacher-visited states (not in memory) where student and teacher agree greedily."""
     held_out = ReplayMemory(n_states, {k: (v.shape[1:], v.dtype) for k, v in task.memory.data.items()})
     saved, task.memory = task.memory, held_out
