@@ -1,7 +1,8 @@
 """Policy distillation: the one loop, with pluggable Teacher, Controller and Loss.
 
 Read top to bottom: the config, the pure update step, the controller (who acts
-while the teacher labels), collection, then :func:`distill`, the loop::
+while the teacher labels), collection, then :class:`Distiller`, the loop (:func:`distill`
+runs it to the end)::
 
     repeat until cfg.updates minibatch updates are done:
         pick the task of this minibatch (single-task: always task 0)
