@@ -235,6 +235,28 @@ def _cmd_online(args: argparse.Namespace) -> None:
     print(f"scores on one time axis: {out / 'online.csv'}\nplot: {out / 'online.png'}")
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from poldist.export import export_onnx
+
+    path = export_onnx(args.checkpoint, args.out, opset=args.opset)
+    info = json.loads(path.with_name(path.name + ".json").read_text())
+    rows = [
+        [i, env, "x".join(map(str, shape)), n]
+        for i, (env, shape, n) in enumerate(zip(info["env_ids"], info["obs_shapes"], info["n_actions"]))
+    ]
+    print(format_table(["task", "env", "obs shape", "actions"], rows))
+    inputs = "obs uint8 (batch, " + ", ".join(map(str, info["input_shape"])) + ")"
+    if len(info["n_actions"]) > 1:
+        inputs += ", task int64 (batch,)"
+    print(
+        f"\nexported {args.checkpoint} to {path} "
+        f"({path.stat().st_size:,} bytes, ONNX opset {info['opset']})\n"
+        f"inputs: {inputs}\noutputs: outputs float32 (batch, {info['max_actions']}), actions int64 (batch,)\n"
+        f"metadata: {path}.json\n"
+        f"run it without PyTorch: poldist.deploy.OnnxPolicy({str(path)!r}).act(obs)"
+    )
+
+
 def _cmd_publish_teacher(args: argparse.Namespace) -> None:
     from poldist.zoo import check_zoo_name, publish_teacher
 
@@ -338,6 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
     p.set_defaults(func=_cmd_zoo)
+
+    p = sub.add_parser(
+        "export",
+        help="export a student or teacher to ONNX (runs with onnxruntime, without PyTorch)",
+        description="Export a network checkpoint (directory or shipped name) to an ONNX file with a "
+        "dynamic batch axis, a task input for multi-task networks, and its metadata embedded and in "
+        "<out>.json; checks it against PyTorch. Run it with poldist.deploy.OnnxPolicy.",
+    )
+    p.add_argument("checkpoint", help="checkpoint directory or shipped name (e.g. minatar/breakout)")
+    p.add_argument("--out", required=True, help="the .onnx file to write, e.g. student.onnx")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         "publish-teacher",
