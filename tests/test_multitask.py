@@ -75,3 +75,15 @@ def test_all_names_every_shipped_teacher_of_a_domain():
     assert expand_teacher_names("a, b,") == ["a", "b"]
     with pytest.raises(PoldistError, match="no shipped teachers"):
         expand_teacher_names("nowhere/all")
+
+
+def test_paper_multitask_network_parameter_counts():
+    from poldist.networks import count_parameters, paper_multitask_atari
+
+    # the paper's totals hold for any action counts adding up to 12 (3 games) and 85 (10 games)
+    three = QNetwork(paper_multitask_atari((3, 4, 5)))
+    assert count_parameters(three) == 1_882_668
+    ten = QNetwork(paper_multitask_atari((9, 4, 9, 3, 9, 6, 6, 15, 18, 6), large=True))
+    assert count_parameters(ten) == 6_756_721
+    obs = torch.zeros(2, 4, 84, 84, dtype=torch.uint8)
+    assert [three(obs, t).shape[1] for t in range(3)] == [3, 4, 5]

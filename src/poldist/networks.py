@@ -79,6 +79,20 @@ def nature_dqn(n_actions: int = 18, in_channels: int = 4) -> Architecture:
     )
 
 
+def paper_multitask_atari(n_actions: tuple[int, ...], large: bool = False) -> Architecture:
+    """The paper's multi-task networks: Nature-DQN trunk, one 128-unit hidden layer per game.
+
+    ``large=False``: the 3-game multi-DQN / multi-dist network (32, 64, 64 conv channels, 512
+    units); ``large=True``: the 10-game multi-dist-KL network (64, 64, 64 channels, 1500 units).
+    The paper's totals (1,882,668 and 6,756,721 parameters) are reproduced exactly when the
+    games' action counts add up to 12 and 85 output units; it does not list them, and today's
+    ALE minimal action sets of its ten games add up to 88.
+    """
+    channels, hidden = ((64, 64, 64), 1500) if large else ((32, 64, 64), 512)
+    convs = tuple((c, k, s) for c, (_, k, s) in zip(channels, nature_dqn().convs))
+    return Architecture((4, 84, 84), convs, hidden, tuple(n_actions), 128, 1 / 255)
+
+
 def minatar_dqn(in_channels: int, n_actions: int) -> Architecture:
     """MinAtar's DQN network (Young & Tian, 2019): one 3x3 conv (16), 128 hidden units."""
     return Architecture((in_channels, 10, 10), ((16, 3, 1),), 128, (n_actions,), 0, 1.0)
