@@ -95,3 +95,19 @@ def test_resume_continues_counters_and_memory(tmp_path):
     rows = (tmp_path / "run" / "evals.csv").read_text().strip().splitlines()
     steps = [int(float(r.split(",")[0])) for r in rows[1:]]
     assert steps == sorted(steps) and steps[-1] == 600 and len(steps) == len(set(steps))
+
+
+@pytest.mark.parametrize("kind, tau", [("q", 0.01), ("logits", 1.0)])
+def test_kl_temperature_defaults_to_the_teachers_output_kind(tmp_path, kind, tau):
+    from poldist.distillation import Distiller
+    from poldist.envs import make_env_spec
+    from poldist.teachers import NetworkTeacher
+
+    spec = make_env_spec("MinAtar/Breakout-v1")
+    teacher = NetworkTeacher(QNetwork(minatar_dqn(4, 3)), spec, kind)
+    cfg = DistillConfig(teacher="", student="net3", eval_episodes=1, num_envs=1)
+    distiller = Distiller(cfg, tmp_path / "run", teachers=[teacher])
+    assert distiller.loss_fn.keywords["tau"] == tau
+    cfg_explicit = DistillConfig(teacher="", student="net3", eval_episodes=1, num_envs=1, tau=0.1)
+    explicit = Distiller(cfg_explicit, tmp_path / "run2", teachers=[teacher])
+    assert explicit.loss_fn.keywords["tau"] == 0.1
