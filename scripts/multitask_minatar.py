@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--out", default="results/multitask")
     parser.add_argument("--updates", type=int, default=300_000, help="student updates (all games)")
     parser.add_argument("--skip-dqn", action="store_true", help="students only")
+    parser.add_argument("--losses", default="kl,nll", help="student losses, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     runs, out = Path(args.runs), Path(args.out)
@@ -41,7 +42,7 @@ def main() -> None:
     cards = {n: json.loads((ZOO / n / "card.json").read_text()) for n in names}
     rows = {n: {"teacher_score": cards[n]["eval"]["mean"]} for n in names}
 
-    for loss in ("kl", "nll"):
+    for loss in args.losses.split(","):
         run = runs / f"multi-dist-{loss}"
         if not (run / "summary.json").exists():
             cfg = DistillConfig(
