@@ -212,13 +212,15 @@ def train_dqn(
             with torch.no_grad():
                 actions = epsilon_greedy(online(torch.as_tensor(game.obs), i), eps, rng)
             next_obs, reward, terminated, truncated, info = game.env.step(actions)
-            stored_next = next_obs.copy()
-            done = terminated.copy()
+            stored_next, done = next_obs, terminated  # memory.add copies them in
             if "final_obs" in info:  # SAME_STEP autoreset: the true last frame of each episode
-                for j in np.flatnonzero(info["_final_obs"]):
-                    stored_next[j] = info["final_obs"][j]
+                ended = np.flatnonzero(info["_final_obs"])
+                if len(ended):
+                    stored_next = next_obs.copy()
+                    for j in ended:
+                        stored_next[j] = info["final_obs"][j]
             else:  # ale-py gives no final frame: treat truncation as termination
-                done |= truncated
+                done = terminated | truncated
             game.memory.add(obs=game.obs, next_obs=stored_next, action=actions, reward=reward, done=done)
             game.ep_ret += reward
             for j in np.flatnonzero(terminated | truncated):
