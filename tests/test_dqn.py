@@ -80,3 +80,27 @@ def test_multi_task_dqn_baseline_has_one_head_and_memory_per_game(tmp_path):
     assert seaquest.net.arch.obs_shape == (10, 10, 10) and seaquest.net.arch.head_hidden == 16
     obs = torch.zeros(2, 4, 10, 10, dtype=torch.uint8)  # Breakout frames are zero-padded
     assert load_teacher(tmp_path / "run" / "teacher", task=0)(obs).shape == (2, 3)
+
+
+def test_student_sized_dqn_stops_when_on_eval_says_so(tmp_path):
+    """DQN from scratch on a student network (the time-to-score benchmark's baseline)."""
+    seen = []
+
+    def on_eval(step, net, results):
+        seen.append(step)
+        return step >= 2_000  # stop at the second evaluation
+
+    cfg = DQNConfig(
+        network="net2",
+        total_steps=10_000,
+        learning_starts=500,
+        buffer_size=3_000,
+        eval_interval=1_000,
+        eval_episodes=1,
+        checkpoint_interval=5_000,
+    )
+    summary = train_dqn(cfg, tmp_path / "run", on_eval=on_eval)
+    assert seen == [1_000, 2_000] and summary["env_steps"] == 2_000 and summary["stopped_early"]
+    assert load_checkpoint(tmp_path / "run" / "state").metadata["counters"]["step"] == 2_000
+    net = load_teacher(tmp_path / "run" / "teacher").net
+    assert net.arch.convs[0][0] == 4 and net.arch.hidden == 36  # MinAtar net2 widths

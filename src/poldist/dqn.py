@@ -27,7 +27,7 @@ from poldist.checkpoints import (
 from poldist.envs import EnvSpec, make_env_spec, make_vector_env
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate
 from poldist.memory import ReplayMemory
-from poldist.networks import Architecture, QNetwork, minatar_dqn, nature_dqn
+from poldist.networks import Architecture, QNetwork, minatar_dqn, nature_dqn, student_architecture
 from poldist.progress import progress
 from poldist.runs import EvalLog, prepare_run_dir, write_json
 
@@ -57,6 +57,7 @@ class DQNConfig:
     checkpoint_interval: int = 100_000  # env steps
     torch_threads: int = 1  # small nets: one thread beats two on a 2-core machine
     head_hidden: int = 0  # per-game hidden layer of a multi-task network (the paper's: 128)
+    network: str = "teacher"  # teacher | net1 | net2 | net3 | widths: a student-sized net by DQN
 
 
 def teacher_architecture(spec: EnvSpec) -> Architecture:
@@ -124,7 +125,7 @@ def train_dqn(
     *,
     resume: bool = False,
     on_start: Callable[[Path], None] | None = None,
-    on_eval: Callable[[int, QNetwork, list[EvalResult]], None] | None = None,
+    on_eval: Callable[[int, QNetwork, list[EvalResult]], bool | None] | None = None,
 ) -> dict[str, Any]:
     """Train a Double-DQN teacher; write ``<run_dir>/teacher`` (model checkpoint).
 
@@ -135,7 +136,8 @@ def train_dqn(
     ``on_start(run_dir)`` is called once the run directory is validated (the CLI records
     its command line there). ``on_eval(env_step, online_network, results)`` is called after
     each periodic evaluation, one result per game (online distillation follows the
-    learning teacher there).
+    learning teacher there); if it returns True, training stops there (a time-to-score
+    benchmark stops once its target is reached).
 
     Returns:
         The final summary (also written to ``<run_dir>/summary.json``).
@@ -149,7 +151,7 @@ def train_dqn(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    arch = teacher_architecture(specs[0])
+    arch = student_architecture(teacher_architecture(specs[0]), cfg.network)
     arch = replace(
         arch,
         obs_shape=(max(s.obs_shape[0] for s in specs), *arch.obs_shape[1:]),  # fewer channels: padded
@@ -206,7 +208,8 @@ def train_dqn(
     next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval
     next_ckpt = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
     bar = progress(cfg.total_steps, f"dqn {cfg.env_id}", initial=step, unit="step")
-    while step < cfg.total_steps:
+    stopped = False
+    while step < cfg.total_steps and not stopped:
         eps = linear_epsilon(step, cfg)
         for i, game in enumerate(games):
             with torch.no_grad():
@@ -278,9 +281,9 @@ def train_dqn(
                     episodes=res.episodes,
                 )
             bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), eps=f"{eps:.2f}")
-            if on_eval is not None:
-                on_eval(step, online, results)
-        if step >= next_ckpt or step >= cfg.total_steps:
+            if on_eval is not None and on_eval(step, online, results):
+                stopped = True  # the final checkpoint and summary follow
+        if step >= next_ckpt or step >= cfg.total_steps or stopped:
             next_ckpt += cfg.checkpoint_interval
             checkpoint()
     bar.close()
@@ -296,6 +299,7 @@ def train_dqn(
         "wall_seconds": wall(),
         "steps_per_second": step / max(wall(), 1e-9),
         "final_eval": [r for r in rows if r["step"] == last_step],
+        "stopped_early": stopped,
         "config": asdict(cfg),
     }
     save_model(
