@@ -266,6 +266,44 @@ def _cmd_publish_teacher(args: argparse.Namespace) -> None:
     print(f"published: {dest}")
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise PoldistError(f"expected comma-separated integers, got {text!r}") from e
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> None:
+    from poldist.reproduce import run_experiment
+
+    try:
+        i, n = (int(x) for x in args.shard.split("/"))
+    except ValueError as e:
+        raise PoldistError(f"--shard wants i/n (e.g. 0/2), got {args.shard!r}") from e
+    games = [g.strip() for g in args.games.split(",") if g.strip()] or None
+    records = run_experiment(
+        args.experiment,
+        _int_list(args.seeds),
+        games=games,
+        runs=args.runs,
+        results=args.results,
+        shard=(i, n),
+    )
+    rows = [
+        [r["game"], r["student"], r["variant"], r["seed"], r["student_score"], r["percent_of_teacher"]]
+        for r in records
+    ]
+    print(format_table(["game", "student", "loss", "seed", "score", "% of teacher"], rows))
+    print(f"raw results: {Path(args.results) / 'raw'}; tables: poldist report")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from poldist.report import write_report
+
+    path = write_report(Path(args.results), Path(args.out))
+    print(f"wrote {path} (plots in {Path(args.results) / 'plots'})")
+
+
 def _cmd_zoo(args: argparse.Namespace) -> None:
     from poldist.zoo import zoo_table
 
@@ -372,6 +410,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the .onnx file to write, e.g. student.onnx")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="run one of the paper's experiments on MinAtar (raw results per game and seed)",
+        description="Distil every shipped MinAtar teacher for one experiment of the paper: 'losses' "
+        "(NLL, MSE, KL with tau 0.01/0.1/1, teacher-size students) or 'compression' (KL students "
+        "at 100/25/7/4%% of the teacher). One raw JSON per game, variant and seed in "
+        "<results>/raw; finished runs are skipped and interrupted ones resume. Then: poldist report.",
+    )
+    p.add_argument("experiment", choices=["losses", "compression"])
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--games", default="", help="comma-separated MinAtar games (default: all five)")
+    p.add_argument("--runs", default="runs/reproduce", help="where the run directories go")
+    p.add_argument("--results", default="results/reproduce", help="where raw results go")
+    p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell from i (n processes, n cores)")
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser(
+        "report",
+        help="turn committed raw results into RESULTS.md tables and PNG plots",
+        description="Read <results>/reproduce/raw, <results>/multitask, <results>/online-* and "
+        "<results>/bench.json; write RESULTS.md (tables with 95%% bootstrap CIs over seeds, IQM and "
+        "geometric mean by rliable) and PNG plots in <results>/plots.",
+    )
+    p.add_argument("--results", default="results", help="the results folder (default: results)")
+    p.add_argument("--out", default="RESULTS.md", help="the Markdown file to write")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(
         "publish-teacher",

@@ -1,0 +1,374 @@
+"""``poldist report``: RESULTS.md tables and PNG plots from the committed raw results.
+
+Inputs (all optional; a missing one becomes a line saying how to make it):
+
+- ``<results>/reproduce/raw/*.json``: one record per single-game run (``poldist reproduce``);
+- ``<results>/multitask/results.json``: the multi-task table (``scripts/multitask_minatar.py``);
+- ``<results>/online-*/online.csv``: online distillation runs (``poldist online``);
+- ``<results>/bench.json``: the latest ``poldist bench`` output.
+
+Per game, a cell is the mean percent of teacher over seeds with a 95% percentile-bootstrap CI over
+seeds. Aggregates over games (IQM, and the paper's geometric mean of percent of teacher) use
+rliable's stratified bootstrap over runs (:func:`aggregate_intervals`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poldist.evaluation import bootstrap_ci
+
+# The paper's Atari figures next to ours (PAPER.md); None where the paper gives a shape, not a number.
+PAPER_LOSSES = (
+    "Atari, 4 games, teacher-size students: KL (tau 0.01) best, at or above the teacher; "
+    "NLL below it; MSE clearly worst (the paper's ordering: KL > NLL > MSE)."
+)
+PAPER_COMPRESSION = {"teacher": None, "net1": 108.3, "net2": 101.7, "net3": 83.9}  # 10 games, geo mean
+PAPER_MULTITASK = {"multi_dist_kl": 116.9, "multi_dist_nll": 105.1, "multi_dqn": 83.5}  # 3 games
+GEO_FLOOR = 1.0  # percent: a zero score would make a geometric mean 0 whatever the other games do
+BOOT_REPS = 2000
+LOSS_ORDER = ("nll", "mse", "kl-tau1", "kl-tau0.1", "kl-tau0.01")
+SIZE_ORDER = ("teacher", "net1", "net2", "net3")
+
+
+def load_raw(raw_dir: Path) -> list[dict[str, Any]]:
+    """Every raw record in ``raw_dir`` (``*.json``), sorted by name."""
+    return [json.loads(p.read_text()) for p in sorted(Path(raw_dir).glob("*.json"))]
+
+
+def seed_matrix(records: list[dict[str, Any]], games: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Percent of teacher as a ``(runs, games)`` array over the seeds every game has.
+
+    rliable's stratified bootstrap needs the same number of runs per game, so seeds missing
+    for any game are left out (and the count says so).
+    """
+    by = {(r["game"], r["seed"]): r["percent_of_teacher"] for r in records}
+    seeds = sorted({s for _, s in by})
+    common = [s for s in seeds if all((g, s) in by for g in games)]
+    return np.array([[by[(g, s)] for g in games] for s in common], dtype=np.float64).reshape(
+        len(common), len(games)
+    ), common
+
+
+def _iqm(x: np.ndarray) -> float:
+    from scipy import stats
+
+    return float(stats.trim_mean(x.reshape(-1), proportiontocut=0.25))
+
+
+def _geo(x: np.ndarray) -> float:
+    per_game = np.maximum(x.mean(axis=0), GEO_FLOOR)
+    return float(np.exp(np.log(per_game).mean()))
+
+
+def aggregate_intervals(matrices: dict[str, np.ndarray], seed: int = 0) -> dict[str, dict[str, list[float]]]:
+    """IQM and geometric mean (over games) of percent of teacher, with 95% CIs.
+
+    Args:
+        matrices: ``variant -> (runs, games)`` percent-of-teacher arrays.
+
+    Returns:
+        ``variant -> {"iqm": [point, low, high], "geomean": [point, low, high]}``, by rliable's
+        stratified bootstrap (runs resampled within each game); with one run per game the
+        interval is the point.
+    """
+    from rliable import library as rly
+
+    usable = {k: v for k, v in matrices.items() if v.size}
+    if not usable:
+        return {}
+    np.random.seed(seed)  # rliable draws from numpy's global generator; a report must not change
+    points, intervals = rly.get_interval_estimates(
+        usable, lambda x: np.array([_iqm(x), _geo(x)]), reps=BOOT_REPS
+    )
+    return {
+        k: {
+            "iqm": [float(points[k][0]), float(intervals[k][0, 0]), float(intervals[k][1, 0])],
+            "geomean": [float(points[k][1]), float(intervals[k][0, 1]), float(intervals[k][1, 1])],
+        }
+        for k in usable
+    }
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mean = float(np.mean(values))
+    if len(values) == 1:
+        return f"{mean:.1f} (1 seed)"
+    lo, hi = bootstrap_ci(np.array(values))
+    return f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
+
+
+def _agg_cell(v: list[float] | None) -> str:
+    return "–" if v is None else f"**{v[0]:.1f}** [{v[1]:.1f}, {v[2]:.1f}]"
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _budget_line(records: list[dict[str, Any]]) -> str:
+    r = records[0]
+    c = r["config"]
+    return (
+        f"Budget per student: {r['updates']:,} updates of batch {r['batch_size']} "
+        f"(RMSProp, lr {c['lr']:g}), about {r['transitions']:,} fresh teacher transitions "
+        f"({c['learning_starts']:,} before learning, then {c['transitions_per_update']:g} per update; "
+        f"memory {c['memory_size']:,}), teacher acting with epsilon {c['epsilon']:g}; students scored "
+        f"over {c['final_eval_episodes']} episodes at epsilon 0.05 against the teacher's model-card score."
+    )
+
+
+def single_game_section(
+    records: list[dict[str, Any]], key: str, order: tuple[str, ...], plots: Path, title: str
+) -> tuple[str, dict[str, Any]]:
+    """Table (games x variants of ``key``) of percent of teacher, aggregates, and a bar plot."""
+    games = sorted({r["game"] for r in records})
+    variants = [v for v in order if any(r[key] == v for r in records)]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[r[key]].append(r)
+    matrices, seeds = {}, {}
+    for v in variants:
+        matrices[v], seeds[v] = seed_matrix(groups[v], games)
+    agg = aggregate_intervals(matrices)
+    rows = []
+    for g in games:
+        row = [g, _fmt_score(records, g)]
+        for v in variants:
+            row.append(_cell([r["percent_of_teacher"] for r in groups[v] if r["game"] == g]))
+        rows.append(row)
+    rows.append(["**IQM**", ""] + [_agg_cell(agg.get(v, {}).get("iqm")) for v in variants])
+    rows.append(["**geometric mean**", ""] + [_agg_cell(agg.get(v, {}).get("geomean")) for v in variants])
+    rows.append(["seeds (all games)", ""] + [str(len(seeds[v])) for v in variants])
+    headers = ["game", "teacher score"] + [_label(key, v, records) for v in variants]
+    plot = _bar_plot(games, variants, groups, plots / f"{title}.png", title)
+    data = {"variants": variants, "games": games, "aggregates": agg, "plot": plot}
+    return _md_table(headers, rows), data
+
+
+def _fmt_score(records: list[dict[str, Any]], game: str) -> str:
+    return f"{next(r['teacher_score'] for r in records if r['game'] == game):.2f}"
+
+
+def _label(key: str, v: str, records: list[dict[str, Any]]) -> str:
+    if key == "student":
+        r = next(r for r in records if r["student"] == v)
+        return f"{v} ({100 * r['compression']:.0f}%, {r['student_params']:,} params)"
+    return v.replace("-tau", " tau ")
+
+
+def _bar_plot(
+    games: list[str], variants: list[str], groups: dict[str, list[dict[str, Any]]], path: Path, title: str
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(1, len(variants))
+    for j, v in enumerate(variants):
+        means, errs = [], [[], []]
+        for g in games:
+            vals = np.array([r["percent_of_teacher"] for r in groups[v] if r["game"] == g])
+            m = float(vals.mean()) if len(vals) else np.nan
+            lo, hi = bootstrap_ci(vals) if len(vals) > 1 else (m, m)
+            means.append(m)
+            errs[0].append(m - lo)
+            errs[1].append(hi - m)
+        x = np.arange(len(games)) + (j - (len(variants) - 1) / 2) * width
+        ax.bar(x, means, width, yerr=errs, capsize=2, label=v)
+    ax.axhline(100, color="k", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(games)), games)
+    ax.set_ylabel("% of teacher score")
+    ax.set_title(f"{title}: mean over seeds, 95% bootstrap CI")
+    ax.legend(fontsize=8, ncol=len(variants))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def compression_curve(records: list[dict[str, Any]], data: dict[str, Any], path: Path) -> Path:
+    """Percent of teacher against student parameter count: one line per game and the geo mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for g in data["games"]:
+        pts = sorted((r["student_params"], r["percent_of_teacher"]) for r in records if r["game"] == g)
+        by_params: dict[int, list[float]] = defaultdict(list)
+        for p, v in pts:
+            by_params[p].append(v)
+        xs = sorted(by_params)
+        ax.plot(xs, [np.mean(by_params[x]) for x in xs], marker="o", lw=1, alpha=0.6, label=g)
+    geo = [
+        (next(r["student_params"] for r in records if r["student"] == v), data["aggregates"].get(v))
+        for v in data["variants"]
+    ]
+    geo = [(p, a["geomean"]) for p, a in geo if a]
+    if geo:
+        xs = [p for p, _ in geo]
+        ax.errorbar(
+            xs,
+            [a[0] for _, a in geo],
+            yerr=[[a[0] - a[1] for _, a in geo], [a[2] - a[0] for _, a in geo]],
+            color="k",
+            lw=2,
+            marker="s",
+            capsize=3,
+            label="geometric mean (95% CI)",
+        )
+    ax.axhline(100, color="k", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("student parameters")
+    ax.set_ylabel("% of teacher score")
+    ax.set_title("Compression (KL, tau 0.01)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def multitask_section(path: Path) -> str:
+    """The multi-task table from ``results/multitask/results.json``."""
+    res = json.loads(path.read_text())
+    rows_in = res["per_game"]
+    methods = [
+        m for m in ("multi_dist_kl", "multi_dist_nll", "multi_dqn") if m in next(iter(rows_in.values()))
+    ]
+    rows = []
+    for game, r in rows_in.items():
+        row = [game, f"{r['teacher_score']:.2f}"]
+        for m in methods:
+            row.append(f"{r[m]:.2f} ({r[f'{m}_percent']:.1f}%)")
+        rows.append(row)
+    geo = res["geometric_mean_percent"]
+    rows.append(["**geometric mean**", ""] + [f"**{geo[m]:.1f}%**" for m in methods])
+    rows.append(["paper (Atari, 3 games)", ""] + [f"{PAPER_MULTITASK[m]}%" for m in methods])
+    headers = ["game", "teachers"] + [m.replace("_", "-") for m in methods]
+    return _md_table(headers, rows)
+
+
+def online_section(csv_path: Path) -> str:
+    """Final and mid-run scores of one online-distillation run, and its plot."""
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    last = rows[-1]
+    mid = rows[len(rows) // 2]
+    table = _md_table(
+        ["teacher env steps", "teacher score", "student score"],
+        [
+            [
+                f"{int(float(r['teacher_env_steps'])):,}",
+                f"{float(r['teacher_score']):.2f}",
+                f"{float(r['student_score']):.2f}",
+            ]
+            for r in (rows[0], mid, last)
+        ],
+    )
+    return table
+
+
+def write_report(results: Path, out: Path) -> Path:
+    """Write ``out`` (RESULTS.md) and ``<results>/plots/*.png`` from the raw results."""
+    results, out = Path(results), Path(out)
+    plots = results / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+
+    def link(path: Path) -> str:  # images relative to the Markdown file
+        return os.path.relpath(path, out.parent).replace(os.sep, "/")
+
+    parts = [
+        "# Results",
+        "",
+        "Made by `poldist report` from the raw files under `results/`; every row names the command "
+        "that makes it. Percent of teacher: the student's mean score over the teacher's (the shipped "
+        "teacher's model-card score, 100 episodes, epsilon 0.05). Per-game cells: mean over seeds "
+        "[95% percentile-bootstrap CI over seeds]. IQM and geometric mean over games: rliable's "
+        f"stratified bootstrap ({BOOT_REPS} resamples; a game below {GEO_FLOOR:g}% counts as "
+        f"{GEO_FLOOR:g}% in the geometric mean).",
+        "",
+    ]
+    raw = load_raw(results / "reproduce" / "raw")
+    losses = [r for r in raw if r["student"] == "teacher"]
+    parts += ["## 1. Losses (teacher-size students, all five MinAtar games)", ""]
+    if losses:
+        table, data = single_game_section(losses, "variant", LOSS_ORDER, plots, "losses")
+        parts += [
+            _budget_line(losses),
+            "",
+            table,
+            "",
+            f"![losses]({link(data['plot'])})",
+            "",
+            f"Paper: {PAPER_LOSSES}",
+            "",
+            "Command: `poldist reproduce losses --seeds 0,1,2`",
+            "",
+        ]
+    else:
+        parts += ["No raw results yet: `poldist reproduce losses --seeds 0,1,2`.", ""]
+
+    comp = [r for r in raw if r["variant"] == "kl-tau0.01"]
+    parts += ["## 2. Compression (KL, tau 0.01)", ""]
+    if comp:
+        table, data = single_game_section(comp, "student", SIZE_ORDER, plots, "compression")
+        curve = compression_curve(comp, data, plots / "compression_curve.png")
+        paper = ", ".join(f"{k} {v}%" for k, v in PAPER_COMPRESSION.items() if v is not None)
+        parts += [
+            _budget_line(comp),
+            "",
+            table,
+            "",
+            f"Paper (Atari, 10 games, geometric mean of percent of teacher): {paper}.",
+            "",
+            f"![compression]({link(data['plot'])}) ![compression curve]({link(curve)})",
+            "",
+            "Command: `poldist reproduce compression --seeds 0,1,2`",
+            "",
+        ]
+    else:
+        parts += ["No raw results yet: `poldist reproduce compression --seeds 0,1,2`.", ""]
+
+    parts += ["## 3. Multi-task (one student, five MinAtar games)", ""]
+    mt = results / "multitask" / "results.json"
+    if mt.exists():
+        parts += [multitask_section(mt), "", "Command: `python scripts/multitask_minatar.py`", ""]
+    else:
+        parts += ["No results yet: `python scripts/multitask_minatar.py`.", ""]
+
+    parts += ["## 4. Online distillation", ""]
+    online = sorted(results.glob("online-*/online.csv"))
+    for csv_path in online:
+        cfg = json.loads((csv_path.parent / "config.json").read_text())
+        parts += [
+            f"### {cfg['env_id']}, student {cfg['student']}, seed {cfg['seed']}",
+            "",
+            online_section(csv_path),
+            "",
+            f"![online]({link(csv_path.parent / 'online.png')})",
+            "",
+            f"Command: `poldist online --env-id {cfg['env_id']} --total-steps {cfg['total_steps']} "
+            f"--student {cfg['student']} --seed {cfg['seed']} --out runs/{csv_path.parent.name}`",
+            "",
+        ]
+    if not online:
+        parts += ["No results yet: `poldist online --out runs/online-breakout`.", ""]
+    out.write_text("\n".join(parts))
+    return out

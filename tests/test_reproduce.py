@@ -1,0 +1,114 @@
+"""The reproduction experiments (cells, raw records, resumable runs) and ``poldist report``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from poldist.cli import main
+from poldist.errors import PoldistError
+from poldist.report import aggregate_intervals, seed_matrix, write_report
+from poldist.reproduce import BUDGET, GAMES, Cell, experiment_cells, run_experiment
+
+TINY = replace(
+    BUDGET,
+    updates=40,
+    batch_size=16,
+    learning_starts=200,
+    transitions_per_update=1.0,
+    memory_size=1_000,
+    eval_interval=40,
+    eval_episodes=1,
+    final_eval_episodes=2,
+    agreement_states=64,
+    checkpoint_interval=40,
+    num_envs=2,
+)
+
+
+def test_cells_cover_the_papers_grid() -> None:
+    losses = experiment_cells("losses", [0, 1, 2])
+    comp = experiment_cells("compression", [0, 1, 2])
+    assert len(losses) == len(GAMES) * 5 * 3 and len(comp) == len(GAMES) * 4 * 3
+    assert len({c.name for c in losses}) == len(losses)
+    # the KL(0.01) teacher-size student is one run shared by both experiments
+    shared = {c.name for c in losses} & {c.name for c in comp}
+    assert shared == {Cell(g, "teacher", "kl", 0.01, s).name for g in GAMES for s in (0, 1, 2)}
+    # seed-major: every cell of seed 0 comes before any of seed 1
+    assert [c.seed for c in losses[: len(GAMES) * 5]] == [0] * len(GAMES) * 5
+    assert Cell("breakout", "net2", "kl", 0.1, 3).name == "breakout__net2__kl-tau0.1__seed3"
+    assert Cell("breakout", loss="nll", tau=0.5).config().tau == 0.0
+
+
+def test_bad_experiment_or_game_fails_clearly() -> None:
+    with pytest.raises(PoldistError, match="unknown experiment"):
+        experiment_cells("speed", [0])
+    with pytest.raises(PoldistError, match="unknown games"):
+        experiment_cells("losses", [0], ["pong"])
+    assert main(["reproduce", "losses", "--seeds", "a,b", "--games", "breakout"]) == 2
+
+
+def test_runs_write_raw_records_and_are_skipped_when_done(tmp_path) -> None:
+    runs, results = tmp_path / "runs", tmp_path / "results" / "reproduce"
+    records = run_experiment("compression", [0], games=["breakout"], runs=runs, results=results, budget=TINY)
+    assert [r["student"] for r in records] == ["teacher", "net1", "net2", "net3"]
+    raw = sorted((results / "raw").glob("*.json"))
+    assert len(raw) == 4 and len(list((results / "raw").glob("*.evals.csv"))) == 4
+    r = json.loads(raw[0].read_text())
+    assert r["updates"] == 40 and r["batch_size"] == 16 and r["transitions"] >= 240
+    assert r["percent_of_teacher"] == pytest.approx(100 * r["student_score"] / r["teacher_score"])
+    commands = {x["student"]: x["command"] for x in map(json.loads, (p.read_text() for p in raw))}
+    assert commands["net2"] == "poldist reproduce compression --games breakout --seeds 0"
+    assert commands["teacher"] == "poldist reproduce losses --games breakout --seeds 0"  # shared cell
+    params = {x["student"]: x["student_params"] for x in records}
+    assert params["teacher"] > params["net1"] > params["net2"] > params["net3"]
+    # a second call does no work: same records, no new run directories
+    before = sorted(p.name for p in runs.iterdir())
+    again = run_experiment("compression", [0], games=["breakout"], runs=runs, results=results, budget=TINY)
+    assert again == records and sorted(p.name for p in runs.iterdir()) == before
+    # sharding splits the cells between processes
+    part = run_experiment(
+        "compression", [0], games=["breakout"], runs=runs, results=results, budget=TINY, shard=(1, 2)
+    )
+    assert [x["student"] for x in part] == ["net1", "net3"]
+
+    # the report turns them into a table and plots
+    for rec in records:  # a second seed, made up, so the CI and the aggregates have two runs
+        fake = dict(rec, seed=1, percent_of_teacher=rec["percent_of_teacher"] + 10)
+        (results / "raw" / f"{Cell(rec['game'], rec['student'], seed=1).name}.json").write_text(
+            json.dumps(fake)
+        )
+    out = write_report(tmp_path / "results", tmp_path / "RESULTS.md")
+    text = out.read_text()
+    assert "## 2. Compression" in text and "net3 (" in text and "kl tau 0.01" in text
+    assert "No results yet: `python scripts/multitask_minatar.py`" in text
+    assert (tmp_path / "results" / "plots" / "compression_curve.png").exists()
+    assert "](results/plots/compression_curve.png)" in text
+
+
+def test_seed_matrix_keeps_seeds_every_game_has() -> None:
+    recs = [
+        {"game": "a", "seed": 0, "percent_of_teacher": 90.0},
+        {"game": "b", "seed": 0, "percent_of_teacher": 40.0},
+        {"game": "a", "seed": 1, "percent_of_teacher": 70.0},
+    ]
+    m, seeds = seed_matrix(recs, ["a", "b"])
+    assert seeds == [0] and m.tolist() == [[90.0, 40.0]]
+
+
+def test_aggregates_against_hand_computed_values() -> None:
+    # two games, two runs: per-game means 100 and 25 -> geometric mean 50
+    m = np.array([[90.0, 20.0], [110.0, 30.0]])
+    agg = aggregate_intervals({"kl": m, "const": np.full((3, 4), 80.0)})
+    assert agg["kl"]["geomean"][0] == pytest.approx(50.0)
+    # IQM of [90, 20, 110, 30]: the middle half is [30, 90] -> 60
+    assert agg["kl"]["iqm"][0] == pytest.approx(60.0)
+    lo, hi = agg["kl"]["geomean"][1:]
+    assert lo <= 50.0 <= hi and lo < hi
+    assert agg["const"]["iqm"] == pytest.approx([80.0, 80.0, 80.0])
+    assert agg["const"]["geomean"] == pytest.approx([80.0, 80.0, 80.0])
+    # the report is reproducible: same numbers on a second call
+    assert aggregate_intervals({"kl": m}) == {"kl": agg["kl"]}
