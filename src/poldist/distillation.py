@@ -39,7 +39,7 @@ from poldist.envs import EnvSpec, make_env_spec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate, geometric_mean, percent_of_teacher
 from poldist.losses import Loss, make_loss
-from poldist.memory import ReplayMemory
+from poldist.memory import FrameStackMemory, ReplayMemory
 from poldist.networks import QNetwork, count_parameters, student_architecture
 from poldist.progress import progress
 from poldist.runs import EvalLog, prepare_run_dir, write_json
@@ -194,10 +194,10 @@ def build_tasks(cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None
         if cfg.env_id:  # keep the teacher's settings (sticky actions, no-ops) on the same env
             spec = teacher.env if teacher.env.env_id == spec.env_id else spec
         check_teacher_fits(teacher, spec)
-        memory = ReplayMemory(
-            cfg.memory_size,
-            {"obs": (spec.obs_shape, np.uint8), "teacher_out": ((teacher.n_actions,), np.float32)},
-        )
+        fields = {"obs": (spec.obs_shape, np.uint8), "teacher_out": ((teacher.n_actions,), np.float32)}
+        # Atari observations are 4 stacked frames: store each frame once, not four times
+        memory_cls = FrameStackMemory if spec.domain == "atari" else ReplayMemory
+        memory = memory_cls(cfg.memory_size, fields)
         tasks.append(DistillTask(teacher, spec, memory, index=i))
     return tasks
 
@@ -247,14 +247,15 @@ def _validate(cfg: DistillConfig) -> None:
 @torch.no_grad()
 def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng: np.random.Generator) -> float:
     """Share of fresh teacher-visited states (not in memory) where student and teacher agree greedily."""
-    held_out = ReplayMemory(n_states, {k: (v.shape[1:], v.dtype) for k, v in task.memory.data.items()})
+    held_out = task.memory.empty_like(n_states)
     saved, task.memory = task.memory, held_out
     try:
         collect(task, TeacherControl(0.05), student, n_states, rng)
     finally:
         task.memory = saved
-    obs = torch.as_tensor(held_out.data["obs"][: held_out.size])
-    teacher_act = torch.as_tensor(held_out.data["teacher_out"][: held_out.size]).argmax(1)
+    rows = held_out.all_rows()
+    obs = torch.as_tensor(rows["obs"])
+    teacher_act = torch.as_tensor(rows["teacher_out"]).argmax(1)
     student_act = student(obs, task.index).argmax(1)
     return float((student_act == teacher_act).float().mean())
 
