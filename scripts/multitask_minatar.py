@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 from poldist.cli import format_table
@@ -32,6 +33,9 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/multitask")
     parser.add_argument("--out", default="results/multitask")
     parser.add_argument("--updates", type=int, default=300_000, help="student updates (all games)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--memory-size", type=int, default=500_000, help="transitions per game")
     parser.add_argument("--skip-dqn", action="store_true", help="students only")
     parser.add_argument("--losses", default="kl,nll", help="student losses, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
@@ -50,14 +54,21 @@ def main() -> None:
                 student="teacher",
                 loss=loss,
                 updates=args.updates,
-                batch_size=64,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                memory_size=args.memory_size,
                 eval_interval=args.updates // 10,
+                checkpoint_interval=args.updates // 10,  # five memories: GBs per checkpoint
                 final_eval_episodes=EPISODES,
                 evaluate_teacher=False,  # teachers are scored by their model cards
                 seed=args.seed,
             )
             distill(cfg, run, resume=(run / "state" / "meta.json").exists())
         summary = json.loads((run / "summary.json").read_text())
+        keep = out / run.name  # the run's small files travel with the table
+        keep.mkdir(exist_ok=True)
+        for f in ("config.json", "summary.json", "evals.csv", "curve.png"):
+            shutil.copy2(run / f, keep / f)
         for name, task in zip(names, summary["tasks"]):
             rows[name][f"multi_dist_{loss}"] = task["student_score"]
 

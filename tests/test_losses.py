@@ -154,3 +154,20 @@ def test_make_loss_unknown_name_raises() -> None:
 def test_make_loss_kl_nonpositive_tau_raises(tau: float) -> None:
     with pytest.raises(PoldistError, match="tau"):
         make_loss("kl", tau=tau)
+
+
+def test_erd_is_the_reverse_kl_by_hand() -> None:
+    """ERD per state: sum_a pi_S(a) (log pi_S(a) - log pi_T(a)), pi_T = softmax(q_T / tau)."""
+    tau = 0.5
+    want = 0.0
+    for s_row, t_row in zip(STUDENT, TEACHER):
+        log_s, log_t = _log_softmax(s_row), _log_softmax([q / tau for q in t_row])
+        want += sum(math.exp(ls) * (ls - lt) for ls, lt in zip(log_s, log_t))
+    got = make_loss("erd", tau=tau)(_t(STUDENT), _t(TEACHER)).item()
+    assert got == pytest.approx(want / 2, rel=1e-5)
+    # it is not the paper's (forward) KL, and it is zero when the two policies are equal
+    assert got != pytest.approx(kl_loss(_t(STUDENT), _t(TEACHER), tau=tau).item(), rel=1e-3)
+    same = make_loss("erd", tau=1.0)(_t(TEACHER), _t(TEACHER)).item()
+    assert same == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(PoldistError, match="temperature"):
+        make_loss("erd", tau=0.0)

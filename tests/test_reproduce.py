@@ -10,8 +10,9 @@ import pytest
 
 from poldist.cli import main
 from poldist.errors import PoldistError
+from poldist.online import OnlineConfig
 from poldist.report import aggregate_intervals, seed_matrix, write_report
-from poldist.reproduce import BUDGET, GAMES, Cell, experiment_cells, run_experiment
+from poldist.reproduce import BUDGET, DQN_BUDGET, GAMES, Cell, experiment_cells, run_experiment, run_online
 
 TINY = replace(
     BUDGET,
@@ -43,6 +44,56 @@ def test_cells_cover_the_papers_grid() -> None:
     assert Cell("breakout", loss="nll", tau=0.5).config().tau == 0.0
 
 
+def test_control_and_kickstart_cells() -> None:
+    control = experiment_cells("control", [0])
+    assert len(control) == len(GAMES) * 6
+    assert {c.variant for c in control} == {
+        "kl-tau0.01",  # the paper's teacher-driven KL: the losses experiment's cell
+        "kl-tau0.01+student",
+        "kl-tau0.01+mixed",
+        "erd-tau0.01",
+        "erd-tau0.01+student",
+        "erd-tau0.01+mixed",
+    }
+    kick = experiment_cells("kickstart", [0], ["breakout"])
+    assert [c.variant for c in kick] == ["kl-tau0.01", "kickstart-kl-tau0.01", "dqn"]
+    assert kick[0].name == Cell("breakout", "net1").name  # shared with the compression experiment
+    cfg = kick[1].dqn_config(DQN_BUDGET)
+    assert cfg.kickstart_teacher == "minatar/breakout" and cfg.network == "net1"
+    assert cfg.env_id == "MinAtar/Breakout-v1" and kick[2].dqn_config(DQN_BUDGET).kickstart_teacher == ""
+
+
+def test_kickstart_experiment_runs_dqn_cells(tmp_path) -> None:
+    tiny_dqn = replace(
+        DQN_BUDGET,
+        total_steps=2_000,
+        learning_starts=500,
+        buffer_size=2_000,
+        eval_interval=1_000,
+        eval_episodes=1,
+        checkpoint_interval=1_000,
+    )
+    results = tmp_path / "results" / "reproduce"
+    records = run_experiment(
+        "kickstart",
+        [0],
+        games=["breakout"],
+        runs=tmp_path / "runs",
+        results=results,
+        budget=TINY,
+        dqn_budget=tiny_dqn,
+    )
+    by = {r["variant"]: r for r in records}
+    assert by["dqn"]["transitions"] == 2_000 and by["kickstart-kl-tau0.01"]["transitions"] == 2_000
+    assert by["dqn"]["student_params"] == by["kl-tau0.01"]["student_params"]  # the same net1
+    assert by["kickstart-kl-tau0.01"]["command"] == "poldist reproduce kickstart --games breakout --seeds 0"
+    assert len(list((results / "raw").glob("*.evals.csv"))) == 3
+    text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
+    kick = text[text.index("### Kickstarting") :]
+    assert "| game | teacher score | dqn | kickstart-kl tau 0.01 | kl tau 0.01 |" in kick
+    assert "No raw results yet: `poldist reproduce control" in text  # only the shared cell is there
+
+
 def test_bad_experiment_or_game_fails_clearly() -> None:
     with pytest.raises(PoldistError, match="unknown experiment"):
         experiment_cells("speed", [0])
@@ -62,7 +113,7 @@ def test_runs_write_raw_records_and_are_skipped_when_done(tmp_path) -> None:
     assert r["percent_of_teacher"] == pytest.approx(100 * r["student_score"] / r["teacher_score"])
     commands = {x["student"]: x["command"] for x in map(json.loads, (p.read_text() for p in raw))}
     assert commands["net2"] == "poldist reproduce compression --games breakout --seeds 0"
-    assert commands["teacher"] == "poldist reproduce losses --games breakout --seeds 0"  # shared cell
+    assert commands["teacher"] == "poldist reproduce compression --games breakout --seeds 0"
     params = {x["student"]: x["student_params"] for x in records}
     assert params["teacher"] > params["net1"] > params["net2"] > params["net3"]
     # a second call does no work: same records, no new run directories
@@ -112,3 +163,17 @@ def test_aggregates_against_hand_computed_values() -> None:
     assert agg["const"]["geomean"] == pytest.approx([80.0, 80.0, 80.0])
     # the report is reproducible: same numbers on a second call
     assert aggregate_intervals({"kl": m}) == {"kl": agg["kl"]}
+
+
+def test_online_experiment_keeps_each_seeds_small_files(tmp_path) -> None:
+    cfg = OnlineConfig(
+        total_steps=4_000, interval=2_000, updates_per_interval=40, memory_size=1_000, eval_episodes=1
+    )
+    done = run_online([3], runs=tmp_path / "runs", results=tmp_path / "results" / "online", cfg=cfg)
+    assert done == [tmp_path / "results" / "online" / "breakout-seed3"]
+    assert {p.name for p in done[0].iterdir()} == {"online.csv", "online.png", "summary.json", "config.json"}
+    assert json.loads((done[0] / "config.json").read_text())["seed"] == 3
+    assert run_online([3], runs=tmp_path / "runs", results=tmp_path / "results" / "online", cfg=cfg) == done
+    text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
+    assert "Command: `poldist reproduce online --seeds 3`" in text
+    assert (tmp_path / "results" / "plots" / "online.png").exists()

@@ -274,8 +274,12 @@ def _int_list(text: str) -> list[int]:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
-    from poldist.reproduce import run_experiment
+    from poldist.reproduce import run_experiment, run_online
 
+    if args.experiment == "online":
+        for d in run_online(_int_list(args.seeds), runs=args.runs):
+            print(f"online distillation: {d}")
+        return
     try:
         i, n = (int(x) for x in args.shard.split("/"))
     except ValueError as e:
@@ -302,6 +306,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     path = write_report(Path(args.results), Path(args.out))
     print(f"wrote {path} (plots in {Path(args.results) / 'plots'})")
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from poldist.bench import run_from_args
+
+    run_from_args(args)
 
 
 def _cmd_zoo(args: argparse.Namespace) -> None:
@@ -414,12 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "reproduce",
         help="run one of the paper's experiments on MinAtar (raw results per game and seed)",
-        description="Distil every shipped MinAtar teacher for one experiment of the paper: 'losses' "
-        "(NLL, MSE, KL with tau 0.01/0.1/1, teacher-size students) or 'compression' (KL students "
-        "at 100/25/7/4%% of the teacher). One raw JSON per game, variant and seed in "
+        description="Run one experiment on every shipped MinAtar teacher: 'losses' (NLL, MSE, KL with "
+        "tau 0.01/0.1/1, teacher-size students), 'compression' (KL students at 100/25/7/4%% of the "
+        "teacher), 'control' (teacher-, student-driven and mixed control, KL and entropy-regularised) "
+        "'kickstart' (kickstarting vs distillation vs DQN from scratch, net1 students) or 'online' "
+        "(online distillation on Breakout, 1M teacher steps per seed, into results/online). One raw "
+        "JSON per game, variant and seed in "
         "<results>/raw; finished runs are skipped and interrupted ones resume. Then: poldist report.",
     )
-    p.add_argument("experiment", choices=["losses", "compression"])
+    p.add_argument("experiment", choices=["losses", "compression", "control", "kickstart", "online"])
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--games", default="", help="comma-separated MinAtar games (default: all five)")
     p.add_argument("--runs", default="runs/reproduce", help="where the run directories go")
@@ -437,6 +450,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="the results folder (default: results)")
     p.add_argument("--out", default="RESULTS.md", help="the Markdown file to write")
     p.set_defaults(func=_cmd_report)
+
+    from poldist import bench
+
+    p = sub.add_parser(
+        "bench",
+        help="measure speed and memory on this machine (updates, collection, inference, time to 95%%)",
+        description="The library against bare baselines, each ratio measured in one run: distillation "
+        "updates/s vs a bare PyTorch loop, teacher-labelled transitions/s vs random env steps, "
+        "inference of teacher vs students (torch, onnxruntime), wall time to 95%% of the teacher by "
+        "distillation vs Double DQN from scratch, replay-memory bytes per transition. About 3-6 min.",
+    )
+    bench.add_arguments(p)
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
         "publish-teacher",

@@ -61,9 +61,18 @@ class DistillConfig:
     )
     env_id: str = field(default="", metadata={"help": "env to distil on; empty: the teacher's"})
     student: str = field(default="net2", metadata={"help": "teacher|net1|net2|net3 or '16,16,16/128'"})
-    loss: str = field(default="kl", metadata={"help": "kl | nll | mse"})
+    loss: str = field(default="kl", metadata={"help": "kl | nll | mse | erd (entropy-regularised)"})
     tau: float = field(default=0.0, metadata={"help": "KL temperature; 0: 0.01 for Q, 1 for logits"})
-    epsilon: float = field(default=0.05, metadata={"help": "exploration of the acting teacher"})
+    epsilon: float = field(default=0.05, metadata={"help": "exploration of whoever acts"})
+    control: str = field(
+        default="teacher",
+        metadata={
+            "help": "who acts while the teacher labels: teacher (the paper) | student | mixed (DAgger)"
+        },
+    )
+    beta_start: float = field(default=1.0, metadata={"help": "mixed: P(teacher acts) at the start"})
+    beta_end: float = field(default=0.0, metadata={"help": "mixed: P(teacher acts) after the decay"})
+    beta_decay: float = field(default=0.5, metadata={"help": "mixed: fraction of updates of linear decay"})
     task_schedule: str = field(
         default="round_robin", metadata={"help": "multi-task: round_robin | random (per minibatch)"}
     )
@@ -113,7 +122,11 @@ def distill_step(
 
 
 class Controller(Protocol):
-    """Who acts while the teacher labels: returns actions ``(N,)`` for ``N`` envs."""
+    """Who acts while the teacher labels: returns actions ``(N,)`` for ``N`` envs.
+
+    ``obs``: ``(N, C, H, W)`` uint8; ``teacher_out``: ``(N, A)``; ``updates``: student updates
+    done so far (schedules such as DAgger's decaying beta read it).
+    """
 
     def act(
         self,
@@ -122,6 +135,7 @@ class Controller(Protocol):
         student: QNetwork,
         task: int,
         rng: np.random.Generator,
+        updates: int = 0,
     ) -> np.ndarray: ...
 
 
@@ -131,16 +145,66 @@ class TeacherControl:
 
     epsilon: float = 0.05
 
-    def act(
-        self,
-        obs: torch.Tensor,
-        teacher_out: torch.Tensor,
-        student: QNetwork,
-        task: int,
-        rng: np.random.Generator,
-    ) -> np.ndarray:
-        """Epsilon-greedy actions of the teacher (``student`` and ``obs`` unused)."""
+    def act(self, obs, teacher_out, student, task, rng, updates=0) -> np.ndarray:
+        """Epsilon-greedy on the teacher's outputs ``(N, A)``."""
         return epsilon_greedy(teacher_out, self.epsilon, rng)
+
+
+@torch.no_grad()
+def _student_actions(student: QNetwork, obs: torch.Tensor, task: int, epsilon: float, rng) -> np.ndarray:
+    return epsilon_greedy(student(obs, task), epsilon, rng)
+
+
+@dataclass
+class StudentControl:
+    """Student-driven (on-policy) distillation: the student acts, the teacher only labels.
+
+    The student then learns on the states its own mistakes lead to (Ross et al. 2011;
+    Czarnecki et al. 2019), which teacher-driven data never shows it.
+    """
+
+    epsilon: float = 0.05
+
+    def act(self, obs, teacher_out, student, task, rng, updates=0) -> np.ndarray:
+        """Epsilon-greedy on the student's outputs for ``obs`` ``(N, C, H, W)``."""
+        return _student_actions(student, obs, task, self.epsilon, rng)
+
+
+@dataclass
+class MixedControl:
+    """DAgger's mixture: at each step and env the teacher acts with probability ``beta``.
+
+    ``beta`` falls linearly from ``beta_start`` to ``beta_end`` over ``decay_updates``
+    student updates, then stays there: teacher-driven first, student-driven later.
+    """
+
+    epsilon: float = 0.05
+    beta_start: float = 1.0
+    beta_end: float = 0.0
+    decay_updates: int = 10_000
+
+    def beta(self, updates: int) -> float:
+        """Probability that the teacher acts after ``updates`` student updates."""
+        frac = min(1.0, updates / max(1, self.decay_updates))
+        return self.beta_start + frac * (self.beta_end - self.beta_start)
+
+    def act(self, obs, teacher_out, student, task, rng, updates=0) -> np.ndarray:
+        """Per env, the teacher's action with probability ``beta(updates)``, else the student's."""
+        teacher_a = epsilon_greedy(teacher_out, self.epsilon, rng)
+        student_a = _student_actions(student, obs, task, self.epsilon, rng)
+        return np.where(rng.random(len(teacher_a)) < self.beta(updates), teacher_a, student_a)
+
+
+def make_controller(cfg: DistillConfig) -> Controller:
+    """The controller ``cfg.control`` names, with its epsilon and (mixed) beta schedule."""
+    if cfg.control == "teacher":
+        return TeacherControl(cfg.epsilon)
+    if cfg.control == "student":
+        return StudentControl(cfg.epsilon)
+    if cfg.control == "mixed":
+        decay = max(1, round(cfg.beta_decay * cfg.updates))
+        return MixedControl(cfg.epsilon, cfg.beta_start, cfg.beta_end, decay)
+    raise PoldistError(f"unknown control {cfg.control!r}: choose teacher, student or mixed")
 
 
 @dataclass
@@ -162,14 +226,22 @@ class DistillTask:
 
 
 def collect(
-    task: DistillTask, controller: Controller, student: QNetwork, n_transitions: int, rng: np.random.Generator
+    task: DistillTask,
+    controller: Controller,
+    student: QNetwork,
+    n_transitions: int,
+    rng: np.random.Generator,
+    updates: int = 0,
 ) -> None:
-    """Play ``task``'s envs for at least ``n_transitions`` steps, storing teacher-labelled states."""
+    """Play ``task``'s envs for at least ``n_transitions`` steps, storing teacher-labelled states.
+
+    ``updates``: student updates done so far, passed to the controller's schedule.
+    """
     done = 0
     while done < n_transitions:
         obs_t = torch.as_tensor(task.obs)
         teacher_out = task.teacher(obs_t)
-        actions = controller.act(obs_t, teacher_out, student, task.index, rng)
+        actions = controller.act(obs_t, teacher_out, student, task.index, rng, updates)
         task.memory.add(obs=task.obs, teacher_out=teacher_out.numpy())
         task.obs, *_ = task.env.step(actions)
         done += len(actions)
@@ -238,6 +310,10 @@ def _validate(cfg: DistillConfig) -> None:
         problems.append("transitions_per_update must be positive")
     if not 0 <= cfg.epsilon <= 1:
         problems.append("epsilon must be in [0, 1]")
+    if cfg.control not in ("teacher", "student", "mixed"):
+        problems.append(f"unknown control {cfg.control!r}: teacher, student or mixed")
+    if not (0 <= cfg.beta_start <= 1 and 0 <= cfg.beta_end <= 1 and cfg.beta_decay >= 0):
+        problems.append("beta_start and beta_end must be in [0, 1], beta_decay >= 0")
     if cfg.task_schedule not in ("round_robin", "random"):
         problems.append(f"unknown task_schedule {cfg.task_schedule!r}: round_robin or random")
     if problems:
@@ -288,7 +364,7 @@ class Distiller:
         self.tasks = build_tasks(cfg, teachers)
         self.loss_fn = make_loss(cfg.loss, cfg.tau or self.tasks[0].teacher.default_tau)
         self.run_dir = prepare_run_dir(run_dir, resume=resume)
-        self.controller = controller or TeacherControl(cfg.epsilon)
+        self.controller = controller or make_controller(cfg)
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
@@ -391,7 +467,8 @@ class Distiller:
             task = tasks[k]
             target = cfg.learning_starts + (task.updates + 1) * cfg.transitions_per_update
             if task.memory.added < target:
-                collect(task, self.controller, self.student, int(np.ceil(target - task.memory.added)), rng)
+                n = int(np.ceil(target - task.memory.added))
+                collect(task, self.controller, self.student, n, rng, self.updates)
             batch = task.memory.sample(cfg.batch_size, rng)
             obs, teacher_out = torch.as_tensor(batch["obs"]), torch.as_tensor(batch["teacher_out"])
             loss = distill_step(self.student, self.optimizer, self.loss_fn, obs, teacher_out, k)

@@ -25,11 +25,14 @@ from poldist.checkpoints import (
     unpack_optimizer,
 )
 from poldist.envs import EnvSpec, make_env_spec, make_vector_env
+from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate
+from poldist.losses import make_loss
 from poldist.memory import ReplayMemory
 from poldist.networks import Architecture, QNetwork, minatar_dqn, nature_dqn, student_architecture
 from poldist.progress import progress
 from poldist.runs import EvalLog, prepare_run_dir, write_json
+from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
 
 
 @dataclass
@@ -58,6 +61,13 @@ class DQNConfig:
     torch_threads: int = 1  # small nets: one thread beats two on a 2-core machine
     head_hidden: int = 0  # per-game hidden layer of a multi-task network (the paper's: 128)
     network: str = "teacher"  # teacher | net1 | net2 | net3 | widths: a student-sized net by DQN
+    # Kickstarting (Schmitt et al. 2018): add weight * distillation loss towards a teacher to the
+    # DQN loss, the weight falling linearly to 0 over kickstart_decay * total_steps env steps, so
+    # the student starts from the teacher's policy and can then surpass it by its own RL.
+    kickstart_teacher: str = ""  # checkpoint or shipped name; several, comma-separated: one per game
+    kickstart_weight: float = 1.0
+    kickstart_decay: float = 0.5
+    kickstart_loss: str = "kl"  # kl | nll | mse | erd, at the teacher's default temperature
 
 
 def teacher_architecture(spec: EnvSpec) -> Architecture:
@@ -108,6 +118,27 @@ class _Game:
     ep_ret: np.ndarray | None = None
 
 
+def kickstart_weight(step: int, cfg: DQNConfig) -> float:
+    """The distillation term's weight after ``step`` env steps: linear from ``kickstart_weight`` to 0."""
+    if not cfg.kickstart_teacher:
+        return 0.0
+    span = cfg.kickstart_decay * cfg.total_steps
+    if span <= 0:
+        return 0.0
+    return cfg.kickstart_weight * max(0.0, 1.0 - step / span)
+
+
+def _kickstart_teachers(cfg: DQNConfig, specs: list[EnvSpec]) -> list[NetworkTeacher]:
+    """Load and check one kickstarting teacher per game (before any work starts)."""
+    names = expand_teacher_names(cfg.kickstart_teacher)
+    if len(names) != len(specs):
+        raise PoldistError(f"--kickstart-teacher: {len(names)} teacher(s) for {len(specs)} game(s)")
+    teachers = [load_teacher(n, env_id=s.env_id) for n, s in zip(names, specs)]
+    for t, s in zip(teachers, specs):
+        check_teacher_fits(t, s)
+    return teachers
+
+
 def _game_memory(spec: EnvSpec, size: int) -> ReplayMemory:
     fields = {
         "obs": (spec.obs_shape, np.uint8),
@@ -144,6 +175,8 @@ def train_dqn(
     """
     ids = [e.strip() for e in cfg.env_id.split(",") if e.strip()]
     specs = [make_env_spec(e) for e in ids]  # fails before any work on a bad id
+    kick_teachers = _kickstart_teachers(cfg, specs) if cfg.kickstart_teacher else []
+    kick_loss = make_loss(cfg.kickstart_loss, kick_teachers[0].default_tau) if kick_teachers else None
     run_dir = prepare_run_dir(run_dir, resume=resume)
     if on_start is not None:
         on_start(run_dir)
@@ -243,6 +276,11 @@ def train_dqn(
                 loss = double_dqn_loss(
                     lambda x, k=k: online(x, k), lambda x, k=k: target(x, k), batch, cfg.gamma
                 )
+                weight = kickstart_weight(step, cfg)
+                if weight > 0:  # kickstarting: the teacher labels the same minibatch
+                    with torch.no_grad():
+                        teacher_out = kick_teachers[k](batch["obs"])
+                    loss = loss + weight * kick_loss(online(batch["obs"], k), teacher_out)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm)
@@ -253,6 +291,8 @@ def train_dqn(
                 if updates % 1000 == 0:
                     writer.add_scalar("train/loss", loss.item(), step)
                     writer.add_scalar("train/epsilon", eps, step)
+                    if kick_teachers:
+                        writer.add_scalar("train/kickstart_weight", weight, step)
                     writer.add_scalar("train/steps_per_second", step / max(wall(), 1e-9), step)
 
         if step >= next_eval or step >= cfg.total_steps:

@@ -1,4 +1,4 @@
-"""The paper's three distillation losses (Rusu et al., 2015, section 4.1).
+"""The paper's three distillation losses (Rusu et al., 2015, section 4.1), and one later one.
 
 Each is a pure function ``loss(student_out, teacher_out) -> scalar``:
 
@@ -47,15 +47,31 @@ def kl_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, tau: float = 0
     return terms.sum(dim=1).mean()
 
 
-LOSSES = ("kl", "nll", "mse")
+def erd_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, tau: float = 0.01) -> torch.Tensor:
+    """Expected entropy-regularised distillation, per state: ``KL(softmax(q_S) || softmax(q_T / tau))``.
+
+    Czarnecki et al. (2019), *Distilling Policy Distillation*: on states the *student* visits,
+    the student minimises the reverse KL to the teacher, the expectation over its own actions
+    taken exactly rather than sampled; ``= -H(pi_S) - sum_a pi_S(a) log pi_T(a)``, an entropy
+    bonus plus the teacher's log-likelihood as reward. This is the per-state term of their update
+    (horizon 0): the replay memory holds states, not trajectories, so the policy-gradient term
+    through future states is left out. Mode-seeking where the paper's KL is mode-covering.
+    Pair it with ``control="student"`` or ``"mixed"``.
+    """
+    log_p_t = F.log_softmax(teacher_out.float() / tau, dim=1)
+    log_p_s = F.log_softmax(student_out.float(), dim=1)
+    return (log_p_s.exp() * (log_p_s - log_p_t)).sum(dim=1).mean()
+
+
+LOSSES = ("kl", "nll", "mse", "erd")
 
 
 def make_loss(name: str, tau: float = 0.01) -> Loss:
-    """The loss called ``name`` (``"kl"``, ``"nll"`` or ``"mse"``); ``tau`` is KL's temperature."""
-    if name == "kl":
+    """The loss called ``name`` (``kl``, ``nll``, ``mse`` or ``erd``); ``tau``: the teacher's temperature."""
+    if name in ("kl", "erd"):
         if tau <= 0:
             raise PoldistError(f"KL temperature must be positive, got tau={tau}")
-        return partial(kl_loss, tau=tau)
+        return partial(kl_loss if name == "kl" else erd_loss, tau=tau)
     if name == "nll":
         return nll_loss
     if name == "mse":

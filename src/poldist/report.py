@@ -32,10 +32,41 @@ PAPER_LOSSES = (
 )
 PAPER_COMPRESSION = {"teacher": None, "net1": 108.3, "net2": 101.7, "net3": 83.9}  # 10 games, geo mean
 PAPER_MULTITASK = {"multi_dist_kl": 116.9, "multi_dist_nll": 105.1, "multi_dqn": 83.5}  # 3 games
+# What limits each ratio: from profiling the bench's sections (cProfile and per-part timings).
+BENCH_LIMITS = """What limits each (profiled with cProfile and per-part timings):
+
+- **Updates**: backward pass, convolution and RMSProp step are most of an update, as in the bare
+  loop; the library adds the uint8 minibatch gather from the replay memory and its conversion, a
+  few per cent of an update.
+- **Collection**: on MinAtar the teacher's forward pass on 8 observations costs about twice the env
+  step; a bare teacher-acting loop is the real ceiling (`collect/teacher-acting` column). More envs
+  per vector env (`--num-envs 32`) amortise the forward pass. On Atari the emulator step and the
+  Nature-DQN forward pass dominate; frame deduplication in the memory costs little.
+- **Inference**: at batch 1 per-call overhead dominates, so small students gain little under
+  PyTorch and more under onnxruntime; at batch 256 compute dominates and the students' gain grows.
+- **Time to quality**: distillation reaches 95% of the teacher in seconds; Double DQN on the same
+  small network from scratch does not get there within 10x that time.
+- **Memory**: MinAtar observations are small; Atari rows are dominated by the single stored frame."""
 GEO_FLOOR = 1.0  # percent: a zero score would make a geometric mean 0 whatever the other games do
 BOOT_REPS = 2000
 LOSS_ORDER = ("nll", "mse", "kl-tau1", "kl-tau0.1", "kl-tau0.01")
 SIZE_ORDER = ("teacher", "net1", "net2", "net3")
+CONTROL_ORDER = tuple(
+    f"{loss}-tau0.01{suffix}" for loss in ("kl", "erd") for suffix in ("", "+student", "+mixed")
+)
+KICK_ORDER = ("dqn", "kickstart-kl-tau0.01", "kl-tau0.01")
+
+
+def experiment_records(raw: list[dict[str, Any]], experiment: str) -> list[dict[str, Any]]:
+    """The raw records that are cells of ``experiment`` (a shared cell counts for each)."""
+    from dataclasses import fields
+
+    from poldist.reproduce import Cell, experiment_cells
+
+    seeds = sorted({r["seed"] for r in raw})
+    names = {c.name for c in experiment_cells(experiment, seeds)}
+    keys = [f.name for f in fields(Cell)]
+    return [r for r in raw if Cell(**{k: r[k] for k in keys if k in r}).name in names]
 
 
 def load_raw(raw_dir: Path) -> list[dict[str, Any]]:
@@ -265,24 +296,57 @@ def multitask_section(path: Path) -> str:
     return _md_table(headers, rows)
 
 
-def online_section(csv_path: Path) -> str:
-    """Final and mid-run scores of one online-distillation run, and its plot."""
+def _online_rows(csv_path: Path) -> list[dict[str, float]]:
     with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
-    last = rows[-1]
-    mid = rows[len(rows) // 2]
-    table = _md_table(
-        ["teacher env steps", "teacher score", "student score"],
-        [
-            [
-                f"{int(float(r['teacher_env_steps'])):,}",
-                f"{float(r['teacher_score']):.2f}",
-                f"{float(r['student_score']):.2f}",
-            ]
-            for r in (rows[0], mid, last)
-        ],
-    )
-    return table
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def _online_seed(csv_path: Path) -> int:
+    return int(json.loads((csv_path.parent / "config.json").read_text())["seed"])
+
+
+def online_section(csv_paths: list[Path]) -> str:
+    """Teacher and student score at the start, middle and end of each seed's run."""
+    rows = []
+    for path in csv_paths:
+        r = _online_rows(path)
+        for point in (r[0], r[len(r) // 2], r[-1]):
+            rows.append(
+                [
+                    str(_online_seed(path)),
+                    f"{int(point['teacher_env_steps']):,}",
+                    f"{point['teacher_score']:.2f}",
+                    f"{point['student_score']:.2f}",
+                ]
+            )
+    return _md_table(["seed", "teacher env steps", "teacher score", "student score"], rows)
+
+
+def online_plot(csv_paths: list[Path], path: Path) -> Path:
+    """Teacher and student score against teacher env steps: each seed thin, their mean bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    runs = [_online_rows(p) for p in csv_paths]
+    n = min(len(r) for r in runs)
+    x = [row["teacher_env_steps"] for row in runs[0][:n]]
+    for who, color in (("teacher", "k"), ("student", "tab:blue")):
+        ys = np.array([[row[f"{who}_score"] for row in r[:n]] for r in runs])
+        for y in ys:
+            ax.plot(x, y, color=color, lw=0.7, alpha=0.35)
+        ax.plot(x, ys.mean(axis=0), color=color, lw=2, label=f"{who} (mean of {len(runs)} seeds)")
+    ax.set_xlabel("teacher env steps")
+    ax.set_ylabel("score (epsilon 0.05)")
+    ax.set_title("Online distillation: the student follows the learning teacher")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def write_report(results: Path, out: Path) -> Path:
@@ -306,7 +370,7 @@ def write_report(results: Path, out: Path) -> Path:
         "",
     ]
     raw = load_raw(results / "reproduce" / "raw")
-    losses = [r for r in raw if r["student"] == "teacher"]
+    losses = experiment_records(raw, "losses")
     parts += ["## 1. Losses (teacher-size students, all five MinAtar games)", ""]
     if losses:
         table, data = single_game_section(losses, "variant", LOSS_ORDER, plots, "losses")
@@ -325,7 +389,7 @@ def write_report(results: Path, out: Path) -> Path:
     else:
         parts += ["No raw results yet: `poldist reproduce losses --seeds 0,1,2`.", ""]
 
-    comp = [r for r in raw if r["variant"] == "kl-tau0.01"]
+    comp = experiment_records(raw, "compression")
     parts += ["## 2. Compression (KL, tau 0.01)", ""]
     if comp:
         table, data = single_game_section(comp, "student", SIZE_ORDER, plots, "compression")
@@ -354,21 +418,87 @@ def write_report(results: Path, out: Path) -> Path:
         parts += ["No results yet: `python scripts/multitask_minatar.py`.", ""]
 
     parts += ["## 4. Online distillation", ""]
-    online = sorted(results.glob("online-*/online.csv"))
-    for csv_path in online:
-        cfg = json.loads((csv_path.parent / "config.json").read_text())
+    online = sorted(results.glob("online/*/online.csv"))
+    if online:
+        plot = online_plot(online, plots / "online.png")
+        cfg = json.loads((online[0].parent / "config.json").read_text())
         parts += [
-            f"### {cfg['env_id']}, student {cfg['student']}, seed {cfg['seed']}",
+            f"{cfg['env_id']}: a {cfg['student']} student distilled from a Double-DQN teacher while it "
+            f"trains ({cfg['total_steps']:,} env steps; {cfg['updates_per_interval']:,} student updates "
+            f"after each {cfg['interval']:,} teacher steps, on a {cfg['memory_size']:,}-transition memory "
+            f"of the latest teacher-labelled play); both scored over {cfg['eval_episodes']} episodes at "
+            "each point.",
             "",
-            online_section(csv_path),
+            online_section(online),
             "",
-            f"![online]({link(csv_path.parent / 'online.png')})",
+            f"![online]({link(plot)})",
             "",
-            f"Command: `poldist online --env-id {cfg['env_id']} --total-steps {cfg['total_steps']} "
-            f"--student {cfg['student']} --seed {cfg['seed']} --out runs/{csv_path.parent.name}`",
+            f"Command: `poldist reproduce online --seeds {','.join(str(_online_seed(c)) for c in online)}`",
             "",
         ]
-    if not online:
-        parts += ["No results yet: `poldist online --out runs/online-breakout`.", ""]
+    else:
+        parts += ["No results yet: `poldist reproduce online --seeds 0,1,2`.", ""]
+    parts += ["## 5. Beyond the paper: who acts, and what is matched", ""]
+    ctl = experiment_records(raw, "control")
+    if any(r["control"] != "teacher" or r["loss"] == "erd" for r in ctl):
+        table, data = single_game_section(ctl, "variant", CONTROL_ORDER, plots, "control")
+        parts += [
+            _budget_line(ctl),
+            "",
+            "Teacher-driven (the paper), student-driven (`+student`: the student acts, the teacher "
+            "labels) and mixed control (`+mixed`: DAgger, the teacher acts with probability beta, "
+            "falling linearly from 1 to 0 over the first half of the updates), with the paper's KL and "
+            "entropy-regularised distillation (`erd`, reverse KL, Czarnecki et al. 2019), at equal "
+            "teacher-label budgets. Agreement and score are both measured as in sections 1 and 2.",
+            "",
+            table,
+            "",
+            f"![control]({link(data['plot'])})",
+            "",
+            "Command: `poldist reproduce control --seeds 0,1,2`",
+            "",
+        ]
+    else:
+        parts += ["No raw results yet: `poldist reproduce control --seeds 0,1,2`.", ""]
+    kick = experiment_records(raw, "kickstart")
+    parts += ["### Kickstarting", ""]
+    if any(r["method"] != "distill" for r in kick):
+        table, data = single_game_section(kick, "variant", KICK_ORDER, plots, "kickstart")
+        env_steps = sorted({r["transitions"] for r in kick if r["method"] != "distill"})
+        parts += [
+            f"net1 students (25% of the teacher): Double DQN from scratch and kickstarted Double DQN "
+            f"({', '.join(f'{s:,}' for s in env_steps)} env steps; the KL term's weight falls from 1 to 0 "
+            f"over the first half) against plain distillation (its own budget of teacher transitions, "
+            f"sections 1-2).",
+            "",
+            table,
+            "",
+            f"![kickstart]({link(data['plot'])})",
+            "",
+            "Command: `poldist reproduce kickstart --seeds 0,1,2`",
+            "",
+        ]
+    else:
+        parts += ["No raw results yet: `poldist reproduce kickstart --seeds 0,1,2`.", ""]
+
+    parts += ["## 6. Speed and memory (`poldist bench`)", ""]
+    bench_json = results / "bench.json"
+    if bench_json.exists():
+        from poldist.bench import report_text
+
+        parts += [
+            "Latest committed output of `poldist bench --json results/bench.json` (each ratio measured "
+            "in one run on the machine named; other jobs running at the same time depress both sides "
+            "of a ratio alike, not the ratio).",
+            "",
+            "```",
+            report_text(json.loads(bench_json.read_text())),
+            "```",
+            "",
+            BENCH_LIMITS,
+            "",
+        ]
+    else:
+        parts += ["No results yet: `poldist bench --json results/bench.json`.", ""]
     out.write_text("\n".join(parts))
     return out

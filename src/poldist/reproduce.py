@@ -1,7 +1,9 @@
-"""The paper's single-game experiments on MinAtar, one command each, raw results per seed.
+"""The paper's single-game experiments on MinAtar (and later work's), one command each, per seed.
 
 ``poldist reproduce losses`` and ``poldist reproduce compression`` distil every shipped MinAtar
-teacher into students (one run per game, variant and seed) and write one raw JSON per run into
+teacher into students; ``control`` compares who acts (teacher, student, mixed) under KL and
+entropy-regularised distillation; ``kickstart`` compares kickstarting with plain distillation and
+Double DQN from scratch. Each writes one raw JSON per game, variant and seed into
 ``<results>/raw/`` (with the run's ``evals.csv`` beside it); ``poldist report`` turns them into
 RESULTS.md. Every run of an experiment gets the same budget (:data:`BUDGET`: updates, batch,
 teacher transitions), stated in the report. Runs already done are skipped, and an interrupted
@@ -22,10 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from poldist.distillation import DistillConfig, distill
+from poldist.dqn import DQNConfig, train_dqn
 from poldist.errors import PoldistError
-from poldist.evaluation import percent_of_teacher
+from poldist.evaluation import evaluate, percent_of_teacher
+from poldist.networks import count_parameters
+from poldist.online import OnlineConfig, online_distill
 from poldist.runs import write_json
-from poldist.teachers import ZOO
+from poldist.teachers import ZOO, load_teacher
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 
@@ -50,18 +55,30 @@ BUDGET = DistillConfig(
 
 @dataclass(frozen=True)
 class Cell:
-    """One run: a student of ``student`` size distilled from ``minatar/<game>`` with a loss."""
+    """One run on ``minatar/<game>``: a ``student``-size network trained by ``method``.
+
+    ``method``: ``distill`` (the one distillation loop, with ``loss``, ``tau`` and who acts,
+    ``control``), ``kickstart`` (Double DQN plus a decaying distillation term towards the
+    teacher) or ``dqn`` (Double DQN from scratch, the baseline of kickstarting).
+    """
 
     game: str
     student: str = "teacher"
     loss: str = "kl"
     tau: float = 0.01
     seed: int = 0
+    control: str = "teacher"
+    method: str = "distill"
 
     @property
     def variant(self) -> str:
-        """``kl-tau0.01``, ``nll`` or ``mse``."""
-        return f"kl-tau{self.tau:g}" if self.loss == "kl" else self.loss
+        """``kl-tau0.01``, ``nll``, ``mse``, ``erd-tau0.01+student``, ``kickstart-kl``, ``dqn``."""
+        if self.method == "dqn":
+            return "dqn"
+        base = f"{self.loss}-tau{self.tau:g}" if self.loss in ("kl", "erd") else self.loss
+        if self.method == "kickstart":
+            return f"kickstart-{base}"
+        return base if self.control == "teacher" else f"{base}+{self.control}"
 
     @property
     def name(self) -> str:
@@ -69,38 +86,73 @@ class Cell:
         return f"{self.game}__{self.student}__{self.variant}__seed{self.seed}"
 
     def config(self, budget: DistillConfig = BUDGET) -> DistillConfig:
-        """The distillation config of this cell under ``budget``."""
+        """The distillation config of this (``distill``) cell under ``budget``."""
         return replace(
             budget,
             teacher=f"minatar/{self.game}",
             student=self.student,
             loss=self.loss,
-            tau=self.tau if self.loss == "kl" else 0.0,
+            tau=self.tau if self.loss in ("kl", "erd") else 0.0,
             seed=self.seed,
+            control=self.control,
+        )
+
+    def dqn_config(self, budget: DQNConfig) -> DQNConfig:
+        """The Double-DQN config of a ``kickstart`` or ``dqn`` cell under ``budget``."""
+        card = teacher_card(self.game)
+        return replace(
+            budget,
+            env_id=card["env_id"],
+            network=self.student,
+            seed=self.seed,
+            kickstart_teacher=f"minatar/{self.game}" if self.method == "kickstart" else "",
+            kickstart_loss=self.loss,
         )
 
 
 LOSS_VARIANTS = (("nll", 0.0), ("mse", 0.0), ("kl", 0.01), ("kl", 0.1), ("kl", 1.0))
 SIZES = ("teacher", "net1", "net2", "net3")
+CONTROLS = ("teacher", "student", "mixed")
+EXPERIMENTS = ("losses", "compression", "control", "kickstart")
+
+# Kickstarting and its DQN baseline: a net1 student (25% of the teacher) for 1M env steps, the
+# distillation term's weight falling from 1 to 0 over the first half; evaluated every 100k steps.
+DQN_BUDGET = DQNConfig(
+    total_steps=1_000_000,
+    eval_interval=100_000,
+    eval_episodes=20,
+    checkpoint_interval=100_000,
+    kickstart_weight=1.0,
+    kickstart_decay=0.5,
+)
 
 
 def experiment_cells(name: str, seeds: list[int], games: list[str] | None = None) -> list[Cell]:
-    """The cells of experiment ``name`` (``losses`` or ``compression``), seed-major order.
+    """The cells of experiment ``name`` (one of :data:`EXPERIMENTS`), seed-major order.
 
     Seed-major: the first seed of every cell is done before any second seed, so a partial
-    run already covers the whole table.
+    run already covers the whole table. Cells with the same identity are one run, shared by
+    the experiments that list them.
     """
     games = list(games or GAMES)
     unknown = sorted(set(games) - set(GAMES))
     if unknown:
         raise PoldistError(f"unknown games {unknown}: choose from {list(GAMES)}")
     if name == "losses":
-        per_seed = [(g, "teacher", loss, tau) for g in games for loss, tau in LOSS_VARIANTS]
+        per_seed = [dict(game=g, loss=loss, tau=tau) for g in games for loss, tau in LOSS_VARIANTS]
     elif name == "compression":
-        per_seed = [(g, size, "kl", 0.01) for g in games for size in SIZES]
+        per_seed = [dict(game=g, student=size) for g in games for size in SIZES]
+    elif name == "control":
+        per_seed = [
+            dict(game=g, loss=loss, control=c) for g in games for loss in ("kl", "erd") for c in CONTROLS
+        ]
+    elif name == "kickstart":
+        per_seed = [
+            dict(game=g, student="net1", method=m) for g in games for m in ("distill", "kickstart", "dqn")
+        ]
     else:
-        raise PoldistError(f"unknown experiment {name!r}: choose losses or compression")
-    return [Cell(g, s, loss, tau, seed) for seed in seeds for g, s, loss, tau in per_seed]
+        raise PoldistError(f"unknown experiment {name!r}: choose from {list(EXPERIMENTS)}")
+    return [Cell(seed=seed, **kw) for seed in seeds for kw in per_seed]
 
 
 def teacher_card(game: str) -> dict[str, Any]:
@@ -108,50 +160,74 @@ def teacher_card(game: str) -> dict[str, Any]:
     return json.loads((ZOO / "minatar" / game / "card.json").read_text())
 
 
-def run_cell(cell: Cell, runs: Path, results: Path, budget: DistillConfig = BUDGET) -> dict[str, Any]:
+def run_cell(
+    cell: Cell,
+    runs: Path,
+    results: Path,
+    budget: DistillConfig = BUDGET,
+    dqn_budget: DQNConfig = DQN_BUDGET,
+    experiment: str = "",
+) -> dict[str, Any]:
     """Run (or resume, or skip if done) one cell; write ``<results>/raw/<cell.name>.json``.
 
     Returns:
-        The raw record: the cell, the teacher's card score, the student's score, percent of
-        teacher, greedy agreement, parameter counts, the budget and wall time.
+        The raw record: the cell, the teacher's card score, the student's score (final evaluation,
+        ``budget.final_eval_episodes`` episodes at epsilon 0.05), percent of teacher, parameter
+        counts, the budget, wall time, and the command that reruns it.
     """
     raw = results / "raw" / f"{cell.name}.json"
     if raw.exists():
         return json.loads(raw.read_text())
     run = runs / cell.name
-    cfg = cell.config(budget)
-    summary = distill(cfg, run, resume=(run / "state" / "meta.json").exists())
-    task = summary["tasks"][0]
+    resume = (run / "state" / "meta.json").exists()
     card = teacher_card(cell.game)
+    if cell.method == "distill":
+        cfg = cell.config(budget)
+        summary = distill(cfg, run, resume=resume)
+        task = summary["tasks"][0]
+        score, ci = task["student_score"], task["student_ci"]
+        extra = {
+            "agreement": task["agreement"],
+            "transitions": task["transitions"],
+            "student_params": summary["student_params"],
+            "teacher_params": summary["teacher_params"],
+            "updates": summary["updates"],
+            "batch_size": cfg.batch_size,
+            "train_wall_seconds": summary["train_wall_seconds"],
+            "config": asdict(cfg),
+        }
+    else:  # kickstart / dqn: the student learns by its own RL, over env steps
+        cfg = cell.dqn_config(dqn_budget)
+        summary = train_dqn(cfg, run, resume=resume)
+        net = load_teacher(run / "teacher")
+        final = evaluate(net, net.env, budget.final_eval_episodes, seed=cell.seed + 2 * 10**6)
+        score, ci = final.mean, [final.ci_low, final.ci_high]
+        extra = {
+            "agreement": None,
+            "transitions": summary["env_steps"],
+            "student_params": count_parameters(net.net),
+            "teacher_params": count_parameters(load_teacher(f"minatar/{cell.game}").net),
+            "updates": summary["updates"],
+            "batch_size": cfg.batch_size,
+            "train_wall_seconds": summary["wall_seconds"],
+            "config": asdict(cfg),
+        }
     record = {
         **asdict(cell),
         "variant": cell.variant,
-        "teacher": cfg.teacher,
+        "teacher": f"minatar/{cell.game}",
         "teacher_score": card["eval"]["mean"],
-        "student_score": task["student_score"],
-        "student_ci": task["student_ci"],
-        "percent_of_teacher": percent_of_teacher(task["student_score"], card["eval"]["mean"]),
-        "agreement": task["agreement"],
-        "transitions": task["transitions"],
-        "student_params": summary["student_params"],
-        "teacher_params": summary["teacher_params"],
-        "compression": summary["compression"],
-        "updates": summary["updates"],
-        "batch_size": cfg.batch_size,
-        "train_wall_seconds": summary["train_wall_seconds"],
-        "config": asdict(cfg),
-        "command": cell_command(cell),
+        "student_score": score,
+        "student_ci": ci,
+        "percent_of_teacher": percent_of_teacher(score, card["eval"]["mean"]),
+        **extra,
+        "compression": extra["student_params"] / extra["teacher_params"],
+        "command": f"poldist reproduce {experiment or 'losses'} --games {cell.game} --seeds {cell.seed}",
     }
     raw.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(run / "evals.csv", raw.with_suffix(".evals.csv"))
     write_json(raw, record)  # last: a raw file exists only for a finished run
     return record
-
-
-def cell_command(cell: Cell) -> str:
-    """The command that reruns this cell (with its experiment's other variants of the game)."""
-    exp = "losses" if cell.student == "teacher" else "compression"
-    return f"poldist reproduce {exp} --games {cell.game} --seeds {cell.seed}"
 
 
 def run_experiment(
@@ -163,6 +239,7 @@ def run_experiment(
     results: str | Path = "results/reproduce",
     shard: tuple[int, int] = (0, 1),
     budget: DistillConfig = BUDGET,
+    dqn_budget: DQNConfig = DQN_BUDGET,
 ) -> list[dict[str, Any]]:
     """Run every cell of experiment ``name`` (skipping finished ones); return their records.
 
@@ -177,5 +254,38 @@ def run_experiment(
     for k, cell in enumerate(cells):
         if k % n == i:
             print(f"[{k + 1}/{len(cells)}] {cell.name}", flush=True)
-            records.append(run_cell(cell, Path(runs), Path(results), budget))
+            records.append(run_cell(cell, Path(runs), Path(results), budget, dqn_budget, name))
     return records
+
+
+# Online distillation (section 4 of the report): a net1 student following a Breakout teacher
+# that trains for 1M env steps; both scored every 50k teacher steps.
+ONLINE_BUDGET = OnlineConfig(env_id="MinAtar/Breakout-v1", total_steps=1_000_000)
+
+
+def run_online(
+    seeds: list[int],
+    *,
+    runs: str | Path = "runs/reproduce",
+    results: str | Path = "results/online",
+    cfg: OnlineConfig = ONLINE_BUDGET,
+) -> list[Path]:
+    """One online-distillation run per seed; its small files go to ``<results>/<game>-seed<k>/``.
+
+    Online runs are not resumable: an unfinished one is started again from scratch.
+    """
+    game = cfg.env_id.split("/")[-1].split("-")[0].lower()
+    done = []
+    for seed in seeds:
+        dest = Path(results) / f"{game}-seed{seed}"
+        if not (dest / "summary.json").exists():
+            run = Path(runs) / f"online-{game}-seed{seed}"
+            if run.exists():
+                shutil.rmtree(run)
+            print(f"online distillation {cfg.env_id} seed {seed}", flush=True)
+            online_distill(replace(cfg, seed=seed), run)
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in ("online.csv", "online.png", "summary.json", "config.json"):
+                shutil.copy2(run / f, dest / f)
+        done.append(dest)
+    return done

@@ -1,0 +1,117 @@
+"""The benchmark (poldist.bench): quick mode runs end to end and records every section.
+
+No timing assertions: the machine is noisy. Only that every rate and ratio was measured
+(positive and finite) and that the JSON holds no NaN or infinity.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poldist import bench
+from poldist.envs import MINATAR_NAMES
+
+SECTION_KEYS = ("update_efficiency", "collection_efficiency", "inference", "time_to_quality", "memory")
+
+
+def _numbers(obj: Any) -> Iterator[float]:
+    """Every number in a JSON-like object (bools are not numbers here)."""
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield obj
+
+
+def _positive(row: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        value = row[key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value, row)
+
+
+def _check_result(result: dict[str, Any]) -> None:
+    """Every section is there, with positive finite rates and ratios."""
+    assert set(SECTION_KEYS) <= set(result)
+    assert all(math.isfinite(x) for x in _numbers(result))
+    datetime.datetime.fromisoformat(result["date"])
+    machine = result["machine"]
+    assert machine["cpu_model"] and machine["cpu_count"] >= 1 and machine["torch_threads"] >= 1
+    assert machine["torch_version"] and machine["platform"]
+
+    update = result["update_efficiency"]["rows"]
+    assert {(r["student"], r["batch"]) for r in update} == {
+        ("net2", 32),
+        ("net2", 256),
+        ("teacher", 32),
+        ("teacher", 256),
+    }
+    for r in update:
+        _positive(r, "library_updates_per_s", "bare_updates_per_s", "ratio", "params")
+
+    (collection,) = result["collection_efficiency"]["rows"]  # MinAtar only: atari=False
+    assert collection["env_id"] == "MinAtar/Breakout-v1" and collection["num_envs"] == 8
+    _positive(
+        collection,
+        "collect_transitions_per_s",
+        "bare_random_steps_per_s",
+        "bare_teacher_steps_per_s",
+        "ratio",
+        "ratio_vs_bare_teacher",
+    )
+
+    inference = result["inference"]
+    assert {r["role"] for r in inference["rows"]} == {"teacher", "net1", "net2", "net3"}
+    assert {r["batch"] for r in inference["rows"]} == {1, 256}
+    onnx = bench._onnx_missing() is None
+    for r in inference["rows"]:
+        _positive(r, "torch_actions_per_s", "torch_over_teacher")
+        if onnx:
+            _positive(r, "onnxruntime_actions_per_s", "onnx_over_torch", "onnx_over_teacher")
+    if not onnx:
+        assert any("onnx" in note for note in inference["notes"])
+
+    ttq = result["time_to_quality"]
+    _positive(ttq, "teacher_card_score", "target_fraction", "ratio")
+    _positive(ttq["distillation"], "train_seconds", "updates", "updates_per_s_incl_collection")
+    _positive(ttq["dqn"], "train_seconds", "env_steps", "time_cap_seconds")
+    assert ttq["distillation"]["curve"] and ttq["dqn"]["curve"]
+    assert ttq["target_score"] == pytest.approx(0.95 * ttq["teacher_score"])
+
+    memory = result["memory"]["rows"]
+    assert {r["env_id"] for r in memory} == {f"MinAtar/{name}-v1" for name in MINATAR_NAMES}
+    for r in memory:
+        _positive(r, "bytes_per_transition", "paper_memory_gb", "rows")
+        assert r["rows"] == r["capacity"]  # measured on a full memory
+
+
+def test_quick_bench_records_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "bench.json"
+    result = bench.run_bench(quick=True, atari=False, out_json=out)
+    _check_result(result)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["quick"] is True and result["atari"] is False
+
+
+def test_main_prints_tables_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--no-atari", "--json", str(out)]) == 0
+    _check_result(json.loads(out.read_text()))
+    printed = capsys.readouterr().out
+    for title in ("update efficiency", "collection efficiency", "inference", "time to 95%", "replay memory"):
+        assert title in printed
+    assert str(out) in printed
+
+
+def test_unknown_section_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown sections"):
+        bench.run_bench(quick=True, atari=False, sections=["nope"])

@@ -1,0 +1,80 @@
+"""Who acts while the teacher labels: teacher-, student-driven and mixed (DAgger) control."""
+
+import numpy as np
+import pytest
+import torch
+
+from poldist.distillation import DistillConfig, MixedControl, StudentControl, distill, make_controller
+from poldist.errors import PoldistError
+
+
+class FixedStudent(torch.nn.Module):
+    """A 'student' whose greedy action is always ``action`` (of 3)."""
+
+    def __init__(self, action: int):
+        super().__init__()
+        self.action = action
+
+    def forward(self, obs: torch.Tensor, task: int = 0) -> torch.Tensor:
+        out = torch.zeros(len(obs), 3)
+        out[:, self.action] = 1.0
+        return out
+
+
+OBS = torch.zeros(4000, 4, 10, 10, dtype=torch.uint8)
+TEACHER_OUT = torch.tensor([[1.0, 0.0, 0.0]]).repeat(4000, 1)  # the teacher picks action 0
+
+
+def test_student_control_acts_with_the_student_not_the_teacher():
+    actions = StudentControl(epsilon=0.0).act(OBS, TEACHER_OUT, FixedStudent(2), 0, np.random.default_rng(0))
+    assert (actions == 2).all()
+
+
+def test_mixed_control_decays_beta_linearly_and_mixes_per_step():
+    ctl = MixedControl(epsilon=0.0, beta_start=1.0, beta_end=0.2, decay_updates=100)
+    assert [ctl.beta(u) for u in (0, 50, 100, 1000)] == pytest.approx([1.0, 0.6, 0.2, 0.2])
+    rng = np.random.default_rng(0)
+    assert (ctl.act(OBS, TEACHER_OUT, FixedStudent(2), 0, rng, updates=0) == 0).all()
+    half = ctl.act(OBS, TEACHER_OUT, FixedStudent(2), 0, rng, updates=50)
+    assert set(np.unique(half)) == {0, 2} and 0.55 < (half == 0).mean() < 0.65  # beta 0.6
+
+
+def test_make_controller_reads_the_config_and_refuses_unknown_control():
+    ctl = make_controller(DistillConfig(control="mixed", updates=1000, beta_decay=0.25, beta_end=0.1))
+    assert isinstance(ctl, MixedControl) and ctl.decay_updates == 250 and ctl.beta_end == 0.1
+    with pytest.raises(PoldistError, match="unknown control"):
+        make_controller(DistillConfig(control="expert"))
+    with pytest.raises(PoldistError, match="unknown control"):
+        distill(DistillConfig(control="expert"), "/nonexistent/never-created")
+
+
+# ERD's reverse KL learns more slowly here: where the student is confidently wrong its gradient
+# vanishes (mode-seeking); at this budget it is well above chance (1/3), not yet at the teacher.
+@pytest.mark.parametrize(
+    ("control", "loss", "tau", "least"), [("mixed", "kl", 0.01, 0.8), ("student", "erd", 0.1, 0.55)]
+)
+def test_student_driven_distillation_learns_the_teacher(tmp_path, control, loss, tau, least):
+    """Breakout, shipped teacher, net1 student: the student acts (after beta decays, for mixed),
+    the teacher labels, and the student agrees with the teacher on fresh teacher states."""
+    cfg = DistillConfig(
+        teacher="minatar/breakout",
+        student="net1",
+        control=control,
+        loss=loss,
+        tau=tau,
+        beta_decay=0.5,
+        updates=3_000,
+        batch_size=128,
+        lr=1e-3,
+        transitions_per_update=4.0,
+        learning_starts=2_000,
+        memory_size=10_000,
+        eval_interval=10**9,
+        eval_episodes=1,
+        final_eval_episodes=2,
+        agreement_states=2_000,
+        evaluate_teacher=False,
+        checkpoint_interval=10**9,
+    )
+    summary = distill(cfg, tmp_path / "run")
+    assert summary["tasks"][0]["agreement"] >= least, summary["tasks"][0]
