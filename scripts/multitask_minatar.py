@@ -6,7 +6,8 @@ from its last checkpoint):
     .venv/bin/python scripts/multitask_minatar.py            # everything (the DQN baseline: hours)
     .venv/bin/python scripts/multitask_minatar.py --skip-dqn # the students only (minutes)
 
-Writes results/multitask/results.json (raw per-game numbers) and results/multitask/table.md.
+Writes results/multitask/seed<S>/results.json (raw per-game numbers) and table.md beside it, and
+copies each student run's config, summary, evals.csv and curve there; `poldist report` reads them.
 The multi-task DQN gets as many env steps as the five teachers had together (their model cards).
 """
 
@@ -30,8 +31,8 @@ SEED = 12345
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--runs", default="runs/multitask")
-    parser.add_argument("--out", default="results/multitask")
+    parser.add_argument("--runs", default="", help="default runs/multitask (seed 0), runs/multitask-seed<S>")
+    parser.add_argument("--out", default="", help="default results/multitask/seed<S>")
     parser.add_argument("--updates", type=int, default=300_000, help="student updates (all games)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -40,7 +41,8 @@ def main() -> None:
     parser.add_argument("--losses", default="kl,nll", help="student losses, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    runs, out = Path(args.runs), Path(args.out)
+    runs = Path(args.runs or ("runs/multitask" if args.seed == 0 else f"runs/multitask-seed{args.seed}"))
+    out = Path(args.out or f"results/multitask/seed{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
     names = [n for n in zoo_names() if n.startswith("minatar/")]
     cards = {n: json.loads((ZOO / n / "card.json").read_text()) for n in names}

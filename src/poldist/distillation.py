@@ -61,6 +61,9 @@ class DistillConfig:
     )
     env_id: str = field(default="", metadata={"help": "env to distil on; empty: the teacher's"})
     student: str = field(default="net2", metadata={"help": "teacher|net1|net2|net3 or '16,16,16/128'"})
+    head_hidden: int = field(
+        default=0, metadata={"help": "multi-task: a hidden layer of this width per game (the paper's: 128)"}
+    )
     loss: str = field(default="kl", metadata={"help": "kl | nll | mse | erd (entropy-regularised)"})
     tau: float = field(default=0.0, metadata={"help": "KL temperature; 0: 0.01 for Q, 1 for logits"})
     epsilon: float = field(default=0.05, metadata={"help": "exploration of whoever acts"})
@@ -290,6 +293,7 @@ def make_student(cfg: DistillConfig, tasks: list[DistillTask]) -> QNetwork:
         arch,
         obs_shape=(channels, *teacher_arch.obs_shape[1:]),
         n_actions=tuple(t.teacher.n_actions for t in tasks),
+        head_hidden=cfg.head_hidden,
     )
     return QNetwork(arch)
 

@@ -47,6 +47,13 @@ BENCH_LIMITS = """What limits each (profiled with cProfile and per-part timings)
 - **Time to quality**: distillation reaches 95% of the teacher in seconds; Double DQN on the same
   small network from scratch does not get there within 10x that time.
 - **Memory**: MinAtar observations are small; Atari rows are dominated by the single stored frame."""
+MULTITASK_SETUP = (
+    "One student of the teacher's size (one 16-channel conv, 128 units, one head per game; inputs "
+    "zero-padded to 10 channels) distilled from the five shipped teachers (300,000 updates of batch "
+    "256 in all, round robin over games, RMSProp lr 0.001, 500,000-transition memory per game), "
+    "against the multi-task Double DQN: the same multi-head network trained on all five games "
+    "jointly for the teachers' total env steps (19M). Scores over 100 episodes at epsilon 0.05."
+)
 GEO_FLOOR = 1.0  # percent: a zero score would make a geometric mean 0 whatever the other games do
 BOOT_REPS = 2000
 LOSS_ORDER = ("nll", "mse", "kl-tau1", "kl-tau0.1", "kl-tau0.01")
@@ -276,23 +283,30 @@ def compression_curve(records: list[dict[str, Any]], data: dict[str, Any], path:
     return path
 
 
-def multitask_section(path: Path) -> str:
-    """The multi-task table from ``results/multitask/results.json``."""
-    res = json.loads(path.read_text())
-    rows_in = res["per_game"]
+def multitask_section(paths: list[Path]) -> str:
+    """The multi-task table from ``results/multitask/seed*/results.json`` (one file per seed)."""
+    per_seed = [json.loads(p.read_text()) for p in paths]
+    games = list(per_seed[0]["per_game"])
     methods = [
-        m for m in ("multi_dist_kl", "multi_dist_nll", "multi_dqn") if m in next(iter(rows_in.values()))
+        m for m in ("multi_dist_kl", "multi_dist_nll", "multi_dqn") if m in per_seed[0]["per_game"][games[0]]
     ]
+    matrices = {}
+    for m in methods:
+        runs = [r for r in per_seed if all(m in r["per_game"][g] for g in games)]
+        matrices[m] = np.array([[r["per_game"][g][f"{m}_percent"] for g in games] for r in runs])
+    agg = aggregate_intervals(matrices)
     rows = []
-    for game, r in rows_in.items():
-        row = [game, f"{r['teacher_score']:.2f}"]
+    for i, game in enumerate(games):
+        row = [game, f"{per_seed[0]['per_game'][game]['teacher_score']:.2f}"]
         for m in methods:
-            row.append(f"{r[m]:.2f} ({r[f'{m}_percent']:.1f}%)")
+            scores = [r["per_game"][game][m] for r in per_seed if m in r["per_game"][game]]
+            row.append(f"{np.mean(scores):.2f} ({_cell(list(matrices[m][:, i]))}%)")
         rows.append(row)
-    geo = res["geometric_mean_percent"]
-    rows.append(["**geometric mean**", ""] + [f"**{geo[m]:.1f}%**" for m in methods])
+    rows.append(["**IQM**", ""] + [_agg_cell(agg.get(m, {}).get("iqm")) for m in methods])
+    rows.append(["**geometric mean**", ""] + [_agg_cell(agg.get(m, {}).get("geomean")) for m in methods])
+    rows.append(["seeds", ""] + [str(len(matrices[m])) for m in methods])
     rows.append(["paper (Atari, 3 games)", ""] + [f"{PAPER_MULTITASK[m]}%" for m in methods])
-    headers = ["game", "teachers"] + [m.replace("_", "-") for m in methods]
+    headers = ["game", "teachers"] + [m.replace("_", "-") + ": score (% of teacher)" for m in methods]
     return _md_table(headers, rows)
 
 
@@ -411,9 +425,18 @@ def write_report(results: Path, out: Path) -> Path:
         parts += ["No raw results yet: `poldist reproduce compression --seeds 0,1,2`.", ""]
 
     parts += ["## 3. Multi-task (one student, five MinAtar games)", ""]
-    mt = results / "multitask" / "results.json"
-    if mt.exists():
-        parts += [multitask_section(mt), "", "Command: `python scripts/multitask_minatar.py`", ""]
+    mt = sorted((results / "multitask").glob("seed*/results.json"))
+    if mt:
+        seeds = ",".join(p.parent.name.removeprefix("seed") for p in mt)
+        parts += [
+            MULTITASK_SETUP,
+            "",
+            multitask_section(mt),
+            "",
+            "Command, per seed S: "
+            f"`python scripts/multitask_minatar.py --seed S --out results/multitask/seedS` (here: {seeds})",
+            "",
+        ]
     else:
         parts += ["No results yet: `python scripts/multitask_minatar.py`.", ""]
 
