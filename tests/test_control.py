@@ -53,28 +53,13 @@ def test_make_controller_reads_the_config_and_refuses_unknown_control():
 @pytest.mark.parametrize(
     ("control", "loss", "tau", "least"), [("mixed", "kl", 0.01, 0.8), ("student", "erd", 0.1, 0.55)]
 )
-def test_student_driven_distillation_learns_the_teacher(tmp_path, control, loss, tau, least):
+def test_student_driven_distillation_learns_the_teacher(
+    tmp_path, fast_distill_config, control, loss, tau, least
+):
     """Breakout, shipped teacher, net1 student: the student acts (after beta decays, for mixed),
     the teacher labels, and the student agrees with the teacher on fresh teacher states."""
-    cfg = DistillConfig(
-        teacher="minatar/breakout",
-        student="net1",
-        control=control,
-        loss=loss,
-        tau=tau,
-        beta_decay=0.5,
-        updates=3_000,
-        batch_size=128,
-        lr=1e-3,
-        transitions_per_update=4.0,
-        learning_starts=2_000,
-        memory_size=10_000,
-        eval_interval=10**9,
-        eval_episodes=1,
-        final_eval_episodes=2,
-        agreement_states=2_000,
-        evaluate_teacher=False,
-        checkpoint_interval=10**9,
+    cfg = fast_distill_config(
+        teacher="minatar/breakout", student="net1", control=control, loss=loss, tau=tau, beta_decay=0.5
     )
     summary = distill(cfg, tmp_path / "run")
     assert summary["tasks"][0]["agreement"] >= least, summary["tasks"][0]

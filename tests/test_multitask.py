@@ -93,27 +93,14 @@ def test_paper_multitask_network_parameter_counts():
     assert [three(obs, t).shape[1] for t in range(3)] == [3, 4, 5]
 
 
-def test_multi_task_student_reaches_two_real_teachers_on_held_out_states(tmp_path):
+def test_multi_task_student_reaches_two_real_teachers_on_held_out_states(tmp_path, fast_distill_config):
     """One student, two shipped teachers: it picks each teacher's action on fresh states.
 
     Agreement is measured by ``Distiller.finish`` on 2,000 states of new teacher play that
     were never in the replay memory; both games have 3 actions, so chance is about 1/3.
     """
-    cfg = DistillConfig(
-        teacher="minatar/breakout,minatar/freeway",
-        student="teacher",
-        updates=4_000,
-        batch_size=128,
-        lr=1e-3,
-        transitions_per_update=4.0,
-        learning_starts=2_000,
-        memory_size=20_000,
-        eval_interval=10**9,
-        eval_episodes=1,
-        final_eval_episodes=2,
-        agreement_states=2_000,
-        evaluate_teacher=False,
-        checkpoint_interval=10**9,
+    cfg = fast_distill_config(
+        teacher="minatar/breakout,minatar/freeway", student="teacher", updates=4_000, memory_size=20_000
     )
     summary = distill(cfg, tmp_path / "run")
     agreement = {t["env_id"]: t["agreement"] for t in summary["tasks"]}
