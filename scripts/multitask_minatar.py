@@ -22,6 +22,7 @@ from poldist.cli import format_table
 from poldist.distillation import DistillConfig, distill
 from poldist.dqn import DQNConfig, train_dqn
 from poldist.evaluation import evaluate, geometric_mean, percent_of_teacher
+from poldist.plots import plot_learning_curve
 from poldist.runs import write_json
 from poldist.teachers import ZOO, load_teacher, zoo_names
 
@@ -67,6 +68,13 @@ def main() -> None:
             )
             distill(cfg, run, resume=(run / "state" / "meta.json").exists())
         summary = json.loads((run / "summary.json").read_text())
+        if not (run / "curve.png").exists():
+            plot_learning_curve(
+                run / "evals.csv",
+                run / "curve.png",
+                teacher_scores=[rows[n]["teacher_score"] for n in names],
+                task_names=names,
+            )
         keep = out / run.name  # the run's small files travel with the table
         keep.mkdir(exist_ok=True)
         for f in ("config.json", "summary.json", "evals.csv", "curve.png"):
