@@ -80,6 +80,11 @@ class DistillConfig:
         default="round_robin", metadata={"help": "multi-task: round_robin | random (per minibatch)"}
     )
     num_envs: int = 8
+    backend: str = field(
+        default="local", metadata={"help": "teacher play: local | ray (actors; pip install 'poldist[ray]')"}
+    )
+    ray_address: str = field(default="", metadata={"help": "ray: cluster address; empty: a local ray.init()"})
+    ray_actors: int = field(default=2, metadata={"help": "ray: teacher-play actors per game"})
     updates: int = 30_000
     transitions_per_update: float = 5.4
     learning_starts: int = 10_000
@@ -244,10 +249,45 @@ def collect(
     while done < n_transitions:
         obs_t = torch.as_tensor(task.obs)
         teacher_out = task.teacher(obs_t)
+        if not torch.isfinite(teacher_out).all():  # refuse before a NaN reaches the memory (and a checkpoint)
+            raise PoldistError(
+                f"teacher outputs are not finite (NaN/inf) at update {updates} "
+                f"(teacher {task.teacher.name}); nothing stored from them, last good checkpoint kept"
+            )
         actions = controller.act(obs_t, teacher_out, student, task.index, rng, updates)
         task.memory.add(obs=task.obs, teacher_out=teacher_out.numpy())
         task.obs, *_ = task.env.step(actions)
         done += len(actions)
+
+
+class LocalCollector:
+    """Teacher play in this process: :func:`collect` on each task's own vector env."""
+
+    def collect(
+        self,
+        task: DistillTask,
+        controller: Controller,
+        student: QNetwork,
+        n_transitions: int,
+        rng: np.random.Generator,
+        updates: int = 0,
+    ) -> None:
+        """Add at least ``n_transitions`` teacher-labelled transitions to ``task.memory``."""
+        collect(task, controller, student, n_transitions, rng, updates)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def make_collector(cfg: DistillConfig, tasks: list[DistillTask]) -> Any:
+    """Who plays the teacher's games: :class:`LocalCollector`, or Ray actors (``backend="ray"``)."""
+    if cfg.backend == "local":
+        return LocalCollector()
+    if cfg.backend == "ray":
+        from poldist.ray_backend import RayCollector  # imported only here: ray stays optional
+
+        return RayCollector(cfg, tasks)
+    raise PoldistError(f"unknown backend {cfg.backend!r}: choose local or ray")
 
 
 def build_tasks(cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None) -> list[DistillTask]:
@@ -314,6 +354,8 @@ def _validate(cfg: DistillConfig) -> None:
         problems.append("transitions_per_update must be positive")
     if not 0 <= cfg.epsilon <= 1:
         problems.append("epsilon must be in [0, 1]")
+    if cfg.backend not in ("local", "ray"):
+        problems.append(f"unknown backend {cfg.backend!r}: local or ray")
     if cfg.control not in ("teacher", "student", "mixed"):
         problems.append(f"unknown control {cfg.control!r}: teacher, student or mixed")
     if not (0 <= cfg.beta_start <= 1 and 0 <= cfg.beta_end <= 1 and cfg.beta_decay >= 0):
@@ -369,6 +411,7 @@ class Distiller:
         self.loss_fn = make_loss(cfg.loss, cfg.tau or self.tasks[0].teacher.default_tau)
         self.run_dir = prepare_run_dir(run_dir, resume=resume)
         self.controller = controller or make_controller(cfg)
+        self.collector = make_collector(cfg, self.tasks)
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
@@ -472,7 +515,7 @@ class Distiller:
             target = cfg.learning_starts + (task.updates + 1) * cfg.transitions_per_update
             if task.memory.added < target:
                 n = int(np.ceil(target - task.memory.added))
-                collect(task, self.controller, self.student, n, rng, self.updates)
+                self.collector.collect(task, self.controller, self.student, n, rng, self.updates)
             batch = task.memory.sample(cfg.batch_size, rng)
             obs, teacher_out = torch.as_tensor(batch["obs"]), torch.as_tensor(batch["teacher_out"])
             loss = distill_step(self.student, self.optimizer, self.loss_fn, obs, teacher_out, k)
@@ -518,6 +561,7 @@ class Distiller:
             per_task.append(entry)
         for task in tasks:
             task.env.close()
+        self.collector.close()
         self.writer.close()
         n_student = count_parameters(self.student)
         teacher_params = count_parameters(tasks[0].teacher.net)
