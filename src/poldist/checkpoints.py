@@ -92,8 +92,9 @@ def save_checkpoint(
     meta["files"] = files
     _atomic_write(directory / META, json.dumps(meta, indent=2, sort_keys=True).encode())
     keep = {f["file"] for f in files.values()} | {META}
-    for p in directory.iterdir():  # stale data files of the previous checkpoint
-        if p.name not in keep and p.suffix in (".safetensors", ".npz") and "-" in p.name:
+    for p in directory.iterdir():  # stale data files of the previous checkpoint, temp files of a killed write
+        stale = p.suffix in (".safetensors", ".npz") and "-" in p.name
+        if p.name not in keep and (stale or (p.name.startswith(".") and p.suffix == ".tmp")):
             p.unlink(missing_ok=True)
     return directory
 
@@ -141,6 +142,16 @@ def load_checkpoint(directory: str | Path, *, blobs: bool = True) -> Checkpoint:
     except Exception as e:  # safetensors' error type moved between versions
         raise PoldistError(f"corrupted checkpoint {directory}: bad weights file ({e})") from e
     return Checkpoint(tensors, meta, loaded)
+
+
+def require_metadata(ckpt: Checkpoint, keys: tuple[str, ...], directory: str | Path) -> None:
+    """Fail in one line, not a traceback, when a checkpoint's metadata lacks ``keys``."""
+    missing = [k for k in keys if k not in ckpt.metadata]
+    if missing:
+        raise PoldistError(
+            f"checkpoint {directory} lacks keys {missing}: not a complete resumable state "
+            "(hand-edited, or written by another version); start a new run with another --out"
+        )
 
 
 def save_model(

@@ -31,6 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 from poldist.checkpoints import (
     load_checkpoint,
     pack_optimizer,
+    require_metadata,
     save_checkpoint,
     save_model,
     unpack_optimizer,
@@ -436,6 +437,7 @@ class Distiller:
 
     def _restore(self) -> None:
         ckpt = load_checkpoint(self.run_dir / "state")
+        require_metadata(ckpt, ("counters", "optimizer", "rng"), self.run_dir / "state")
         prefix = "student."
         self.student.load_state_dict(
             {k[len(prefix) :]: v for k, v in ckpt.tensors.items() if k.startswith(prefix)}

@@ -20,6 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 from poldist.checkpoints import (
     load_checkpoint,
     pack_optimizer,
+    require_metadata,
     save_checkpoint,
     save_model,
     unpack_optimizer,
@@ -196,9 +197,10 @@ def train_dqn(
     optimizer = torch.optim.Adam(online.parameters(), lr=cfg.lr, eps=1.5e-4)
     games = [_Game(spec, _game_memory(spec, cfg.buffer_size)) for spec in specs]
     step = updates = 0
-    wall_before = 0.0
+    wall_before = update_debt = 0.0
     if resume:
         ckpt = load_checkpoint(run_dir / "state")
+        require_metadata(ckpt, ("counters", "optimizer", "rng"), run_dir / "state")
         online.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("online.")})
         target.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")})
         unpack_optimizer(optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
@@ -206,6 +208,7 @@ def train_dqn(
             game.memory.load_bytes(ckpt.blobs.get(f"memory_{i}") or ckpt.blobs["memory"])
         c = ckpt.metadata["counters"]
         step, updates, wall_before = c["step"], c["updates"], c["wall_seconds"]
+        update_debt = c.get("update_debt", 0.0)  # absent in checkpoints before 0.2
         rng.bit_generator.state = ckpt.metadata["rng"]
         torch.set_rng_state(ckpt.tensors["torch_rng"])
     write_json(run_dir / "config.json", cfg)
@@ -222,7 +225,13 @@ def train_dqn(
             "config": asdict(cfg),
             "optimizer": opt_info,
             "rng": _rng_state(rng),
-            "counters": {"step": step, "updates": updates, "wall_seconds": wall()},
+            # update_debt: the fraction of an update owed when updates_per_step * envs is not whole
+            "counters": {
+                "step": step,
+                "updates": updates,
+                "wall_seconds": wall(),
+                "update_debt": update_debt,
+            },
         }
         blobs = {f"memory_{i}": g.memory.to_bytes() for i, g in enumerate(games)}
         save_checkpoint(run_dir / "state", tensors, meta, blobs)
@@ -237,7 +246,6 @@ def train_dqn(
         game.env = make_vector_env(game.spec, cfg.num_envs, seed, clip_rewards=game.spec.domain == "atari")
         game.obs, _ = game.env.reset(seed=seed)
         game.ep_ret = np.zeros(cfg.num_envs)
-    update_debt = 0.0
     next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval
     next_ckpt = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
     bar = progress(cfg.total_steps, f"dqn {cfg.env_id}", initial=step, unit="step")
@@ -281,6 +289,11 @@ def train_dqn(
                     with torch.no_grad():
                         teacher_out = kick_teachers[k](batch["obs"])
                     loss = loss + weight * kick_loss(online(batch["obs"], k), teacher_out)
+                if not torch.isfinite(loss):  # stop before a NaN reaches the weights (and a checkpoint)
+                    raise PoldistError(
+                        f"DQN loss became {loss.item()} at update {updates} (env step {step}); "
+                        f"last good checkpoint kept in {run_dir / 'state'}"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm)

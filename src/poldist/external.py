@@ -36,6 +36,7 @@ import hashlib
 import io
 import json
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import replace
@@ -62,6 +63,13 @@ _NATURE_INPUT = (4, 84, 84)
 
 # the Nature CNN's layers in our QNetwork: trunk.0/2/4 convs, trunk.7 the fc layer, heads.0 the output
 _TRUNK = ("trunk.0", "trunk.2", "trunk.4", "trunk.7")
+
+
+def _safe_torch_load(source: Any) -> Any:
+    """``torch.load(weights_only=True)`` without its warnings: a refused file is one error line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4" before refusing a pickle
+        return torch.load(source, map_location="cpu", weights_only=True)
 
 
 def is_external(path: str | Path) -> bool:
@@ -213,7 +221,7 @@ def read_sb3_zip(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
     if not isinstance(data, dict):
         raise PoldistError(f"{path}: its 'data' entry is not a JSON object")
     try:
-        sd = torch.load(io.BytesIO(raw_weights), map_location="cpu", weights_only=True)
+        sd = _safe_torch_load(io.BytesIO(raw_weights))
     except Exception as e:  # UnpicklingError, RuntimeError, ... (the type varies across torch versions)
         raise PoldistError(
             f"{path}: policy.pth is not a plain tensor state dict and is not loaded "
@@ -401,7 +409,7 @@ def load_cleanrl_teacher(path: str | Path, env_id: str, **env_settings: Any) -> 
     if not path.is_file():
         raise PoldistError(f"no CleanRL checkpoint at {path}")
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = _safe_torch_load(path)
     except Exception as e:  # UnpicklingError, RuntimeError, ... (the type varies across torch versions)
         raise PoldistError(
             f"{source} is not a plain tensor state dict and is not loaded "

@@ -40,9 +40,14 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool) -> Path:
     has_state = (run_dir / "state" / "meta.json").exists()
     if resume and not has_state:
         raise PoldistError(f"--resume: no checkpoint in {run_dir / 'state'} to resume from")
-    if not resume and (has_state or (run_dir / "config.json").exists()):
+    if not resume and has_state:
         raise PoldistError(
             f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out"
+        )
+    if not resume and (run_dir / "config.json").exists():
+        raise PoldistError(
+            f"{run_dir} holds a run stopped before its first checkpoint (nothing to resume): "
+            "delete the directory or choose another --out"
         )
     return run_dir
 
