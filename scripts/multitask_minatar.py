@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--memory-size", type=int, default=500_000, help="transitions per game")
     parser.add_argument("--skip-dqn", action="store_true", help="students only")
     parser.add_argument("--losses", default="kl,nll", help="student losses, comma-separated")
+    parser.add_argument("--tau", type=float, default=0.0, help="KL temperature (0: the default, 0.01)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     runs = Path(args.runs or ("runs/multitask" if args.seed == 0 else f"runs/multitask-seed{args.seed}"))
@@ -49,13 +50,16 @@ def main() -> None:
     cards = {n: json.loads((ZOO / n / "card.json").read_text()) for n in names}
     rows = {n: {"teacher_score": cards[n]["eval"]["mean"]} for n in names}
 
+    suffix = f"-tau{args.tau:g}" if args.tau else ""
+    student_runs: dict[str, dict] = {}
     for loss in args.losses.split(","):
-        run = runs / f"multi-dist-{loss}"
+        run = runs / f"multi-dist-{loss}{suffix if loss == 'kl' else ''}"
         if not (run / "summary.json").exists():
             cfg = DistillConfig(
                 teacher=",".join(names),
                 student="teacher",
                 loss=loss,
+                tau=args.tau if loss == "kl" else 0.0,
                 updates=args.updates,
                 batch_size=args.batch_size,
                 lr=args.lr,
@@ -81,6 +85,7 @@ def main() -> None:
             shutil.copy2(run / f, keep / f)
         for name, task in zip(names, summary["tasks"]):
             rows[name][f"multi_dist_{loss}"] = task["student_score"]
+        student_runs[f"multi_dist_{loss}"] = {"run": run.name, "tau": summary["config"]["tau"] or 0.01}
 
     if not args.skip_dqn:
         run = runs / "multi-dqn"
@@ -111,7 +116,10 @@ def main() -> None:
     table_rows.append(["geometric mean", ""] + sum([["", geo[m]] for m in methods], []))
     headers = ["game", "teacher"] + sum([[m, f"{m} %"] for m in methods], [])
     table = format_table(headers, table_rows)
-    write_json(out / "results.json", {"per_game": rows, "geometric_mean_percent": geo, "episodes": EPISODES})
+    write_json(
+        out / "results.json",
+        {"per_game": rows, "geometric_mean_percent": geo, "episodes": EPISODES, "students": student_runs},
+    )
     (out / "table.md").write_text("```\n" + table + "\n```\n")
     print(table)
 

@@ -365,8 +365,66 @@ def _collection_row(
     }
 
 
-def bench_collection(budget: Budget, atari: bool, seed: int = 0) -> dict[str, Any]:
-    """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs."""
+def _ray_missing() -> str | None:
+    return (
+        None
+        if importlib.util.find_spec("ray") is not None
+        else "ray rows skipped: ray not installed (pip install 'poldist[ray]')"
+    )
+
+
+def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = (1, 2)) -> dict[str, Any]:
+    """Transitions/s that reach the learner's memory: the local backend against Ray actors.
+
+    MinAtar Breakout, shipped teacher, teacher-driven, 8 envs per actor, on a local Ray (started
+    here unless one is running). Each call takes one chunk's worth (``DEFAULT_CHUNK`` vector steps
+    of 8 envs), so the local side is :func:`~poldist.distillation.collect` of the same size; a
+    Ray side's rate includes the learner waiting for actors and adding chunks to the memory. Its
+    warm-up first takes the chunks the actors played while the other sides were timed.
+    """
+    from poldist.ray_backend import DEFAULT_CHUNK, DEFAULT_IN_FLIGHT, RayCollector, init_ray
+
+    started = init_ray("", num_cpus=min(2, os.cpu_count() or 1))
+    collectors: list[RayCollector] = []
+    try:
+        base = DistillConfig(teacher=MINATAR_TEACHER, memory_size=20_000, seed=seed)
+        task = _filled_task(base, None, 0, seed)
+        student = make_student(base, [task])
+        controller = TeacherControl(base.epsilon)
+        rng = np.random.default_rng(seed)
+        n = DEFAULT_CHUNK * base.num_envs
+        fns: dict[str, tuple[Callable[[], Any], int]] = {
+            "local": (lambda: collect(task, controller, student, n, rng), 1)
+        }
+        for k in actors:
+            c = RayCollector(DistillConfig(teacher=MINATAR_TEACHER, ray_actors=k, seed=seed), [task])
+            collectors.append(c)
+            fns[f"ray_{k}"] = (lambda c=c: c.collect(task, controller, student, n, rng), k)
+        per: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(budget.rounds):  # alternated, as paired_rates, with a warm-up per side
+            for name, (fn, k) in fns.items():
+                per[name].append(rate(fn, n, budget.seconds, warmup=k * DEFAULT_IN_FLIGHT + 1))
+        task.env.close()
+    finally:
+        for c in collectors:
+            c.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+    local = statistics.median(per["local"])
+    rows = [{"backend": "local", "actors": 0, "transitions_per_s": local, "ratio_vs_local": 1.0}]
+    for k in actors:
+        r = statistics.median(per[f"ray_{k}"])
+        rows.append({"backend": "ray", "actors": k, "transitions_per_s": r, "ratio_vs_local": r / local})
+    for row, rounds in zip(rows, per.values()):
+        row.update(env_id=task.spec.env_id, num_envs=base.num_envs, chunk_steps=DEFAULT_CHUNK, rounds=rounds)
+    return {"rows": rows}
+
+
+def bench_collection(budget: Budget, atari: bool, seed: int = 0, ray_rows: bool = True) -> dict[str, Any]:
+    """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs;
+    with ``ray_rows``, also the Ray backend with 1 and 2 local actors (:func:`bench_ray_collection`)."""
     rows = [_collection_row(MINATAR_TEACHER, DistillConfig(teacher=MINATAR_TEACHER), None, budget, seed)]
     notes = []
     skip = "Atari skipped: --no-atari" if not atari else _atari_missing()
@@ -377,7 +435,13 @@ def bench_collection(budget: Budget, atari: bool, seed: int = 0) -> dict[str, An
         # a small memory: only the rows the timing writes are touched
         cfg = DistillConfig(teacher="", memory_size=20_000)
         rows.append(_collection_row("nature-dqn (random weights)", cfg, teacher, budget, seed))
-    return {"rows": rows, "notes": notes}
+    result: dict[str, Any] = {"rows": rows, "notes": notes}
+    ray_skip = "ray rows skipped: --quick (Ray starts in seconds)" if not ray_rows else _ray_missing()
+    if ray_skip:
+        notes.append(ray_skip)
+    else:
+        result["ray_rows"] = bench_ray_collection(budget, seed)["rows"]
+    return result
 
 
 # --------------------------------------------------------------------------- 3. inference
@@ -731,7 +795,29 @@ def _collection_table(res: dict[str, Any]) -> str:
             ]
             for r in res["rows"]
         ],
+    ) + _ray_table(res.get("ray_rows", []))
+
+
+def _ray_table(rows: list[dict[str, Any]]) -> str:
+    """The Ray backend against the local one (empty when not measured)."""
+    if not rows:
+        return ""
+    table = format_table(
+        ["env", "backend", "actors", "envs/actor", "chunk (steps)", "trans/s to memory", "ray/local"],
+        [
+            [
+                r["env_id"],
+                r["backend"],
+                r["actors"] or "-",
+                r["num_envs"],
+                r["chunk_steps"],
+                round(r["transitions_per_s"]),
+                f"{r['ratio_vs_local']:.2f}",
+            ]
+            for r in rows
+        ],
     )
+    return "\n\nteacher play in Ray actors (local Ray, teacher-driven):\n" + table
 
 
 def _ttq_table(res: dict[str, Any]) -> str:
@@ -902,7 +988,7 @@ def run_bench(
                 f"1. update efficiency (target library/bare >= {UPDATE_TARGET})", _update_table(res)
             )
         if "collection" in chosen:
-            res = result["collection_efficiency"] = bench_collection(budget, atari, seed)
+            res = result["collection_efficiency"] = bench_collection(budget, atari, seed, not quick)
             _print_section("2. collection efficiency", _collection_table(res), res["notes"])
         if "inference" in chosen:
             res = result["inference"] = bench_inference(1, budget.inference_seconds, atari)

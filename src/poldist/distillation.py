@@ -19,6 +19,7 @@ keeps learning (online distillation) is just a teacher whose network changes.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -357,6 +358,10 @@ def _validate(cfg: DistillConfig) -> None:
         problems.append("epsilon must be in [0, 1]")
     if cfg.backend not in ("local", "ray"):
         problems.append(f"unknown backend {cfg.backend!r}: local or ray")
+    if cfg.backend == "ray" and cfg.ray_actors < 1:
+        problems.append("ray_actors must be at least 1")
+    if cfg.backend == "ray" and importlib.util.find_spec("ray") is None:
+        problems.append("backend ray needs ray: pip install 'poldist[ray]'")
     if cfg.control not in ("teacher", "student", "mixed"):
         problems.append(f"unknown control {cfg.control!r}: teacher, student or mixed")
     if not (0 <= cfg.beta_start <= 1 and 0 <= cfg.beta_end <= 1 and cfg.beta_decay >= 0):
@@ -410,9 +415,9 @@ class Distiller:
         self.cfg = cfg
         self.tasks = build_tasks(cfg, teachers)
         self.loss_fn = make_loss(cfg.loss, cfg.tau or self.tasks[0].teacher.default_tau)
+        self.collector = make_collector(cfg, self.tasks)  # a bad --ray-address fails before the run dir
         self.run_dir = prepare_run_dir(run_dir, resume=resume)
         self.controller = controller or make_controller(cfg)
-        self.collector = make_collector(cfg, self.tasks)
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
@@ -610,5 +615,9 @@ def distill(
         The summary (also in ``<run_dir>/summary.json``).
     """
     distiller = Distiller(cfg, run_dir, resume=resume, teachers=teachers, controller=controller)
-    distiller.run()
+    try:
+        distiller.run()
+    except BaseException:
+        distiller.collector.close()  # Ray actors must not outlive a failed run
+        raise
     return distiller.finish()

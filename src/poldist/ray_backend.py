@@ -95,6 +95,7 @@ def init_ray(address: str = "", num_cpus: int = 2) -> bool:
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(
+                address="local",  # a new instance, even where `ray start` left a cluster to join
                 num_cpus=max(1, num_cpus),
                 include_dashboard=False,
                 log_to_driver=False,
@@ -314,6 +315,10 @@ class RayCollector:
         """The live actor handles, one list per task (tests kill one with ``ray.kill``)."""
         return [[s.handle for s in slots] for slots in self._slots]
 
+    def pending(self, task: int) -> list[Any]:
+        """Task ``task``'s outstanding requests (object refs), oldest first."""
+        return list(self._pending[task])
+
     def actor_student_state(self, task: int, actor: int) -> dict[str, torch.Tensor] | None:
         """Actor ``actor`` of task ``task``: its copy of the student's weights (after its queued requests)."""
         return self.ray.get(self._slots[task][actor].handle.student_state.remote())
@@ -436,9 +441,13 @@ class RayCollector:
         pending = self._pending[task.index]
         done = 0
         while done < n_transitions:
-            start = time.perf_counter()
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=self.warn_after_s)
-            self.stats["wait_seconds"] += time.perf_counter() - start
+            refs = list(pending)  # in request order
+            # the oldest finished request first (ray.wait alone may keep returning one actor's)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            if not ready:
+                start = time.perf_counter()
+                ready, _ = ray.wait(refs, num_returns=1, timeout=self.warn_after_s)
+                self.stats["wait_seconds"] += time.perf_counter() - start
             if not ready:
                 warnings.warn(
                     f"poldist ray: no play from {task.spec.env_id}'s actors for {self.warn_after_s:.0f} s "
@@ -447,9 +456,11 @@ class RayCollector:
                     stacklevel=2,
                 )
                 continue
-            slot = pending.pop(ready[0])
+            finished = set(ready)
+            ref = next(r for r in refs if r in finished)
+            slot = pending.pop(ref)
             try:
-                obs, teacher_out = ray.get(ready[0])
+                obs, teacher_out = ray.get(ref)
             except ray.exceptions.RayActorError as e:
                 self._replace(task, slot, e)
                 self._top_up(task, updates, sent_student)
