@@ -210,3 +210,22 @@ def test_bench_ray_rows_on_the_shared_instance() -> None:
     for r in res["rows"]:
         assert r["transitions_per_s"] > 0 and r["ratio_vs_local"] > 0
     assert "Ray actors" in bench._ray_table(res["rows"])
+
+
+@pytest.mark.slow
+def test_online_distillation_with_ray_actors(tmp_path: Path) -> None:
+    """The teacher keeps learning in the learner process; the actors' copies follow it."""
+    from poldist.online import OnlineConfig, online_distill
+
+    cfg = OnlineConfig(
+        total_steps=4_000,
+        interval=2_000,
+        updates_per_interval=40,
+        memory_size=1_000,
+        eval_episodes=1,
+        backend="ray",
+        ray_actors=1,
+    )
+    summary = online_distill(cfg, tmp_path / "online")
+    assert summary["student"]["updates"] == 2 * 40
+    assert (tmp_path / "online" / "online.png").exists()

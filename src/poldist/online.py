@@ -43,6 +43,9 @@ class OnlineConfig:
     batch_size: int = 64
     eval_episodes: int = 20
     seed: int = 0
+    backend: str = field(default="local", metadata={"help": "student's teacher play: local | ray"})
+    ray_address: str = ""
+    ray_actors: int = 2
 
 
 FIELDS = ("teacher_env_steps", "teacher_score", "teacher_ci_low", "teacher_ci_high")
@@ -81,6 +84,9 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path) -> dict[str, Any]:
         final_eval_episodes=cfg.eval_episodes,
         agreement_states=2_000,
         seed=cfg.seed,
+        backend=cfg.backend,  # ray: actors get the learning teacher's new weights as they change
+        ray_address=cfg.ray_address,
+        ray_actors=cfg.ray_actors,
     )
     write_json(run_dir / "config.json", cfg)
     csv_path = run_dir / "online.csv"
