@@ -188,7 +188,10 @@ def single_game_section(
         rows.append(row)
     rows.append(["**IQM**", ""] + [_agg_cell(agg.get(v, {}).get("iqm")) for v in variants])
     rows.append(["**geometric mean**", ""] + [_agg_cell(agg.get(v, {}).get("geomean")) for v in variants])
-    rows.append(["seeds (all games)", ""] + [str(len(seeds[v])) for v in variants])
+    # aggregates use the seeds that every game has: say how many, and over how many games
+    rows.append(
+        ["runs in aggregates", ""] + [f"{len(seeds[v])} seeds x {len(games)} games" for v in variants]
+    )
     headers = ["game", "teacher score"] + [_label(key, v, records) for v in variants]
     plot = _bar_plot(games, variants, groups, plots / f"{title}.png", title)
     data = {"variants": variants, "games": games, "aggregates": agg, "plot": plot}
@@ -300,7 +303,9 @@ def multitask_section(paths: list[Path]) -> str:
         row = [game, f"{per_seed[0]['per_game'][game]['teacher_score']:.2f}"]
         for m in methods:
             scores = [r["per_game"][game][m] for r in per_seed if m in r["per_game"][game]]
-            row.append(f"{np.mean(scores):.2f} ({_cell(list(matrices[m][:, i]))}%)")
+            pct = list(matrices[m][:, i])
+            ci = "" if len(pct) < 2 else " [{:.1f}, {:.1f}]".format(*bootstrap_ci(np.array(pct)))
+            row.append(f"{np.mean(scores):.2f} ({np.mean(pct):.1f}%{ci})")
         rows.append(row)
     rows.append(["**IQM**", ""] + [_agg_cell(agg.get(m, {}).get("iqm")) for m in methods])
     rows.append(["**geometric mean**", ""] + [_agg_cell(agg.get(m, {}).get("geomean")) for m in methods])
