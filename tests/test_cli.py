@@ -82,11 +82,15 @@ def test_unwritable_output_directory(capsys, tmp_path, teacher_dir):
 def test_existing_run_needs_resume_and_resume_needs_a_checkpoint(capsys, tmp_path, teacher_dir):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "config.json").write_text("{}")
+    (out / "config.json").write_text("{}")  # a run that never reached its first checkpoint
     err = _error(capsys, ["distill", "--teacher", str(teacher_dir), "--out", str(out)])
-    assert "--resume" in err
+    assert "before its first checkpoint" in err and "delete the directory" in err
     err = _error(capsys, ["distill", "--teacher", str(teacher_dir), "--out", str(out), "--resume"])
     assert "no checkpoint" in err
+    (out / "state").mkdir()
+    (out / "state" / "meta.json").write_text("{}")  # a run with a checkpoint: continue it or move on
+    err = _error(capsys, ["distill", "--teacher", str(teacher_dir), "--out", str(out)])
+    assert "--resume" in err
 
 
 def test_bad_config_file(capsys, tmp_path, teacher_dir):
