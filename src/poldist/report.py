@@ -352,8 +352,13 @@ def _multitask_explorations(folder: Path) -> list[str]:
             games = ", ".join(
                 f"{g.split('/')[-1]} {r[f'{m}_percent']:.1f}%" for g, r in res["per_game"].items()
             )
+            tau = res.get("students", {}).get(m, {}).get("tau", 0.01)
+            cmd = (
+                f"python scripts/multitask_minatar.py --skip-dqn --losses {m.split('_')[-1]} --tau {tau:g} "
+                f"--out results/multitask/{path.parent.name}"
+            )
             lines.append(
-                f"- Exploration `{path.parent.name}` ({m}): **{geo:.1f}%** geometric mean ({games})."
+                f"- Exploration ({m}, tau {tau:g}): **{geo:.1f}%** geometric mean ({games}); `{cmd}`"
             )
     return lines + ([""] if lines else [])
 
