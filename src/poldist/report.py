@@ -33,20 +33,19 @@ PAPER_LOSSES = (
 PAPER_COMPRESSION = {"teacher": None, "net1": 108.3, "net2": 101.7, "net3": 83.9}  # 10 games, geo mean
 PAPER_MULTITASK = {"multi_dist_kl": 116.9, "multi_dist_nll": 105.1, "multi_dqn": 83.5}  # 3 games
 # What limits each ratio: from profiling the bench's sections (cProfile and per-part timings).
-BENCH_LIMITS = """What limits each (profiled with cProfile and per-part timings):
+BENCH_LIMITS = """What limits each (read off the tables above, and a cProfile of sections 1-2):
 
-- **Updates**: backward pass, convolution and RMSProp step are most of an update, as in the bare
-  loop; the library adds the uint8 minibatch gather from the replay memory and its conversion, a
-  few per cent of an update.
-- **Collection**: on MinAtar the teacher's forward pass on 8 observations costs about twice the env
-  step; a bare teacher-acting loop is the real ceiling (`collect/teacher-acting` column). More envs
-  per vector env (`--num-envs 32`) amortise the forward pass. On Atari the emulator step and the
-  Nature-DQN forward pass dominate; frame deduplication in the memory costs little.
+- **Updates**: the library's update is the bare loop's (backward, convolution, RMSProp step) plus
+  the uint8 minibatch gather from the replay memory and its conversion; the ratio is that overhead.
+- **Collection**: `collect()` runs near the bare teacher-acting loop (`collect/teacher-acting`), far
+  below random stepping: the teacher's forward pass per vector step, not the library, is the limit.
+  More envs per vector env (`--num-envs`) amortise it. Ray actors on the same 2 cores as the learner
+  cannot beat local play; they pay off with cores the learner does not use.
 - **Inference**: at batch 1 per-call overhead dominates, so small students gain little under
   PyTorch and more under onnxruntime; at batch 256 compute dominates and the students' gain grows.
-- **Time to quality**: distillation reaches 95% of the teacher in seconds; Double DQN on the same
-  small network from scratch does not get there within 10x that time.
-- **Memory**: MinAtar observations are small; Atari rows are dominated by the single stored frame."""
+- **Time to quality**: distillation reaches 95% of the teacher within seconds of training; Double
+  DQN on the same small network from scratch has 10x that time.
+- **Memory**: Atari rows are dominated by the one stored frame (frame deduplication)."""
 MULTITASK_SETUP = (
     "One student of the teacher's size (one 16-channel conv, 128 units, one head per game; inputs "
     "zero-padded to 10 channels) distilled from the five shipped teachers (300,000 updates of batch "
