@@ -12,7 +12,16 @@ from poldist.cli import main
 from poldist.errors import PoldistError
 from poldist.online import OnlineConfig
 from poldist.report import aggregate_intervals, seed_matrix, write_report
-from poldist.reproduce import BUDGET, DQN_BUDGET, GAMES, Cell, experiment_cells, run_experiment, run_online
+from poldist.reproduce import (
+    BUDGET,
+    DQN_BUDGET,
+    GAMES,
+    Cell,
+    experiment_cells,
+    run_cell,
+    run_experiment,
+    run_online,
+)
 
 TINY = replace(
     BUDGET,
@@ -35,8 +44,12 @@ def test_cells_cover_the_papers_grid() -> None:
     comp = experiment_cells("compression", [0, 1, 2])
     assert len(losses) == len(GAMES) * 5 * 3 and len(comp) == len(GAMES) * 4 * 3
     assert len({c.name for c in losses}) == len(losses)
-    # the KL(0.01) teacher-size student is one run shared by both experiments
-    shared = {c.name for c in losses} & {c.name for c in comp}
+    # compression runs under its own, longer budget, so it shares no run with losses
+    assert not {c.name for c in losses} & {c.name for c in comp}
+    assert {c.budget for c in comp} == {"40k"} and comp[0].config().updates == 4 * BUDGET.updates
+    assert comp[0].name == "asterix__teacher__kl-tau0.01__40k__seed0"
+    # the KL(0.01) teacher-size student is one run shared by losses and control
+    shared = {c.name for c in losses} & {c.name for c in experiment_cells("control", [0, 1, 2])}
     assert shared == {Cell(g, "teacher", "kl", 0.01, s).name for g in GAMES for s in (0, 1, 2)}
     # seed-major: every cell of seed 0 comes before any of seed 1
     assert [c.seed for c in losses[: len(GAMES) * 5]] == [0] * len(GAMES) * 5
@@ -57,7 +70,7 @@ def test_control_and_kickstart_cells() -> None:
     }
     kick = experiment_cells("kickstart", [0], ["breakout"])
     assert [c.variant for c in kick] == ["kl-tau0.01", "kickstart-kl-tau0.01", "dqn"]
-    assert kick[0].name == Cell("breakout", "net1").name  # shared with the compression experiment
+    assert kick[0].name == "breakout__net1__kl-tau0.01__seed0"  # standard budget
     cfg = kick[1].dqn_config(DQN_BUDGET)
     assert cfg.kickstart_teacher == "minatar/breakout" and cfg.network == "net1"
     assert cfg.env_id == "MinAtar/Breakout-v1" and kick[2].dqn_config(DQN_BUDGET).kickstart_teacher == ""
@@ -92,6 +105,16 @@ def test_kickstart_experiment_runs_dqn_cells(tmp_path) -> None:
     kick = text[text.index("### Kickstarting") :]
     assert "| game | teacher score | dqn | kickstart-kl tau 0.01 | kl tau 0.01 |" in kick
     assert "No raw results yet: `poldist reproduce control" in text  # only the shared cell is there
+
+
+def test_a_raw_file_from_another_budget_is_not_reused(tmp_path) -> None:
+    runs, results, cell = tmp_path / "runs", tmp_path / "results", Cell("freeway")
+    rec = run_cell(cell, runs, results, budget=TINY)
+    assert run_cell(cell, runs, results, budget=TINY) == rec  # same budget: skipped
+    with pytest.raises(PoldistError, match=r"another budget \(updates 40 != 80"):
+        run_cell(cell, runs, results, budget=replace(TINY, updates=80))
+    with pytest.raises(PoldistError, match="unknown budget"):
+        Cell("freeway", budget="1M").config()
 
 
 def test_bad_experiment_or_game_fails_clearly() -> None:
@@ -129,12 +152,13 @@ def test_runs_write_raw_records_and_are_skipped_when_done(tmp_path) -> None:
     # the report turns them into a table and plots
     for rec in records:  # a second seed, made up, so the CI and the aggregates have two runs
         fake = dict(rec, seed=1, percent_of_teacher=rec["percent_of_teacher"] + 10)
-        (results / "raw" / f"{Cell(rec['game'], rec['student'], seed=1).name}.json").write_text(
+        (results / "raw" / f"{Cell(rec['game'], rec['student'], seed=1, budget='40k').name}.json").write_text(
             json.dumps(fake)
         )
     out = write_report(tmp_path / "results", tmp_path / "RESULTS.md")
     text = out.read_text()
-    assert "## 2. Compression" in text and "net3 (" in text and "kl tau 0.01" in text
+    assert "## 2. Compression" in text and "net3 (" in text
+    assert "Budget per student: 40 updates" in text
     assert "No results yet: `python scripts/multitask_minatar.py`" in text
     assert (tmp_path / "results" / "plots" / "compression_curve.png").exists()
     assert "](results/plots/compression_curve.png)" in text

@@ -225,6 +225,29 @@ def _gaps_note(path: Path) -> str:
     )
 
 
+def _short_budget_note(raw: list[dict[str, Any]], games: list[str]) -> str:
+    """Compression at the standard budget, where runs exist: how much the longer budget matters."""
+    short = [
+        r
+        for r in raw
+        if not r.get("budget") and r["variant"] == "kl-tau0.01" and r.get("method", "distill") == "distill"
+    ]
+    parts = []
+    for size in SIZE_ORDER:
+        matrix, seeds = seed_matrix([r for r in short if r["student"] == size], games)
+        if seeds:
+            parts.append(f"{size} {_geo(matrix):.1f}% ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+    if not parts:
+        return ""
+    r = next(r for r in short)
+    return (
+        f"The same students at the losses' budget ({r['updates']:,} updates; raw files without "
+        f"`__40k`), geometric mean of percent of teacher: {', '.join(parts)}. The difference from "
+        "the table above is what the longer budget buys: at 10k updates the small students' curves "
+        "were still rising, so a short budget measures learning speed as much as capacity."
+    )
+
+
 def _fmt_score(records: list[dict[str, Any]], game: str) -> str:
     return f"{next(r['teacher_score'] for r in records if r['game'] == game):.2f}"
 
@@ -471,6 +494,8 @@ def write_report(results: Path, out: Path) -> Path:
             table,
             "",
             f"Paper (Atari, 10 games, geometric mean of percent of teacher): {paper}.",
+            "",
+            _short_budget_note(raw, data["games"]),
             "",
             f"![compression]({link(data['plot'])}) ![compression curve]({link(curve)})",
             "",

@@ -5,11 +5,14 @@ teacher into students; ``control`` compares who acts (teacher, student, mixed) u
 entropy-regularised distillation; ``kickstart`` compares kickstarting with plain distillation and
 Double DQN from scratch. Each writes one raw JSON per game, variant and seed into
 ``<results>/raw/`` (with the run's ``evals.csv`` beside it); ``poldist report`` turns them into
-RESULTS.md. Every run of an experiment gets the same budget (:data:`BUDGET`: updates, batch,
-teacher transitions), stated in the report. Runs already done are skipped, and an interrupted
-run resumes from its checkpoint, so a command can be rerun until everything is there. A run's
-identity is its cell (game, student, loss, temperature, seed): the KL(0.01) teacher-size student
-is shared by the losses and the compression experiments.
+RESULTS.md. Every run of an experiment gets the same budget (updates, batch, teacher
+transitions), stated in the report: :data:`BUDGET` for losses, control and kickstart, and the
+four times longer :data:`BUDGETS` ``"40k"`` for compression, whose small students are still
+improving at 10k updates (the question there is capacity, not learning speed). Runs already done
+are skipped, and an interrupted run resumes from its checkpoint, so a command can be rerun until
+everything is there. A run's identity is its cell (game, student, loss, temperature, control,
+budget, seed): the KL(0.01) teacher-size student is shared by the losses and control experiments,
+the KL(0.01) net1 student by kickstart and the standard-budget compression runs.
 
 Scores are percent of the teacher's score on its model card (100 episodes, epsilon 0.05), so
 every cell has the same denominator; the student is scored with the same epsilon.
@@ -52,6 +55,13 @@ BUDGET = DistillConfig(
     checkpoint_interval=2_500,
 )
 
+# Named budgets a cell can ask for (``Cell.budget``); "" is :data:`BUDGET`. The compression
+# experiment uses "40k": 40k updates of 256 on 810k fresh teacher transitions.
+BUDGETS = {
+    "": BUDGET,
+    "40k": replace(BUDGET, updates=40_000, eval_interval=5_000, checkpoint_interval=5_000),
+}
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -59,7 +69,8 @@ class Cell:
 
     ``method``: ``distill`` (the one distillation loop, with ``loss``, ``tau`` and who acts,
     ``control``), ``kickstart`` (Double DQN plus a decaying distillation term towards the
-    teacher) or ``dqn`` (Double DQN from scratch, the baseline of kickstarting).
+    teacher) or ``dqn`` (Double DQN from scratch, the baseline of kickstarting). ``budget``
+    names a distillation budget in :data:`BUDGETS` ("" is :data:`BUDGET`).
     """
 
     game: str
@@ -69,6 +80,7 @@ class Cell:
     seed: int = 0
     control: str = "teacher"
     method: str = "distill"
+    budget: str = ""
 
     @property
     def variant(self) -> str:
@@ -82,13 +94,16 @@ class Cell:
 
     @property
     def name(self) -> str:
-        """File-safe identity, e.g. ``breakout__net2__kl-tau0.01__seed0``."""
-        return f"{self.game}__{self.student}__{self.variant}__seed{self.seed}"
+        """File-safe identity, e.g. ``breakout__net2__kl-tau0.01__seed0`` or ``..__40k__seed0``."""
+        budget = f"__{self.budget}" if self.budget else ""
+        return f"{self.game}__{self.student}__{self.variant}{budget}__seed{self.seed}"
 
-    def config(self, budget: DistillConfig = BUDGET) -> DistillConfig:
-        """The distillation config of this (``distill``) cell under ``budget``."""
+    def config(self, budget: DistillConfig | None = None) -> DistillConfig:
+        """The distillation config of this (``distill``) cell under ``budget`` (default: its own)."""
+        if self.budget not in BUDGETS:
+            raise PoldistError(f"unknown budget {self.budget!r}: choose from {sorted(BUDGETS)}")
         return replace(
-            budget,
+            budget or BUDGETS[self.budget],
             teacher=f"minatar/{self.game}",
             student=self.student,
             loss=self.loss,
@@ -141,7 +156,7 @@ def experiment_cells(name: str, seeds: list[int], games: list[str] | None = None
     if name == "losses":
         per_seed = [dict(game=g, loss=loss, tau=tau) for g in games for loss, tau in LOSS_VARIANTS]
     elif name == "compression":
-        per_seed = [dict(game=g, student=size) for g in games for size in SIZES]
+        per_seed = [dict(game=g, student=size, budget="40k") for g in games for size in SIZES]
     elif name == "control":
         per_seed = [
             dict(game=g, loss=loss, control=c) for g in games for loss in ("kl", "erd") for c in CONTROLS
@@ -164,11 +179,14 @@ def run_cell(
     cell: Cell,
     runs: Path,
     results: Path,
-    budget: DistillConfig = BUDGET,
+    budget: DistillConfig | None = None,
     dqn_budget: DQNConfig = DQN_BUDGET,
     experiment: str = "",
 ) -> dict[str, Any]:
     """Run (or resume, or skip if done) one cell; write ``<results>/raw/<cell.name>.json``.
+
+    ``budget`` overrides the cell's own distillation budget (tests use a tiny one). A finished
+    cell whose raw file records another budget is an error, not silently reused.
 
     Returns:
         The raw record: the cell, the teacher's card score, the student's score (final evaluation,
@@ -177,7 +195,9 @@ def run_cell(
     """
     raw = results / "raw" / f"{cell.name}.json"
     if raw.exists():
-        return json.loads(raw.read_text())
+        record = json.loads(raw.read_text())
+        _check_same_budget(record, cell, budget, dqn_budget, raw)
+        return record
     run = runs / cell.name
     resume = (run / "state" / "meta.json").exists()
     card = teacher_card(cell.game)
@@ -200,7 +220,8 @@ def run_cell(
         cfg = cell.dqn_config(dqn_budget)
         summary = train_dqn(cfg, run, resume=resume)
         net = load_teacher(run / "teacher")
-        final = evaluate(net, net.env, budget.final_eval_episodes, seed=cell.seed + 2 * 10**6)
+        episodes = (budget or BUDGET).final_eval_episodes
+        final = evaluate(net, net.env, episodes, seed=cell.seed + 2 * 10**6)
         score, ci = final.mean, [final.ci_low, final.ci_high]
         extra = {
             "agreement": None,
@@ -230,6 +251,28 @@ def run_cell(
     return record
 
 
+_BUDGET_KEYS = ("updates", "batch_size", "transitions_per_update", "learning_starts", "memory_size", "lr")
+
+
+def _check_same_budget(
+    record: dict[str, Any], cell: Cell, budget: DistillConfig | None, dqn_budget: DQNConfig, raw: Path
+) -> None:
+    """Raise if the finished ``record`` was made under another budget than the one asked for now."""
+    if cell.method == "distill":
+        want = asdict(cell.config(budget))
+        keys = _BUDGET_KEYS
+    else:
+        want = asdict(cell.dqn_config(dqn_budget))
+        keys = ("total_steps", "batch_size", "lr", "kickstart_weight", "kickstart_decay")
+    have = record.get("config", {})
+    diff = [f"{k} {have.get(k)} != {want[k]}" for k in keys if have.get(k) != want[k]]
+    if diff:
+        raise PoldistError(
+            f"{raw} was made with another budget ({', '.join(diff)}); move it (and its run in "
+            "runs/) away to rerun the cell under the current budget"
+        )
+
+
 def run_experiment(
     name: str,
     seeds: list[int],
@@ -238,13 +281,13 @@ def run_experiment(
     runs: str | Path = "runs/reproduce",
     results: str | Path = "results/reproduce",
     shard: tuple[int, int] = (0, 1),
-    budget: DistillConfig = BUDGET,
+    budget: DistillConfig | None = None,
     dqn_budget: DQNConfig = DQN_BUDGET,
 ) -> list[dict[str, Any]]:
     """Run every cell of experiment ``name`` (skipping finished ones); return their records.
 
     ``shard=(i, n)`` runs only cells ``i, i+n, i+2n, ...``: start ``n`` processes with
-    ``i = 0..n-1`` to use ``n`` cores.
+    ``i = 0..n-1`` to use ``n`` cores. ``budget``, if given, replaces every cell's own budget.
     """
     i, n = shard
     if not 0 <= i < n:
