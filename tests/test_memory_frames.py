@@ -92,6 +92,26 @@ def test_shifting_stacks_store_one_frame_per_env_per_step() -> None:
     assert set(rec.check(mem.sample(300, np.random.default_rng(0)))) == set(range(30))
 
 
+def test_interleaved_streams_share_frames_when_selected() -> None:
+    """Two vector envs (e.g. two Ray actors) feeding one memory in turns: one new frame per row
+    if each add names its stream, about K per row if the memory compares with the other env."""
+    stored = {}
+    for select in (True, False):
+        mem = FrameStackMemory(200, FIELDS)
+        a, b = StackingEnvs(2, "repeat", seed=2), StackingEnvs(2, "repeat", seed=3)
+        rec = Recorder(mem)
+        for t in range(10):
+            for key, envs in (("a", a), ("b", b)):
+                if select:
+                    mem.select_stream(key)
+                rec.add(envs.step([False, False]) if t else envs.stacks.copy())
+        rec.check(mem.all_rows())
+        stored[select] = mem.frames_added
+    assert stored[True] == 2 * 2 + 9 * 2 * 2  # first stacks 1 frame each, then 1 frame per row
+    assert stored[False] > 2 * stored[True]
+    ReplayMemory(4, FIELDS).select_stream("a")  # the plain memory accepts (and ignores) it
+
+
 def test_reset_costs_one_frame_with_repeat_padding_and_two_with_zeros() -> None:
     for padding, first_add, reset_step in [("repeat", 3, 3), ("zeros", 6, 4)]:
         mem = FrameStackMemory(100, FIELDS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 
@@ -46,6 +46,13 @@ class ReplayMemory:
     def all_rows(self) -> dict[str, np.ndarray]:
         """Every stored row in storage order: each field as ``(size, *row_shape)`` (views)."""
         return {k: v[: self.size] for k, v in self.data.items()}
+
+    def select_stream(self, key: Hashable) -> None:
+        """Name the env stream the next ``add`` comes from; rows do not depend on it here.
+
+        :class:`FrameStackMemory` shares frames along a stream, so a caller feeding one memory
+        from several vector envs (e.g. one Ray actor each) selects each env's stream first.
+        """
 
     def add(self, **rows: np.ndarray) -> None:
         """Append a batch: each field's array has shape ``(n, *row_shape)``, same ``n`` for all."""
@@ -170,6 +177,8 @@ class FrameStackMemory:
             if name != frame_field
         }
         self.last_refs = np.zeros((0, k), np.int64)
+        self._stream: Hashable = None  # the stream last_refs belongs to
+        self._other_streams: dict[Hashable, np.ndarray] = {}  # last_refs of the other streams
         self.next = 0  # index of the next row to write
         self.size = 0
         self.added = 0  # rows ever added
@@ -181,6 +190,19 @@ class FrameStackMemory:
     def empty_like(self, capacity: int) -> FrameStackMemory:
         """A new, empty memory with the same fields and ``capacity`` rows (default frame ring for it)."""
         return FrameStackMemory(capacity, self.fields, frame_field=self.frame_field)
+
+    def select_stream(self, key: Hashable) -> None:
+        """Make the next ``add`` continue the env stream ``key`` (its own previous stacks).
+
+        Frames are shared between an env's consecutive stacks; with several vector envs feeding
+        one memory in turns, each ``add`` must be compared with the same env's previous call,
+        not with whichever env added last. A single stream (the default) never needs this.
+        """
+        if key == self._stream:
+            return
+        self._other_streams[self._stream] = self.last_refs
+        self.last_refs = self._other_streams.pop(key, self.last_refs[:0])
+        self._stream = key
 
     def add(self, **rows: np.ndarray) -> None:
         """Append a batch: ``rows[frame_field]`` is ``(n, k, H, W)``, every other field ``(n, *row_shape)``.

@@ -47,7 +47,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -247,7 +247,6 @@ class _Slot:
     student_version: int = 0
     controller_version: int = 0
     started: bool = False  # its first request (with the env seed) was sent
-    last_refs: np.ndarray | None = field(default=None, repr=False)  # FrameStackMemory's, for this stream
 
 
 class RayCollector:
@@ -402,14 +401,10 @@ class RayCollector:
 
     def _add(self, task: DistillTask, slot: _Slot, obs: np.ndarray, teacher_out: np.ndarray) -> None:
         """Add one chunk, ``obs`` ``(T, N, C, H, W)``, ``teacher_out`` ``(T, N, A)``, step by step."""
-        memory = task.memory
-        frame_stack = hasattr(memory, "last_refs")
-        if frame_stack:  # frame sharing follows this actor's env stream, not the previous chunk's actor
-            memory.last_refs = slot.last_refs if slot.last_refs is not None else memory.last_refs[:0]
+        # frame sharing (FrameStackMemory) follows this actor's env stream, not the previous chunk's
+        task.memory.select_stream(("ray-actor", slot.serial))
         for t in range(obs.shape[0]):
-            memory.add(obs=obs[t], teacher_out=teacher_out[t])
-        if frame_stack:
-            slot.last_refs = memory.last_refs
+            task.memory.add(obs=obs[t], teacher_out=teacher_out[t])
 
     def collect(
         self,
