@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("--skip-dqn", action="store_true", help="students only")
     parser.add_argument("--losses", default="kl,nll", help="student losses, comma-separated")
     parser.add_argument("--tau", type=float, default=0.0, help="KL temperature (0: the default, 0.01)")
+    parser.add_argument(
+        "--head-hidden", type=int, default=0, help="units of a per-game hidden layer (the paper's: 128)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     runs = Path(args.runs or ("runs/multitask" if args.seed == 0 else f"runs/multitask-seed{args.seed}"))
@@ -51,13 +54,15 @@ def main() -> None:
     rows = {n: {"teacher_score": cards[n]["eval"]["mean"]} for n in names}
 
     suffix = f"-tau{args.tau:g}" if args.tau else ""
+    arch = f"-hh{args.head_hidden}" if args.head_hidden else ""
     student_runs: dict[str, dict] = {}
     for loss in args.losses.split(","):
-        run = runs / f"multi-dist-{loss}{suffix if loss == 'kl' else ''}"
+        run = runs / f"multi-dist-{loss}{suffix if loss == 'kl' else ''}{arch}"
         if not (run / "summary.json").exists():
             cfg = DistillConfig(
                 teacher=",".join(names),
                 student="teacher",
+                head_hidden=args.head_hidden,
                 loss=loss,
                 tau=args.tau if loss == "kl" else 0.0,
                 updates=args.updates,
@@ -85,7 +90,11 @@ def main() -> None:
             shutil.copy2(run / f, keep / f)
         for name, task in zip(names, summary["tasks"]):
             rows[name][f"multi_dist_{loss}"] = task["student_score"]
-        student_runs[f"multi_dist_{loss}"] = {"run": run.name, "tau": summary["config"]["tau"] or 0.01}
+        student_runs[f"multi_dist_{loss}"] = {
+            "run": run.name,
+            "tau": summary["config"]["tau"] or 0.01,
+            "head_hidden": args.head_hidden,
+        }
 
     if not args.skip_dqn:
         run = runs / "multi-dqn"
@@ -98,6 +107,19 @@ def main() -> None:
                 seed=args.seed,
             )
             train_dqn(cfg, run, resume=(run / "state" / "meta.json").exists())
+        if not (run / "curve.png").exists():
+            plot_learning_curve(
+                run / "evals.csv",
+                run / "curve.png",
+                teacher_scores=[rows[n]["teacher_score"] for n in names],
+                task_names=names,
+                x="env_steps",
+                label="multi-task DQN",
+            )
+        keep = out / run.name  # the baseline's learning curve travels with the table too
+        keep.mkdir(exist_ok=True)
+        for f in ("config.json", "summary.json", "evals.csv", "curve.png"):
+            shutil.copy2(run / f, keep / f)
         for i, name in enumerate(names):
             head = load_teacher(run / "teacher", task=i)
             rows[name]["multi_dqn"] = evaluate(head, head.env, EPISODES, seed=SEED).mean

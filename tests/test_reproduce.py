@@ -201,3 +201,28 @@ def test_online_experiment_keeps_each_seeds_small_files(tmp_path) -> None:
     text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
     assert "Command: `poldist reproduce online --seeds 3`" in text
     assert (tmp_path / "results" / "plots" / "online.png").exists()
+
+
+def test_report_multitask_table_and_target(tmp_path) -> None:
+    """Two seeds of made-up multi-task results: per-game table, aggregates, the target verdict."""
+    games = ["minatar/breakout", "minatar/freeway"]
+    for seed, (kl, dqn) in enumerate([((90.0, 100.0), (50.0, 60.0)), ((96.0, 98.0), (40.0, 70.0))]):
+        per_game = {
+            g: {
+                "teacher_score": 10.0,
+                "multi_dist_kl": kl[i] / 10,
+                "multi_dist_kl_percent": kl[i],
+                "multi_dqn": dqn[i] / 10,
+                "multi_dqn_percent": dqn[i],
+            }
+            for i, g in enumerate(games)
+        }
+        out = tmp_path / "results" / "multitask" / f"seed{seed}"
+        out.mkdir(parents=True)
+        (out / "results.json").write_text(json.dumps({"per_game": per_game, "episodes": 100}))
+    text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
+    section = text[text.index("## 3. Multi-task") : text.index("## 4.")]
+    assert "| minatar/breakout | 10.00 | 9.30 (93.0% [90.0, 96.0]) | 4.50 (45.0% [40.0, 50.0]) |" in section
+    assert "| seeds |  | 2 | 2 |" in section
+    assert np.exp(np.mean(np.log([93.0, 99.0]))) == pytest.approx(95.95, abs=0.01)  # per-game means
+    assert "multi-dist-kl 96.0%: >= 95% met; above the multi-task DQN (54.1%)" in section

@@ -20,6 +20,7 @@ def plot_learning_curve(
     task_names: list[str] | None = None,
     x: str = "updates",
     title: str = "",
+    label: str = "student",
 ) -> Path:
     """Student score (mean and 95% CI band) against ``x``, one panel per task.
 
@@ -29,6 +30,7 @@ def plot_learning_curve(
         teacher_scores: per task, drawn as a dashed horizontal line.
         task_names: panel titles.
         x: the column for the horizontal axis (``updates`` or ``env_steps``).
+        label: the legend name of the curve (e.g. ``multi-task DQN``).
     """
     rows = EvalLog.read(evals_csv)
     tasks = sorted({int(r.get("task", 0)) for r in rows}) or [0]
@@ -36,7 +38,7 @@ def plot_learning_curve(
     for ax, t in zip(axes[0], tasks):
         rs = [r for r in rows if int(r.get("task", 0)) == t]
         xs = [r[x] for r in rs]
-        ax.plot(xs, [r["score"] for r in rs], marker="o", ms=3, label="student")
+        ax.plot(xs, [r["score"] for r in rs], marker="o", ms=3, label=label)
         ax.fill_between(xs, [r["ci_low"] for r in rs], [r["ci_high"] for r in rs], alpha=0.25)
         if teacher_scores is not None and t < len(teacher_scores):
             ax.axhline(teacher_scores[t], color="k", ls="--", label=f"teacher ({teacher_scores[t]:.2f})")

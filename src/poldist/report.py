@@ -336,8 +336,9 @@ def compression_curve(records: list[dict[str, Any]], data: dict[str, Any], path:
     return path
 
 
-def multitask_section(paths: list[Path]) -> str:
-    """The multi-task table from ``results/multitask/seed*/results.json`` (one file per seed)."""
+def multitask_section(paths: list[Path]) -> tuple[str, dict[str, dict[str, list[float]]]]:
+    """The multi-task table from ``results/multitask/seed*/results.json`` (one file per seed),
+    and its aggregates (``method -> {"iqm"|"geomean": [point, low, high]}``)."""
     per_seed = [json.loads(p.read_text()) for p in paths]
     games = list(per_seed[0]["per_game"])
     methods = [
@@ -362,7 +363,29 @@ def multitask_section(paths: list[Path]) -> str:
     rows.append(["seeds", ""] + [str(len(matrices[m])) for m in methods])
     rows.append(["paper (Atari, 3 games)", ""] + [f"{PAPER_MULTITASK[m]}%" for m in methods])
     headers = ["game", "teachers"] + [m.replace("_", "-") + ": score (% of teacher)" for m in methods]
-    return _md_table(headers, rows)
+    return _md_table(headers, rows), agg
+
+
+def _multitask_target(agg: dict[str, dict[str, list[float]]]) -> str:
+    """The target (students >= 95% of the teachers and above the multi-task DQN), as measured."""
+    dqn = agg.get("multi_dqn", {}).get("geomean")
+    lines = []
+    for m in ("multi_dist_kl", "multi_dist_nll"):
+        if m not in agg:
+            continue
+        geo = agg[m]["geomean"][0]
+        verdict = "met" if geo >= 95 else "not met"
+        vs = (
+            ""
+            if dqn is None
+            else f"; {'above' if geo > dqn[0] else 'not above'} the multi-task DQN ({dqn[0]:.1f}%)"
+        )
+        lines.append(f"{m.replace('_', '-')} {geo:.1f}%: >= 95% {verdict}{vs}")
+    return (
+        "Target (student >= 95% of the teachers' geometric mean, above the multi-task DQN): "
+        + "; ".join(lines)
+        + "."
+    )
 
 
 def _multitask_explorations(folder: Path) -> list[str]:
@@ -374,14 +397,15 @@ def _multitask_explorations(folder: Path) -> list[str]:
             games = ", ".join(
                 f"{g.split('/')[-1]} {r[f'{m}_percent']:.1f}%" for g, r in res["per_game"].items()
             )
-            tau = res.get("students", {}).get(m, {}).get("tau", 0.01)
+            student = res.get("students", {}).get(m, {})
+            tau, hh = student.get("tau", 0.01), student.get("head_hidden", 0)
+            arch = f" --head-hidden {hh}" if hh else ""
             cmd = (
-                f"python scripts/multitask_minatar.py --skip-dqn --losses {m.split('_')[-1]} --tau {tau:g} "
-                f"--out results/multitask/{path.parent.name}"
+                f"python scripts/multitask_minatar.py --skip-dqn --losses {m.split('_')[-1]} --tau {tau:g}"
+                f"{arch} --out results/multitask/{path.parent.name}"
             )
-            lines.append(
-                f"- Exploration ({m}, tau {tau:g}): **{geo:.1f}%** geometric mean ({games}); `{cmd}`"
-            )
+            setting = f"{m}, tau {tau:g}" + (f", {hh}-unit per-game layer" if hh else "")
+            lines.append(f"- Exploration ({setting}): **{geo:.1f}%** geometric mean ({games}); `{cmd}`")
     return lines + ([""] if lines else [])
 
 
@@ -509,11 +533,17 @@ def write_report(results: Path, out: Path) -> Path:
     mt = sorted((results / "multitask").glob("seed*/results.json"))
     if mt:
         seeds = ",".join(p.parent.name.removeprefix("seed") for p in mt)
+        table, agg = multitask_section(mt)
+        curves = sorted(mt[0].parent.glob("*/curve.png"))
         parts += [
             MULTITASK_SETUP,
             "",
-            multitask_section(mt),
+            table,
             "",
+            _multitask_target(agg),
+            "",
+            *(f"![{c.parent.name}]({link(c)})" for c in curves),
+            *([""] if curves else []),
             *_multitask_explorations(results / "multitask"),
             "Command, per seed S: "
             f"`python scripts/multitask_minatar.py --seed S --out results/multitask/seedS` (here: {seeds})",
