@@ -590,6 +590,8 @@ def write_report(results: Path, out: Path) -> Path:
             "",
             f"![control]({link(data['plot'])})",
             "",
+            _ranking("What wins here, by geometric mean", data),
+            "",
             "Command: `poldist reproduce control --seeds 0,1,2`",
             "",
         ]
