@@ -199,7 +199,7 @@ def test_online_experiment_keeps_each_seeds_small_files(tmp_path) -> None:
     assert json.loads((done[0] / "config.json").read_text())["seed"] == 3
     assert run_online([3], runs=tmp_path / "runs", results=tmp_path / "results" / "online", cfg=cfg) == done
     text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
-    assert "Command: `poldist reproduce online --seeds 3`" in text
+    assert "Command: `poldist reproduce online --seeds 3`" in text and "Here: seed 3: " in text
     assert (tmp_path / "results" / "plots" / "online.png").exists()
 
 
@@ -226,3 +226,19 @@ def test_report_multitask_table_and_target(tmp_path) -> None:
     assert "| seeds |  | 2 | 2 |" in section
     assert np.exp(np.mean(np.log([93.0, 99.0]))) == pytest.approx(95.95, abs=0.01)  # per-game means
     assert "multi-dist-kl 96.0%: >= 95% met; above the multi-task DQN (54.1%)" in section
+
+
+def test_online_tracking_by_hand(tmp_path) -> None:
+    """Points in the first 10% are left out; the ratio is of summed scores; ties count as 'at'."""
+    from poldist.report import online_tracking
+
+    run = tmp_path / "breakout-seed4"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"seed": 4}))
+    rows = [(100, 0.0, 5.0), (500, 2.0, 1.0), (800, 4.0, 4.0), (1000, 6.0, 9.0)]  # steps, teacher, student
+    lines = ["teacher_env_steps,teacher_score,student_score"] + [f"{a},{b},{c}" for a, b, c in rows]
+    (run / "online.csv").write_text("\n".join(lines) + "\n")
+    text = online_tracking([run / "online.csv"])
+    # kept: steps 500, 800, 1000 -> student 14 / teacher 12 = 117%; at or above at 800 and 1000
+    assert "seed 4: 117% of the teacher's score summed over the 3 points" in text
+    assert "at or above it at 2 of them" in text

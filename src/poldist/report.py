@@ -435,6 +435,30 @@ def online_section(csv_paths: list[Path]) -> str:
     return _md_table(["seed", "teacher env steps", "teacher score", "student score"], rows)
 
 
+def online_tracking(csv_paths: list[Path]) -> str:
+    """How closely the student follows: its score over the teacher's at the same points.
+
+    Points in the first 10% of training (both near zero, a ratio of noise) are left out; the
+    ratio is of the summed scores, so a point where the teacher scores 0 does not divide by 0.
+    """
+    parts = []
+    for path in csv_paths:
+        r = _online_rows(path)
+        late = [p for p in r if p["teacher_env_steps"] > 0.1 * r[-1]["teacher_env_steps"]]
+        teacher = sum(p["teacher_score"] for p in late)
+        student = sum(p["student_score"] for p in late)
+        ahead = sum(p["student_score"] >= p["teacher_score"] for p in late)
+        ratio = f"{100 * student / teacher:.0f}%" if teacher > 0 else "n/a"
+        parts.append(
+            f"seed {_online_seed(path)}: {ratio} of the teacher's score summed over the {len(late)} points "
+            f"after the first 10% of training, at or above it at {ahead} of them"
+        )
+    return (
+        "Paper: the student follows the learning teacher closely throughout training (a figure, no "
+        "numbers). Here: " + "; ".join(parts) + "."
+    )
+
+
 def online_plot(csv_paths: list[Path], path: Path) -> Path:
     """Teacher and student score against teacher env steps: each seed thin, their mean bold."""
     import matplotlib
@@ -567,6 +591,8 @@ def write_report(results: Path, out: Path) -> Path:
             online_section(online),
             "",
             f"![online]({link(plot)})",
+            "",
+            online_tracking(online),
             "",
             f"Command: `poldist reproduce online --seeds {','.join(str(_online_seed(c)) for c in online)}`",
             "",
