@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--losses", default="kl,nll", help="student losses, comma-separated")
     parser.add_argument("--tau", type=float, default=0.0, help="KL temperature (0: the default, 0.01)")
     parser.add_argument(
+        "--student", default="teacher", help="student size: teacher, or widths like 32/256 (~4x)"
+    )
+    parser.add_argument(
         "--head-hidden", type=int, default=0, help="units of a per-game hidden layer (the paper's: 128)"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -55,13 +58,15 @@ def main() -> None:
 
     suffix = f"-tau{args.tau:g}" if args.tau else ""
     arch = f"-hh{args.head_hidden}" if args.head_hidden else ""
+    if args.student != "teacher":
+        arch += "-" + args.student.replace(",", "-").replace("/", "x")
     student_runs: dict[str, dict] = {}
     for loss in args.losses.split(","):
         run = runs / f"multi-dist-{loss}{suffix if loss == 'kl' else ''}{arch}"
         if not (run / "summary.json").exists():
             cfg = DistillConfig(
                 teacher=",".join(names),
-                student="teacher",
+                student=args.student,
                 head_hidden=args.head_hidden,
                 loss=loss,
                 tau=args.tau if loss == "kl" else 0.0,
@@ -94,6 +99,8 @@ def main() -> None:
             "run": run.name,
             "tau": summary["config"]["tau"] or 0.01,
             "head_hidden": args.head_hidden,
+            "student": args.student,
+            "params": summary["student_params"],
         }
 
     if not args.skip_dqn:

@@ -226,6 +226,23 @@ def test_report_multitask_table_and_target(tmp_path) -> None:
     assert "| seeds |  | 2 | 2 |" in section
     assert np.exp(np.mean(np.log([93.0, 99.0]))) == pytest.approx(95.95, abs=0.01)  # per-game means
     assert "multi-dist-kl 96.0%: >= 95% met; above the multi-task DQN (54.1%)" in section
+    # an exploration (one seed, another setting) is a line with the command that makes it
+    explore = tmp_path / "results" / "multitask" / "explore-wide"
+    explore.mkdir()
+    students = {"multi_dist_kl": {"tau": 0.1, "head_hidden": 128, "student": "32/256", "params": 1234567}}
+    per_game = {g: {"multi_dist_kl_percent": 90.0} for g in games}
+    (explore / "results.json").write_text(
+        json.dumps(
+            {"per_game": per_game, "geometric_mean_percent": {"multi_dist_kl": 90.0}, "students": students}
+        )
+    )
+    text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
+    assert (
+        "- Exploration (multi_dist_kl, tau 0.1, 128-unit per-game layer, student 32/256 (1,234,567 params)): "
+        "**90.0%** geometric mean (breakout 90.0%, freeway 90.0%); `python scripts/multitask_minatar.py "
+        "--skip-dqn --losses kl --tau 0.1 --head-hidden 128 --student 32/256 "
+        "--out results/multitask/explore-wide`"
+    ) in text
 
 
 def test_online_tracking_by_hand(tmp_path) -> None:

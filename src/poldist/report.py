@@ -399,12 +399,17 @@ def _multitask_explorations(folder: Path) -> list[str]:
             )
             student = res.get("students", {}).get(m, {})
             tau, hh = student.get("tau", 0.01), student.get("head_hidden", 0)
-            arch = f" --head-hidden {hh}" if hh else ""
+            size = student.get("student", "teacher")
+            arch = (f" --head-hidden {hh}" if hh else "") + (
+                f" --student {size}" if size != "teacher" else ""
+            )
             cmd = (
                 f"python scripts/multitask_minatar.py --skip-dqn --losses {m.split('_')[-1]} --tau {tau:g}"
                 f"{arch} --out results/multitask/{path.parent.name}"
             )
             setting = f"{m}, tau {tau:g}" + (f", {hh}-unit per-game layer" if hh else "")
+            if size != "teacher":
+                setting += f", student {size} ({student['params']:,} params)"
             lines.append(f"- Exploration ({setting}): **{geo:.1f}%** geometric mean ({games}); `{cmd}`")
     return lines + ([""] if lines else [])
 
