@@ -225,7 +225,7 @@ def _cmd_online(args: argparse.Namespace) -> None:
     from poldist.online import OnlineConfig, online_distill
 
     cfg = _build_config(OnlineConfig, args)
-    summary = online_distill(cfg, args.out)
+    summary = online_distill(cfg, args.out, resume=args.resume)
     out = Path(args.out)
     student = summary["student"]["tasks"][0]
     print(
@@ -398,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_dataclass_args(p, OnlineConfig)
     p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.set_defaults(func=_cmd_online)
 
     p = sub.add_parser(

@@ -5,11 +5,20 @@ evaluations, the distillation loop (:class:`poldist.distillation.Distiller`, the
 takes a chunk of student updates, labelling fresh teacher play with the teacher's *current*
 weights; a small replay memory keeps the labels recent. Both scores are logged on one time
 axis (teacher env steps) in ``online.csv`` and drawn in ``online.png``.
+
+Resuming: the teacher checkpoints every ``checkpoint_every`` chunks (after that chunk's student
+updates), the student on the same schedule. After a kill, the teacher resumes from its last
+checkpoint; each chunk then runs the student up to ``(teacher steps // interval) *
+updates_per_interval`` updates, so a student checkpoint one chunk ahead of the teacher's (a kill
+between the two writes) waits for the teacher instead of running ahead, and ``online.csv``
+is cut back to the teacher's checkpoint.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +31,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from poldist.distillation import DistillConfig, Distiller  # noqa: E402
 from poldist.dqn import DQNConfig, train_dqn  # noqa: E402
 from poldist.envs import make_env_spec  # noqa: E402
+from poldist.errors import PoldistError  # noqa: E402
 from poldist.evaluation import EvalResult  # noqa: E402
 from poldist.networks import QNetwork  # noqa: E402
 from poldist.runs import prepare_run_dir, write_json  # noqa: E402
-from poldist.teachers import NetworkTeacher  # noqa: E402
+from poldist.teachers import NetworkTeacher, load_teacher  # noqa: E402
 
 
 @dataclass
@@ -46,20 +56,29 @@ class OnlineConfig:
     backend: str = field(default="local", metadata={"help": "student's teacher play: local | ray"})
     ray_address: str = ""
     ray_actors: int = 2
+    checkpoint_every: int = field(default=5, metadata={"help": "chunks between checkpoints (resume)"})
 
 
 FIELDS = ("teacher_env_steps", "teacher_score", "teacher_ci_low", "teacher_ci_high")
 FIELDS += ("student_updates", "student_score", "student_ci_low", "student_ci_high")
 
 
-def online_distill(cfg: OnlineConfig, run_dir: str | Path) -> dict[str, Any]:
+def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
     """Train a teacher and distil it while it learns; write ``online.csv``, ``online.png``.
 
     Layout: ``<run_dir>/teacher-run`` (the DQN run), ``<run_dir>/student-run`` (the
     distillation run), ``<run_dir>/online.csv``, ``online.png`` and ``summary.json``.
+    ``resume`` continues from the teacher's last checkpoint (see the module docstring).
     """
     spec = make_env_spec(cfg.env_id)
-    run_dir = prepare_run_dir(run_dir, resume=False)
+    run_dir = Path(run_dir)
+    teacher_state = run_dir / "teacher-run" / "state" / "meta.json"
+    if resume and not teacher_state.exists():
+        raise PoldistError(f"--resume: no teacher checkpoint in {teacher_state.parent} to resume from")
+    if not resume and teacher_state.exists():
+        raise PoldistError(f"{run_dir} already holds an online run: pass --resume to continue it")
+    if not resume:
+        prepare_run_dir(run_dir, resume=False)
     chunks = max(1, cfg.total_steps // cfg.interval)
     dqn_cfg = DQNConfig(
         env_id=cfg.env_id,
@@ -67,7 +86,7 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path) -> dict[str, Any]:
         seed=cfg.seed,
         eval_interval=cfg.interval,
         eval_episodes=cfg.eval_episodes,
-        checkpoint_interval=cfg.total_steps,
+        checkpoint_interval=cfg.interval * cfg.checkpoint_every,
         learning_starts=min(DQNConfig.learning_starts, cfg.total_steps // 4),
     )
     distill_cfg = DistillConfig(
@@ -80,7 +99,7 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path) -> dict[str, Any]:
         learning_starts=min(5_000, cfg.memory_size),
         batch_size=cfg.batch_size,
         eval_interval=10**12,  # this module evaluates, on the teacher's time axis
-        checkpoint_interval=cfg.updates_per_interval * 10,
+        checkpoint_interval=cfg.updates_per_interval * cfg.checkpoint_every,
         final_eval_episodes=cfg.eval_episodes,
         agreement_states=2_000,
         seed=cfg.seed,
@@ -90,24 +109,47 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path) -> dict[str, Any]:
     )
     write_json(run_dir / "config.json", cfg)
     csv_path = run_dir / "online.csv"
+    kept: list[list[str]] = []
+    if resume:  # rows after the teacher's checkpoint are made again
+        teacher_step = json.loads(teacher_state.read_text())["counters"]["step"]
+        with csv_path.open(newline="") as f:
+            kept = [r for r in csv.reader(f)][1:]
+        kept = [r for r in kept if float(r[0]) <= teacher_step]
     with csv_path.open("w", newline="") as f:
-        csv.writer(f).writerow(FIELDS)
+        csv.writer(f).writerows([FIELDS, *kept])
+    student_dir = run_dir / "student-run"
     state: dict[str, Distiller] = {}
+
+    if resume and student_dir.exists() and not (student_dir / "state" / "meta.json").exists():
+        shutil.rmtree(student_dir)  # a student killed before its first checkpoint starts again
+
+    def distiller(teacher_net: QNetwork) -> Distiller:
+        if "distiller" not in state:  # the teacher object wraps the live, still-training network
+            teacher = NetworkTeacher(teacher_net, spec, "q", name="learning DQN teacher")
+            state["distiller"] = Distiller(
+                distill_cfg,
+                student_dir,
+                teachers=[teacher],
+                resume=(student_dir / "state" / "meta.json").exists(),
+            )
+        return state["distiller"]
 
     def follow(step: int, teacher_net: QNetwork, teacher_results: list[EvalResult]) -> None:
         teacher_res = teacher_results[0]
-        if "distiller" not in state:  # the teacher object wraps the live, still-training network
-            teacher = NetworkTeacher(teacher_net, spec, "q", name="learning DQN teacher")
-            state["distiller"] = Distiller(distill_cfg, run_dir / "student-run", teachers=[teacher])
-        d = state["distiller"]
-        d.run(until=d.updates + cfg.updates_per_interval, show_progress=False)
+        d = distiller(teacher_net)
+        target = min((step // cfg.interval) * cfg.updates_per_interval, distill_cfg.updates)
+        if d.updates < target:  # a student checkpoint ahead of the teacher's waits here
+            d.run(until=target, show_progress=False)
         student_res = d.evaluate_student(cfg.eval_episodes, cfg.seed + 10**6)[0]
         row = (step, teacher_res.mean, teacher_res.ci_low, teacher_res.ci_high)
         row += (d.updates, student_res.mean, student_res.ci_low, student_res.ci_high)
         with csv_path.open("a", newline="") as f:
             csv.writer(f).writerow(row)
 
-    teacher_summary = train_dqn(dqn_cfg, run_dir / "teacher-run", on_eval=follow)
+    teacher_summary = train_dqn(dqn_cfg, run_dir / "teacher-run", resume=resume, on_eval=follow)
+    # no chunk ran if the teacher had already finished before a resume: label with its final weights
+    if "distiller" not in state:
+        distiller(load_teacher(run_dir / "teacher-run" / "teacher").net)
     student_summary = state["distiller"].finish()
     plot_online(csv_path, run_dir / "online.png", title=f"{cfg.env_id}: online distillation")
     summary = {

@@ -315,7 +315,8 @@ def run_online(
 ) -> list[Path]:
     """One online-distillation run per seed; its small files go to ``<results>/<game>-seed<k>/``.
 
-    Online runs are not resumable: an unfinished one is started again from scratch.
+    An interrupted run resumes from its teacher's last checkpoint (one killed before that starts
+    again).
     """
     game = cfg.env_id.split("/")[-1].split("-")[0].lower()
     done = []
@@ -323,10 +324,11 @@ def run_online(
         dest = Path(results) / f"{game}-seed{seed}"
         if not (dest / "summary.json").exists():
             run = Path(runs) / f"online-{game}-seed{seed}"
-            if run.exists():
+            resume = (run / "teacher-run" / "state" / "meta.json").exists()
+            if run.exists() and not resume:
                 shutil.rmtree(run)
-            print(f"online distillation {cfg.env_id} seed {seed}", flush=True)
-            online_distill(replace(cfg, seed=seed), run)
+            print(f"online distillation {cfg.env_id} seed {seed}{' (resumed)' * resume}", flush=True)
+            online_distill(replace(cfg, seed=seed), run, resume=resume)
             dest.mkdir(parents=True, exist_ok=True)
             for f in ("online.csv", "online.png", "summary.json", "config.json"):
                 shutil.copy2(run / f, dest / f)
