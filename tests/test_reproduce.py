@@ -104,6 +104,8 @@ def test_kickstart_experiment_runs_dqn_cells(tmp_path) -> None:
     text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
     kick = text[text.index("### Kickstarting") :]
     assert "| game | teacher score | dqn | kickstart-kl tau 0.01 | kl tau 0.01 |" in kick
+    assert "![kickstart over env steps](results/plots/kickstart_curves.png)" in kick
+    assert (tmp_path / "results" / "plots" / "kickstart_curves.png").stat().st_size > 0
     assert "No raw results yet: `poldist reproduce control" in text  # only the shared cell is there
 
 

@@ -65,14 +65,11 @@ KICK_ORDER = ("dqn", "kickstart-kl-tau0.01", "kl-tau0.01")
 
 def experiment_records(raw: list[dict[str, Any]], experiment: str) -> list[dict[str, Any]]:
     """The raw records that are cells of ``experiment`` (a shared cell counts for each)."""
-    from dataclasses import fields
-
-    from poldist.reproduce import Cell, experiment_cells
+    from poldist.reproduce import experiment_cells
 
     seeds = sorted({r["seed"] for r in raw})
     names = {c.name for c in experiment_cells(experiment, seeds)}
-    keys = [f.name for f in fields(Cell)]
-    return [r for r in raw if Cell(**{k: r[k] for k in keys if k in r}).name in names]
+    return [r for r in raw if _cell_name(r) in names]
 
 
 def load_raw(raw_dir: Path) -> list[dict[str, Any]]:
@@ -334,6 +331,54 @@ def compression_curve(records: list[dict[str, Any]], data: dict[str, Any], path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def kickstart_curves(records: list[dict[str, Any]], raw_dir: Path, path: Path) -> Path:
+    """Percent of teacher against env steps, one panel per game, one line per variant (seed mean).
+
+    Env steps are the learner's own for DQN and kickstarting, and the teacher's transitions
+    collected so far for distillation (its only contact with the env).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = sorted({r["game"] for r in records})
+    colors = dict(zip(KICK_ORDER, ("tab:blue", "tab:orange", "tab:green")))  # same in every panel
+    fig, axes = plt.subplots(1, len(games), figsize=(4 * len(games), 3.6), squeeze=False, sharex=True)
+    for ax, g in zip(axes[0], games):
+        for v in KICK_ORDER:
+            curves: dict[float, list[float]] = defaultdict(list)
+            for r in (r for r in records if r["game"] == g and r["variant"] == v):
+                evals = raw_dir / f"{_cell_name(r)}.evals.csv"
+                if evals.exists():
+                    for row in csv.DictReader(evals.open()):
+                        curves[float(row["env_steps"])].append(100 * float(row["score"]) / r["teacher_score"])
+            if curves:
+                xs = sorted(curves)
+                ax.plot(xs, [np.mean(curves[x]) for x in xs], marker="o", ms=3, color=colors[v])
+        ax.axhline(100, color="k", lw=0.8, ls="--")
+        ax.set_title(g)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("% of teacher score")
+    handles = [plt.Line2D([], [], color=colors[v], marker="o", ms=3) for v in KICK_ORDER]
+    labels = [v.replace("-tau", " tau ") for v in KICK_ORDER]
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _cell_name(record: dict[str, Any]) -> str:
+    """The name of the cell a raw record belongs to (its file name without suffix)."""
+    from dataclasses import fields
+
+    from poldist.reproduce import Cell
+
+    return Cell(**{f.name: record[f.name] for f in fields(Cell) if f.name in record}).name
 
 
 def multitask_section(paths: list[Path]) -> tuple[str, dict[str, dict[str, list[float]]]]:
@@ -632,6 +677,7 @@ def write_report(results: Path, out: Path) -> Path:
     parts += ["### Kickstarting", ""]
     if any(r["method"] != "distill" for r in kick):
         table, data = single_game_section(kick, "variant", KICK_ORDER, plots, "kickstart")
+        curves = kickstart_curves(kick, results / "reproduce" / "raw", plots / "kickstart_curves.png")
         env_steps = sorted({r["transitions"] for r in kick if r["method"] != "distill"})
         parts += [
             f"net1 students (25% of the teacher): Double DQN from scratch and kickstarted Double DQN "
@@ -642,6 +688,8 @@ def write_report(results: Path, out: Path) -> Path:
             table,
             "",
             f"![kickstart]({link(data['plot'])})",
+            "",
+            f"![kickstart over env steps]({link(curves)})",
             "",
             "Command: `poldist reproduce kickstart --seeds 0,1,2`",
             "",
