@@ -691,6 +691,8 @@ def write_report(results: Path, out: Path) -> Path:
             "",
             f"![kickstart over env steps]({link(curves)})",
             "",
+            _ranking("What wins here, by geometric mean", data),
+            "",
             "Command: `poldist reproduce kickstart --seeds 0,1,2`",
             "",
         ]
