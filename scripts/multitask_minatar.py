@@ -30,6 +30,29 @@ EPISODES = 100
 SEED = 12345
 
 
+def keep_run_files(
+    run: Path, out: Path, teacher_scores: list[float], names: list[str], label: str = "student"
+) -> None:
+    """Plot the run's curve (once) and copy its small files to ``out/<run name>``, beside the table.
+
+    Students are plotted against updates, the DQN baseline (``label`` not "student") against env steps.
+    """
+    if not (run / "curve.png").exists():
+        x = "updates" if label == "student" else "env_steps"
+        plot_learning_curve(
+            run / "evals.csv",
+            run / "curve.png",
+            teacher_scores=teacher_scores,
+            task_names=names,
+            x=x,
+            label=label,
+        )
+    keep = out / run.name
+    keep.mkdir(exist_ok=True)
+    for f in ("config.json", "summary.json", "evals.csv", "curve.png"):
+        shutil.copy2(run / f, keep / f)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--runs", default="", help="default runs/multitask (seed 0), runs/multitask-seed<S>")
@@ -82,17 +105,7 @@ def main() -> None:
             )
             distill(cfg, run, resume=(run / "state" / "meta.json").exists())
         summary = json.loads((run / "summary.json").read_text())
-        if not (run / "curve.png").exists():
-            plot_learning_curve(
-                run / "evals.csv",
-                run / "curve.png",
-                teacher_scores=[rows[n]["teacher_score"] for n in names],
-                task_names=names,
-            )
-        keep = out / run.name  # the run's small files travel with the table
-        keep.mkdir(exist_ok=True)
-        for f in ("config.json", "summary.json", "evals.csv", "curve.png"):
-            shutil.copy2(run / f, keep / f)
+        keep_run_files(run, out, [rows[n]["teacher_score"] for n in names], names)
         for name, task in zip(names, summary["tasks"]):
             rows[name][f"multi_dist_{loss}"] = task["student_score"]
         student_runs[f"multi_dist_{loss}"] = {
@@ -114,19 +127,7 @@ def main() -> None:
                 seed=args.seed,
             )
             train_dqn(cfg, run, resume=(run / "state" / "meta.json").exists())
-        if not (run / "curve.png").exists():
-            plot_learning_curve(
-                run / "evals.csv",
-                run / "curve.png",
-                teacher_scores=[rows[n]["teacher_score"] for n in names],
-                task_names=names,
-                x="env_steps",
-                label="multi-task DQN",
-            )
-        keep = out / run.name  # the baseline's learning curve travels with the table too
-        keep.mkdir(exist_ok=True)
-        for f in ("config.json", "summary.json", "evals.csv", "curve.png"):
-            shutil.copy2(run / f, keep / f)
+        keep_run_files(run, out, [rows[n]["teacher_score"] for n in names], names, "multi-task DQN")
         for i, name in enumerate(names):
             head = load_teacher(run / "teacher", task=i)
             rows[name]["multi_dqn"] = evaluate(head, head.env, EPISODES, seed=SEED).mean
