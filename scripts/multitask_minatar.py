@@ -31,14 +31,16 @@ SEED = 12345
 
 
 def keep_run_files(
-    run: Path, out: Path, teacher_scores: list[float], names: list[str], label: str = "student"
+    run: Path,
+    out: Path,
+    teacher_scores: list[float],
+    names: list[str],
+    label: str = "student",
+    x: str = "updates",
 ) -> None:
-    """Plot the run's curve (once) and copy its small files to ``out/<run name>``, beside the table.
-
-    Students are plotted against updates, the DQN baseline (``label`` not "student") against env steps.
-    """
+    """Plot the run's curve (once; score against ``x``) and copy its small files to
+    ``out/<run name>``, beside the table."""
     if not (run / "curve.png").exists():
-        x = "updates" if label == "student" else "env_steps"
         plot_learning_curve(
             run / "evals.csv",
             run / "curve.png",
@@ -127,7 +129,9 @@ def main() -> None:
                 seed=args.seed,
             )
             train_dqn(cfg, run, resume=(run / "state" / "meta.json").exists())
-        keep_run_files(run, out, [rows[n]["teacher_score"] for n in names], names, "multi-task DQN")
+        keep_run_files(
+            run, out, [rows[n]["teacher_score"] for n in names], names, "multi-task DQN", "env_steps"
+        )
         for i, name in enumerate(names):
             head = load_teacher(run / "teacher", task=i)
             rows[name]["multi_dqn"] = evaluate(head, head.env, EPISODES, seed=SEED).mean

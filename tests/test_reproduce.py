@@ -261,3 +261,25 @@ def test_online_tracking_by_hand(tmp_path) -> None:
     # kept: steps 500, 800, 1000 -> student 14 / teacher 12 = 117%; at or above at 800 and 1000
     assert "seed 4: 117% of the teacher's score summed over the 3 points" in text
     assert "at or above it at 2 of them" in text
+
+
+def test_gaps_note_states_what_the_data_say(tmp_path) -> None:
+    """The note's comparisons come from the records, not from the text."""
+    from poldist.report import _gaps_note
+
+    gaps = tmp_path / "gaps.json"
+    gaps.write_text(
+        json.dumps({"teachers": {"minatar/a": {"median_gap": 0.02}, "minatar/b": {"median_gap": 0.2}}})
+    )
+    records = [
+        {"game": g, "variant": v, "percent_of_teacher": p}
+        for g, v, p in [("b", "kl-tau0.01", 80.0), ("b", "kl-tau1", 90.0), ("a", "kl-tau0.01", 99.0)]
+    ]
+    agg = {"nll": {"geomean": [70.0, 0, 0]}, "kl-tau1": {"geomean": [88.0, 0, 0]}}
+    text = _gaps_note(gaps, records, {"variants": ["nll", "kl-tau1", "kl-tau0.01"], "aggregates": agg})
+    assert "a 0.020, b 0.200" in text
+    assert "On b, the game with the largest median gap, the best KL temperature here is 1 (90.0%)." in text
+    assert "reaches 70.0% against KL tau 1's 88.0%" in text
+    assert "to add them here" in _gaps_note(
+        tmp_path / "none.json", records, {"variants": [], "aggregates": {}}
+    )
