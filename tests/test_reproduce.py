@@ -283,3 +283,40 @@ def test_gaps_note_states_what_the_data_say(tmp_path) -> None:
     assert "to add them here" in _gaps_note(
         tmp_path / "none.json", records, {"variants": [], "aggregates": {}}
     )
+
+
+def test_kickstart_check_table_by_hand(tmp_path) -> None:
+    """One table per run length; rows grouped by lr; the experiment's own cells of that length
+    and the plain-distillation reference come from the raw records."""
+    from poldist.report import kickstart_check_section
+
+    assert kickstart_check_section(tmp_path / "missing", [], tmp_path) == []
+    check, raw_dir = tmp_path / "check", tmp_path / "raw"
+    check.mkdir()
+    raw_dir.mkdir()
+    base = {"kickstart_teacher": "minatar/a", "kickstart_loss": "kl", "kickstart_weight": 100.0}
+    base |= {"seed": 3, "total_steps": 100_000, "eval_interval": 50_000}
+    for name, config, scores in [
+        ("kl-w100", {**base, "lr": 5e-4}, [3.0, 4.5]),
+        ("dqn", {**base, "kickstart_teacher": "", "lr": 1e-4}, [1.0, 2.0]),
+    ]:
+        evals = [{"env_steps": s, "score": v} for s, v in zip((50_000, 100_000), scores)]
+        record = {"variant": name, "game": "a", "decay": 100.0, "config": config, "evals": evals}
+        (check / f"a__{name}.json").write_text(json.dumps(record))
+    raw = [
+        {"game": "a", "seed": 3, "student": "net1", "variant": "kl-tau0.01", "budget": "", "updates": 10_000,
+         "batch_size": 256, "config": {"optimizer": "rmsprop", "lr": 1e-3}, "student_score": 7.0,
+         "teacher_score": 9.0, "method": "distill", "loss": "kl", "tau": 0.01},
+        {"game": "a", "seed": 3, "student": "net1", "variant": "dqn", "method": "dqn", "loss": "kl",
+         "tau": 0.01, "config": {**base, "kickstart_teacher": "", "lr": 1e-4}},
+    ]  # fmt: skip
+    (raw_dir / "a__net1__dqn__seed3.evals.csv").write_text("env_steps,score\n50000,0.5\n100000,1.5\n")
+    text = "\n".join(kickstart_check_section(check, raw, raw_dir))
+    assert "a, seed 3, 100,000 env steps, kickstart weight held constant" in text
+    assert "--variants dqn,kl-w100 --steps 100000 --eval-interval 50000 --decay 100 --seed 3`" in text
+    assert "| variant | kickstart loss | weight | lr | score at 50,000 | score at 100,000 |" in text
+    dqn = "| dqn | - | 0 | 0.0001 | 1.00 | 2.00 |"
+    section5 = "| dqn (section 5) | - | 0 | 0.0001 | 0.50 | 1.50 |"
+    kick = "| kl-w100 | kl | 100 | 0.0005 | 3.00 | 4.50 |"
+    assert text.index(dqn) < text.index(section5) < text.index(kick)  # by lr, then name
+    assert "10,000 updates of 256, rmsprop lr 0.001, seed 3) scores 7.00; the teacher 9.00." in text

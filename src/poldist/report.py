@@ -397,6 +397,89 @@ def kickstart_curves(records: list[dict[str, Any]], raw_dir: Path, path: Path) -
     return path
 
 
+def _evals_by_step(rows: list[dict[str, Any]]) -> dict[int, float]:
+    return {int(float(e["env_steps"])): float(e["score"]) for e in rows}
+
+
+def kickstart_check_section(folder: Path, raw: list[dict[str, Any]], raw_dir: Path) -> list[str]:
+    """Lines for the kickstarting diagnosis (``scripts/kickstart_check.py`` results in ``folder``).
+
+    One table per game, seed, run length and weight schedule; one row per variant: its loss,
+    weight and learning rate and its score at (up to five of) its evaluations. Runs as long as
+    the kickstart experiment's also show that experiment's cells of the same game and seed
+    (from ``raw`` / ``raw_dir``); below each table, the plain-distillation net1 student and the
+    teacher for scale.
+    """
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not files:
+        return []
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for f in files:
+        r = json.loads(f.read_text())
+        r["by_step"] = _evals_by_step(r["evals"])
+        groups[(r["game"], r["config"]["seed"], r["config"]["total_steps"], r["decay"])].append(r)
+    lines = [
+        "**What we checked**, on one game: does the distillation term fight the TD loss (weight 100 "
+        "makes the TD loss negligible), does the loss matter (KL tau 0.01 / MSE / NLL), or is the "
+        "DQN's optimiser too slow for distillation (lr 5e-4)? Each row's exact `poldist train-teacher` "
+        "command is in its JSON under `results/kickstart-check/`.",
+        "",
+    ]
+    for (game, seed, total, decay), runs in sorted(groups.items()):
+        for r in raw:  # the experiment's own cells of this length, for comparison
+            if (r["game"], r["seed"], r["method"]) in {(game, seed, "dqn"), (game, seed, "kickstart")}:
+                evals = raw_dir / f"{_cell_name(r)}.evals.csv"
+                if r["config"].get("total_steps") == total and evals.exists():
+                    with evals.open() as fh:
+                        by_step = _evals_by_step(list(csv.DictReader(fh)))
+                    runs.append(
+                        {"variant": f"{r['variant']} (section 5)", "config": r["config"], "by_step": by_step}
+                    )
+        # grouped by learning rate, DQN alone first, then by kickstart loss and weight
+        runs.sort(key=lambda r: (r["config"]["lr"], bool(r["config"]["kickstart_teacher"]), r["variant"]))
+        steps = sorted({s for r in runs for s in r["by_step"]})
+        steps = (
+            [steps[i] for i in sorted({round(k * (len(steps) - 1) / 4) for k in range(5)})] if steps else []
+        )
+        rows = []
+        for r in runs:
+            c = r["config"]
+            kick = bool(c["kickstart_teacher"])
+            rows.append(
+                [r["variant"], c["kickstart_loss"] if kick else "-"]
+                + [f"{c['kickstart_weight']:g}" if kick else "0", f"{c['lr']:g}"]
+                + [f"{r['by_step'][s]:.2f}" if s in r["by_step"] else "" for s in steps]
+            )
+        variants = ",".join(r["variant"] for r in runs if "section" not in r["variant"])
+        interval = runs[0]["config"]["eval_interval"]
+        schedule = "held constant" if decay >= 1 else f"falling to 0 over the first {decay:.0%} of the run"
+        lines += [
+            f"{game}, seed {seed}, {total:,} env steps, kickstart weight {schedule}: "
+            f"`python scripts/kickstart_check.py --game {game} --variants {variants} --steps {total} "
+            f"--eval-interval {interval} --decay {decay:g} --seed {seed}`",
+            "",
+            _md_table(
+                ["variant", "kickstart loss", "weight", "lr"] + [f"score at {s:,}" for s in steps], rows
+            ),
+            "",
+        ]
+        ref = [
+            r
+            for r in raw
+            if (r["game"], r["seed"], r["student"], r["variant"], r.get("budget", ""))
+            == (game, seed, "net1", "kl-tau0.01", "")
+        ]
+        if ref:
+            r, c = ref[0], ref[0]["config"]
+            lines += [
+                f"For scale: plain distillation of the same net1 student (KL tau 0.01, {r['updates']:,} "
+                f"updates of {r['batch_size']}, {c['optimizer']} lr {c['lr']:g}, seed {seed}) scores "
+                f"{r['student_score']:.2f}; the teacher {r['teacher_score']:.2f}.",
+                "",
+            ]
+    return lines
+
+
 def _cell_name(record: dict[str, Any]) -> str:
     """The name of the cell a raw record belongs to (its file name without suffix)."""
     from dataclasses import fields
@@ -720,6 +803,7 @@ def write_report(results: Path, out: Path) -> Path:
             "",
             "Command: `poldist reproduce kickstart --seeds 0,1,2`",
             "",
+            *kickstart_check_section(results / "kickstart-check", raw, results / "reproduce" / "raw"),
         ]
     else:
         parts += ["No raw results yet: `poldist reproduce kickstart --seeds 0,1,2`.", ""]
