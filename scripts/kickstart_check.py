@@ -37,6 +37,8 @@ VARIANTS: dict[str, list[str]] = {
     "nll-w1": ["--kickstart-loss", "nll", "--kickstart-weight", "1"],
     "kl-w1-lr5e-4": ["--kickstart-loss", "kl", "--kickstart-weight", "1", "--lr", "5e-4"],
     "dqn-lr5e-4": ["--lr", "5e-4"],  # is it the learning rate alone?
+    # MSE matches the teacher's values, not just their order: does the policy survive the decay?
+    "mse-w1-lr5e-4": ["--kickstart-loss", "mse", "--kickstart-weight", "1", "--lr", "5e-4"],
 }
 
 

@@ -69,11 +69,28 @@ def test_control_and_kickstart_cells() -> None:
         "erd-tau0.01+mixed",
     }
     kick = experiment_cells("kickstart", [0], ["breakout"])
-    assert [c.variant for c in kick] == ["kl-tau0.01", "kickstart-kl-tau0.01", "dqn"]
+    assert [c.variant for c in kick] == [
+        "kl-tau0.01",
+        "dqn-lr0.0005",
+        "kickstart-mse-lr0.0005",
+        "dqn",
+        "kickstart-kl-tau0.01",
+    ]
     assert kick[0].name == "breakout__net1__kl-tau0.01__seed0"  # standard budget
-    cfg = kick[1].dqn_config(DQN_BUDGET)
+    cfg = kick[2].dqn_config(DQN_BUDGET)
     assert cfg.kickstart_teacher == "minatar/breakout" and cfg.network == "net1"
-    assert cfg.env_id == "MinAtar/Breakout-v1" and kick[2].dqn_config(DQN_BUDGET).kickstart_teacher == ""
+    assert cfg.kickstart_loss == "mse" and cfg.lr == 5e-4  # the variant's own lr
+    assert cfg.env_id == "MinAtar/Breakout-v1" and kick[1].dqn_config(DQN_BUDGET).kickstart_teacher == ""
+    assert kick[1].dqn_config(DQN_BUDGET).lr == 5e-4  # each kickstart variant has its DQN baseline
+    assert kick[3].dqn_config(DQN_BUDGET).lr == kick[4].dqn_config(DQN_BUDGET).lr == DQN_BUDGET.lr
+    # the first design's cells come after every seed of the others
+    two = [c.name for c in experiment_cells("kickstart", [0, 1], ["breakout"])]
+    assert two[-4:] == [
+        "breakout__net1__dqn__seed0",
+        "breakout__net1__kickstart-kl-tau0.01__seed0",
+        "breakout__net1__dqn__seed1",
+        "breakout__net1__kickstart-kl-tau0.01__seed1",
+    ]
 
 
 def test_kickstart_experiment_runs_dqn_cells(tmp_path) -> None:
@@ -100,10 +117,14 @@ def test_kickstart_experiment_runs_dqn_cells(tmp_path) -> None:
     assert by["dqn"]["transitions"] == 2_000 and by["kickstart-kl-tau0.01"]["transitions"] == 2_000
     assert by["dqn"]["student_params"] == by["kl-tau0.01"]["student_params"]  # the same net1
     assert by["kickstart-kl-tau0.01"]["command"] == "poldist reproduce kickstart --games breakout --seeds 0"
-    assert len(list((results / "raw").glob("*.evals.csv"))) == 3
+    assert by["kickstart-mse-lr0.0005"]["config"]["lr"] == 5e-4
+    assert len(list((results / "raw").glob("*.evals.csv"))) == 5
     text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
     kick = text[text.index("### Kickstarting") :]
-    assert "| game | teacher score | dqn | kickstart-kl tau 0.01 | kl tau 0.01 |" in kick
+    heads = "| dqn-lr0.0005 | kickstart-mse-lr0.0005 | dqn | kickstart-kl tau 0.01 | kl tau 0.01 |"
+    assert f"| game | teacher score {heads}" in kick
+    lrs = "dqn 0.0001, dqn-lr0.0005 0.0005, kickstart-kl-tau0.01 0.0001, kickstart-mse-lr0.0005 0.0005"
+    assert f"Adam learning rates: {lrs})" in kick
     assert "![kickstart over env steps](results/plots/kickstart_curves.png)" in kick
     assert (tmp_path / "results" / "plots" / "kickstart_curves.png").stat().st_size > 0
     assert "No raw results yet: `poldist reproduce control" in text  # only the shared cell is there
@@ -320,3 +341,13 @@ def test_kickstart_check_table_by_hand(tmp_path) -> None:
     kick = "| kl-w100 | kl | 100 | 0.0005 | 3.00 | 4.50 |"
     assert text.index(dqn) < text.index(section5) < text.index(kick)  # by lr, then name
     assert "10,000 updates of 256, rmsprop lr 0.001, seed 3) scores 7.00; the teacher 9.00." in text
+
+
+def test_ranking_says_which_neighbours_the_intervals_cannot_separate() -> None:
+    from poldist.report import _ranking
+
+    agg = {"b": {"geomean": [80.0, 70.0, 86.0]}, "a-tau1": {"geomean": [90.0, 85.0, 95.0]}}
+    agg["c"] = {"geomean": [50.0, 40.0, 60.0]}
+    text = _ranking("Wins", {"variants": ["c", "b", "a-tau1"], "aggregates": agg})
+    assert text.startswith("Wins (the seeds so far): a tau 1 (90.0%) > b (80.0%) > c (50.0%).")
+    assert text.endswith("Not separated by the 95% intervals of the geometric mean: a tau 1 / b.")

@@ -60,7 +60,7 @@ SIZE_ORDER = ("teacher", "net1", "net2", "net3")
 CONTROL_ORDER = tuple(
     f"{loss}-tau0.01{suffix}" for loss in ("kl", "erd") for suffix in ("", "+student", "+mixed")
 )
-KICK_ORDER = ("dqn", "kickstart-kl-tau0.01", "kl-tau0.01")
+KICK_ORDER = ("dqn-lr0.0005", "kickstart-mse-lr0.0005", "dqn", "kickstart-kl-tau0.01", "kl-tau0.01")
 
 
 def experiment_records(raw: list[dict[str, Any]], experiment: str) -> list[dict[str, Any]]:
@@ -200,9 +200,19 @@ def _ranking(prefix: str, data: dict[str, Any]) -> str:
     ranked = sorted((v for v in data["variants"] if v in agg), key=lambda v: -agg[v]["geomean"][0])
     if not ranked:
         return f"{prefix}: not every game has a run yet."
-    return f"{prefix} (the seeds so far): " + " > ".join(
-        f"{v.replace('-tau', ' tau ')} ({agg[v]['geomean'][0]:.1f}%)" for v in ranked
+    name = {v: v.replace("-tau", " tau ") for v in ranked}
+    text = f"{prefix} (the seeds so far): " + " > ".join(
+        f"{name[v]} ({agg[v]['geomean'][0]:.1f}%)" for v in ranked
     )
+    # which neighbours in the order can the seeds so far not tell apart (95% intervals overlap)?
+    ties = [
+        f"{name[a]} / {name[b]}"
+        for a, b in zip(ranked, ranked[1:])
+        if agg[a]["geomean"][1] <= agg[b]["geomean"][2]
+    ]
+    if ties:
+        text += ". Not separated by the 95% intervals of the geometric mean: " + "; ".join(ties)
+    return text + "."
 
 
 def _gaps_note(path: Path, records: list[dict[str, Any]], data: dict[str, Any]) -> str:
@@ -367,7 +377,9 @@ def kickstart_curves(records: list[dict[str, Any]], raw_dir: Path, path: Path) -
     import matplotlib.pyplot as plt
 
     games = sorted({r["game"] for r in records})
-    colors = dict(zip(KICK_ORDER, ("tab:blue", "tab:orange", "tab:green")))  # same in every panel
+    colors = dict(
+        zip(KICK_ORDER, ("tab:purple", "tab:red", "tab:blue", "tab:orange", "tab:green"))
+    )  # same in every panel
     fig, axes = plt.subplots(1, len(games), figsize=(4 * len(games), 3.6), squeeze=False, sharex=True)
     for ax, g in zip(axes[0], games):
         for v in KICK_ORDER:
@@ -787,11 +799,14 @@ def write_report(results: Path, out: Path) -> Path:
         table, data = single_game_section(kick, "variant", KICK_ORDER, plots, "kickstart")
         curves = kickstart_curves(kick, results / "reproduce" / "raw", plots / "kickstart_curves.png")
         env_steps = sorted({r["transitions"] for r in kick if r["method"] != "distill"})
+        lrs = sorted({f"{r['variant']} {r['config']['lr']:g}" for r in kick if r["method"] != "distill"})
         parts += [
             f"net1 students (25% of the teacher): Double DQN from scratch and kickstarted Double DQN "
-            f"({', '.join(f'{s:,}' for s in env_steps)} env steps; the KL term's weight falls from 1 to 0 "
-            f"over the first half) against plain distillation (its own budget of teacher transitions, "
-            f"sections 1-2).",
+            f"({', '.join(f'{s:,}' for s in env_steps)} env steps; the distillation term's weight falls "
+            f"from 1 to 0 over the first half; Adam learning rates: {', '.join(lrs)}) against plain "
+            f"distillation (its own budget of teacher transitions, sections 1-2). `kickstart-mse` "
+            f"matches the teacher's Q-values; `kickstart-kl` (the first design) "
+            f"its softmax(Q / 0.01). Compare each kickstart variant with the DQN at its own learning rate.",
             "",
             table,
             "",
