@@ -417,7 +417,7 @@ def kickstart_check_section(folder: Path, raw: list[dict[str, Any]], raw_dir: Pa
     """Lines for the kickstarting diagnosis (``scripts/kickstart_check.py`` results in ``folder``).
 
     One table per game, seed, run length and weight schedule; one row per variant: its loss,
-    weight and learning rate and its score at (up to five of) its evaluations. Runs as long as
+    weight and learning rate and its score at (up to ten of) its evaluations. Runs as long as
     the kickstart experiment's also show that experiment's cells of the same game and seed
     (from ``raw`` / ``raw_dir``); below each table, the plain-distillation net1 student and the
     teacher for scale.
@@ -450,9 +450,8 @@ def kickstart_check_section(folder: Path, raw: list[dict[str, Any]], raw_dir: Pa
         # grouped by learning rate, DQN alone first, then by kickstart loss and weight
         runs.sort(key=lambda r: (r["config"]["lr"], bool(r["config"]["kickstart_teacher"]), r["variant"]))
         steps = sorted({s for r in runs for s in r["by_step"]})
-        steps = (
-            [steps[i] for i in sorted({round(k * (len(steps) - 1) / 4) for k in range(5)})] if steps else []
-        )
+        if len(steps) > 10:  # a readable width: ten evenly spaced evaluations, the last included
+            steps = [steps[i] for i in sorted({round(k * (len(steps) - 1) / 9) for k in range(10)})]
         rows = []
         for r in runs:
             c = r["config"]
