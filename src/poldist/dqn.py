@@ -68,7 +68,10 @@ class DQNConfig:
     kickstart_teacher: str = ""  # checkpoint or shipped name; several, comma-separated: one per game
     kickstart_weight: float = 1.0
     kickstart_decay: float = 0.5
-    kickstart_loss: str = "kl"  # kl | nll | mse | erd, at the teacher's default temperature
+    # auto: mse for Q-value teachers (MSE keeps values the TD loss agrees with; a KL-matched student
+    # collapsed once the weight reached 0, RESULTS.md section 5), kl at tau 1 for logits teachers;
+    # or kl | nll | mse | erd, KL/ERD at the teacher's default temperature
+    kickstart_loss: str = "auto"
 
 
 def teacher_architecture(spec: EnvSpec) -> Architecture:
@@ -129,6 +132,13 @@ def kickstart_weight(step: int, cfg: DQNConfig) -> float:
     return cfg.kickstart_weight * max(0.0, 1.0 - step / span)
 
 
+def kickstart_loss_name(cfg: DQNConfig, teacher: NetworkTeacher) -> str:
+    """The kickstart loss ``cfg`` asks for; ``auto`` is ``mse`` for Q-value teachers, ``kl`` for logits."""
+    if cfg.kickstart_loss != "auto":
+        return cfg.kickstart_loss
+    return "mse" if teacher.output_kind == "q" else "kl"
+
+
 def _kickstart_teachers(cfg: DQNConfig, specs: list[EnvSpec]) -> list[NetworkTeacher]:
     """Load and check one kickstarting teacher per game (before any work starts)."""
     names = expand_teacher_names(cfg.kickstart_teacher)
@@ -177,7 +187,11 @@ def train_dqn(
     ids = [e.strip() for e in cfg.env_id.split(",") if e.strip()]
     specs = [make_env_spec(e) for e in ids]  # fails before any work on a bad id
     kick_teachers = _kickstart_teachers(cfg, specs) if cfg.kickstart_teacher else []
-    kick_loss = make_loss(cfg.kickstart_loss, kick_teachers[0].default_tau) if kick_teachers else None
+    kick_loss = (
+        make_loss(kickstart_loss_name(cfg, kick_teachers[0]), kick_teachers[0].default_tau)
+        if kick_teachers
+        else None
+    )
     run_dir = prepare_run_dir(run_dir, resume=resume)
     if on_start is not None:
         on_start(run_dir)

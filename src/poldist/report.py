@@ -186,7 +186,8 @@ def single_game_section(
     rows.append(["**geometric mean**", ""] + [_agg_cell(agg.get(v, {}).get("geomean")) for v in variants])
     # aggregates use the seeds that every game has: say how many, and over how many games
     rows.append(
-        ["runs in aggregates", ""] + [f"{len(seeds[v])} seeds x {len(games)} games" for v in variants]
+        ["runs in aggregates", ""]
+        + [f"{len(seeds[v])} seed{'s' * (len(seeds[v]) != 1)} x {len(games)} games" for v in variants]
     )
     headers = ["game", "teacher score"] + [_label(key, v, records) for v in variants]
     plot = _bar_plot(games, variants, groups, plots / f"{title}.png", title)
