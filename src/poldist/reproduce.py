@@ -164,7 +164,8 @@ def experiment_cells(name: str, seeds: list[int], games: list[str] | None = None
     """The cells of experiment ``name`` (one of :data:`EXPERIMENTS`), seed-major order.
 
     Seed-major: the first seed of every cell is done before any second seed, so a partial
-    run already covers the whole table. Cells with the same identity are one run, shared by
+    run already covers the whole table (kickstart: seed-major within its main pair, then
+    within its first design). Cells with the same identity are one run, shared by
     the experiments that list them.
     """
     games = list(games or GAMES)
