@@ -3,9 +3,10 @@
 Kickstarted Double DQN (section 5 of RESULTS.md) ended below DQN from scratch. Suspects: the
 distillation term fighting the TD loss, the loss chosen for it (KL at tau 0.01 on Q-values), or
 the DQN's own optimiser budget (Adam at lr 1e-4, one 64-sample update per 8 env steps) being
-too small for distillation, which gets RMSProp at lr 5e-4 and 256-sample batches. Each variant
-below is one ``poldist train-teacher`` run (net1 student, 150,000 env steps, evaluated every
-50,000, the kickstart weight held constant) whose evals land in ``--out`` with its command::
+too small for distillation, which gets RMSProp at lr 1e-3 and 256-sample batches. Each variant
+below is one ``poldist train-teacher`` run (net1 student, by default 150,000 env steps, evaluated
+every 50,000, the kickstart weight held constant: ``--decay 100``) whose evals land in ``--out``
+with its command::
 
     .venv/bin/python scripts/kickstart_check.py --out results/kickstart-check
     # the full schedule (weight 1 -> 0 over the first half of 1M steps) at the faster rate:
@@ -28,7 +29,7 @@ from pathlib import Path
 from poldist.reproduce import GAMES, teacher_card
 from poldist.runs import write_json
 
-# name -> extra flags; the weight decays over 100x the run, so it stays (almost) constant.
+# name -> extra flags (with the default --decay 100 the weight stays almost constant).
 VARIANTS: dict[str, list[str]] = {
     "dqn": [],
     "kl-w1": ["--kickstart-loss", "kl", "--kickstart-weight", "1"],
