@@ -140,6 +140,14 @@ def test_a_raw_file_from_another_budget_is_not_reused(tmp_path) -> None:
         Cell("freeway", budget="1M").config()
 
 
+def test_a_cell_killed_before_its_first_checkpoint_starts_again(tmp_path) -> None:
+    runs, results, cell = tmp_path / "runs", tmp_path / "results", Cell("freeway")
+    (runs / cell.name / "tb").mkdir(parents=True)  # what a kill before the first checkpoint leaves
+    (runs / cell.name / "config.json").write_text("{}")
+    rec = run_cell(cell, runs, results, budget=TINY)
+    assert rec["updates"] == 40 and (runs / cell.name / "state" / "meta.json").exists()
+
+
 def test_bad_experiment_or_game_fails_clearly() -> None:
     with pytest.raises(PoldistError, match="unknown experiment"):
         experiment_cells("speed", [0])

@@ -219,6 +219,8 @@ def run_cell(
         return record
     run = runs / cell.name
     resume = (run / "state" / "meta.json").exists()
+    if run.exists() and not resume:
+        shutil.rmtree(run)  # killed before its first checkpoint: nothing to resume, start again
     card = teacher_card(cell.game)
     if cell.method == "distill":
         cfg = cell.config(budget)
