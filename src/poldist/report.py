@@ -386,13 +386,8 @@ def kickstart_curves(records: list[dict[str, Any]], raw_dir: Path, path: Path) -
         for v in KICK_ORDER:
             curves: dict[float, list[float]] = defaultdict(list)
             for r in (r for r in records if r["game"] == g and r["variant"] == v):
-                evals = raw_dir / f"{_cell_name(r)}.evals.csv"
-                if evals.exists():
-                    with evals.open() as f:
-                        for row in csv.DictReader(f):
-                            curves[float(row["env_steps"])].append(
-                                100 * float(row["score"]) / r["teacher_score"]
-                            )
+                for step, score in _cell_evals(r, raw_dir).items():
+                    curves[step].append(100 * score / r["teacher_score"])
             if curves:
                 xs = sorted(curves)
                 ax.plot(xs, [np.mean(curves[x]) for x in xs], marker="o", ms=3, color=colors[v])
@@ -412,6 +407,15 @@ def kickstart_curves(records: list[dict[str, Any]], raw_dir: Path, path: Path) -
 
 def _evals_by_step(rows: list[dict[str, Any]]) -> dict[int, float]:
     return {int(float(e["env_steps"])): float(e["score"]) for e in rows}
+
+
+def _cell_evals(record: dict[str, Any], raw_dir: Path) -> dict[int, float]:
+    """A raw cell's evaluations, score by env step, from its ``.evals.csv`` (empty if none)."""
+    evals = raw_dir / f"{_cell_name(record)}.evals.csv"
+    if not evals.exists():
+        return {}
+    with evals.open() as f:
+        return _evals_by_step(list(csv.DictReader(f)))
 
 
 def kickstart_check_section(folder: Path, raw: list[dict[str, Any]], raw_dir: Path) -> list[str]:
@@ -441,10 +445,8 @@ def kickstart_check_section(folder: Path, raw: list[dict[str, Any]], raw_dir: Pa
     for (game, seed, total, decay), runs in sorted(groups.items()):
         for r in raw:  # the experiment's own cells of this length, for comparison
             if (r["game"], r["seed"], r["method"]) in {(game, seed, "dqn"), (game, seed, "kickstart")}:
-                evals = raw_dir / f"{_cell_name(r)}.evals.csv"
-                if r["config"].get("total_steps") == total and evals.exists():
-                    with evals.open() as fh:
-                        by_step = _evals_by_step(list(csv.DictReader(fh)))
+                by_step = _cell_evals(r, raw_dir)
+                if r["config"].get("total_steps") == total and by_step:
                     runs.append(
                         {"variant": f"{r['variant']} (section 5)", "config": r["config"], "by_step": by_step}
                     )
