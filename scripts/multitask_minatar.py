@@ -6,6 +6,9 @@ from its last checkpoint):
     .venv/bin/python scripts/multitask_minatar.py            # everything (the DQN baseline: hours)
     .venv/bin/python scripts/multitask_minatar.py --skip-dqn # the students only (minutes)
 
+The network is the paper's multi-task one (the teacher's trunk, a 128-unit hidden layer and an output
+layer per game; --head-hidden 0 for linear heads), for the students and the DQN alike.
+
 Writes results/multitask/seed<S>/results.json (raw per-game numbers) and table.md beside it, and
 copies each student run's config, summary, evals.csv and curve there; `poldist report` reads them.
 The multi-task DQN gets as many env steps as the five teachers had together (their model cards).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from poldist.cli import format_table
@@ -70,7 +74,10 @@ def main() -> None:
         "--student", default="teacher", help="student size: teacher, or widths like 32/256 (~4x)"
     )
     parser.add_argument(
-        "--head-hidden", type=int, default=0, help="units of a per-game hidden layer (the paper's: 128)"
+        "--head-hidden",
+        type=int,
+        default=128,
+        help="units of the per-game hidden layer, students and DQN (the paper's 128; 0: linear heads)",
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -82,7 +89,8 @@ def main() -> None:
     rows = {n: {"teacher_score": cards[n]["eval"]["mean"]} for n in names}
 
     suffix = f"-tau{args.tau:g}" if args.tau else ""
-    arch = f"-hh{args.head_hidden}" if args.head_hidden else ""
+    hh = f"-hh{args.head_hidden}" if args.head_hidden else ""  # run names: linear heads have none
+    arch = hh
     if args.student != "teacher":
         arch += "-" + args.student.replace(",", "-").replace("/", "x")
     student_runs: dict[str, dict] = {}
@@ -119,11 +127,12 @@ def main() -> None:
         }
 
     if not args.skip_dqn:
-        run = runs / "multi-dqn"
+        run = runs / f"multi-dqn{hh}"
         if not (run / "summary.json").exists():
             cfg = DQNConfig(
                 env_id=",".join(cards[n]["env_id"] for n in names),
                 total_steps=sum(cards[n]["env_steps"] for n in names),
+                head_hidden=args.head_hidden,
                 eval_interval=500_000,
                 checkpoint_interval=500_000,
                 seed=args.seed,
@@ -135,6 +144,7 @@ def main() -> None:
         for i, name in enumerate(names):
             head = load_teacher(run / "teacher", task=i)
             rows[name]["multi_dqn"] = evaluate(head, head.env, EPISODES, seed=SEED).mean
+        student_runs["multi_dqn"] = {"run": run.name, "head_hidden": args.head_hidden}
 
     methods = [m for m in ("multi_dist_kl", "multi_dist_nll", "multi_dqn") if m in rows[names[0]]]
     table_rows, geo = [], {}
@@ -152,7 +162,13 @@ def main() -> None:
     table = format_table(headers, table_rows)
     write_json(
         out / "results.json",
-        {"per_game": rows, "geometric_mean_percent": geo, "episodes": EPISODES, "students": student_runs},
+        {
+            "per_game": rows,
+            "geometric_mean_percent": geo,
+            "episodes": EPISODES,
+            "students": student_runs,
+            "command": "python " + " ".join(sys.argv),
+        },
     )
     (out / "table.md").write_text("```\n" + table + "\n```\n")
     print(table)

@@ -17,9 +17,8 @@ for exp in $EXPERIMENTS; do
 done
 $BIN/poldist reproduce online --seeds "$SEEDS" > runs/reproduce-online.log 2>&1
 for seed in ${SEEDS//,/ }; do
-  runs=runs/multitask-seed$seed
-  [ "$seed" = 0 ] && [ -d runs/multitask ] && runs=runs/multitask  # the first session's seed-0 run
-  $BIN/python scripts/multitask_minatar.py --seed "$seed" --runs "$runs" \
-    --out "results/multitask/seed$seed" > "runs/multitask-seed$seed.log" 2>&1
+  # runs in runs/multitask (seed 0) or runs/multitask-seed<S>, the script's defaults
+  $BIN/python scripts/multitask_minatar.py --seed "$seed" --out "results/multitask/seed$seed" \
+    > "runs/multitask-seed$seed.log" 2>&1
 done
 echo "all done"

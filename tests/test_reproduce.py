@@ -190,7 +190,7 @@ def test_runs_write_raw_records_and_are_skipped_when_done(tmp_path) -> None:
     text = out.read_text()
     assert "## 2. Compression" in text and "net3 (" in text
     assert "Budget per student: 40 updates" in text
-    assert "No results yet: `python scripts/multitask_minatar.py`" in text
+    assert "No results of this setting yet: `python scripts/multitask_minatar.py --seed S" in text
     assert (tmp_path / "results" / "plots" / "compression_curve.png").exists()
     assert "](results/plots/compression_curve.png)" in text
 
@@ -273,6 +273,27 @@ def test_report_multitask_table_and_target(tmp_path) -> None:
         "**90.0%** geometric mean (breakout 90.0%, freeway 90.0%); `python scripts/multitask_minatar.py "
         "--skip-dqn --losses kl --tau 0.1 --head-hidden 128 --student 32/256 "
         "--out results/multitask/explore-wide`"
+    ) in text
+    # a newer exploration records its command, the DQN's line names no temperature
+    linear = tmp_path / "results" / "multitask" / "explore-linear"
+    linear.mkdir()
+    cmd = "python scripts/multitask_minatar.py --head-hidden 0 --out results/multitask/explore-linear"
+    per_game = {g: {"multi_dqn_percent": 50.0} for g in games}
+    students = {"multi_dqn": {"run": "multi-dqn", "head_hidden": 0}}
+    (linear / "results.json").write_text(
+        json.dumps(
+            {
+                "per_game": per_game,
+                "geometric_mean_percent": {"multi_dqn": 50.0},
+                "students": students,
+                "command": cmd,
+            }
+        )
+    )
+    text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
+    assert (
+        "- Exploration (multi_dqn, linear heads): **50.0%** geometric mean "
+        f"(breakout 50.0%, freeway 50.0%); `{cmd}`"
     ) in text
 
 

@@ -47,8 +47,9 @@ BENCH_LIMITS = """What limits each (read off the tables above, and a cProfile of
   DQN on the same small network from scratch has 10x that time.
 - **Memory**: Atari rows are dominated by the one stored frame (frame deduplication)."""
 MULTITASK_SETUP = (
-    "One student of the teacher's size (one 16-channel conv, 128 units, one head per game; inputs "
-    "zero-padded to 10 channels) distilled from the five shipped teachers (300,000 updates of batch "
+    "One student with the paper's multi-task network: the teacher's trunk (one 16-channel conv, 128 "
+    "units) and per game a 128-unit hidden layer and an output layer (inputs zero-padded to 10 "
+    "channels), distilled from the five shipped teachers (300,000 updates of batch "
     "256 in all, round robin over games, RMSProp lr 0.001, 500,000-transition memory per game), "
     "against the multi-task Double DQN: the same multi-head network trained on all five games "
     "jointly for the teachers' total env steps (19M). Scores over 100 episodes at epsilon 0.05."
@@ -567,14 +568,14 @@ def _multitask_explorations(folder: Path) -> list[str]:
             student = res.get("students", {}).get(m, {})
             tau, hh = student.get("tau", 0.01), student.get("head_hidden", 0)
             size = student.get("student", "teacher")
-            arch = (f" --head-hidden {hh}" if hh else "") + (
-                f" --student {size}" if size != "teacher" else ""
-            )
-            cmd = (
+            size_flag = f" --student {size}" if size != "teacher" else ""
+            # newer results record their command; older ones (students only) are rebuilt from settings
+            cmd = res.get("command") or (
                 f"python scripts/multitask_minatar.py --skip-dqn --losses {m.split('_')[-1]} --tau {tau:g}"
-                f"{arch} --out results/multitask/{path.parent.name}"
+                f" --head-hidden {hh}{size_flag} --out results/multitask/{path.parent.name}"
             )
-            setting = f"{m}, tau {tau:g}" + (f", {hh}-unit per-game layer" if hh else "")
+            layer = f"{hh}-unit per-game layer" if hh else "linear heads"
+            setting = f"{m}, {layer}" if m == "multi_dqn" else f"{m}, tau {tau:g}, {layer}"
             if size != "teacher":
                 setting += f", student {size} ({student['params']:,} params)"
             lines.append(f"- Exploration ({setting}): **{geo:.1f}%** geometric mean ({games}); `{cmd}`")
@@ -746,7 +747,14 @@ def write_report(results: Path, out: Path) -> Path:
             "",
         ]
     else:
-        parts += ["No results yet: `python scripts/multitask_minatar.py`.", ""]
+        parts += [
+            MULTITASK_SETUP,
+            "",
+            "No results of this setting yet: `python scripts/multitask_minatar.py --seed S "
+            "--out results/multitask/seedS`.",
+            "",
+            *_multitask_explorations(results / "multitask"),
+        ]
 
     parts += ["## 4. Online distillation", ""]
     online = sorted(results.glob("online/*/online.csv"))
