@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -380,3 +380,29 @@ def test_ranking_says_which_neighbours_the_intervals_cannot_separate() -> None:
     text = _ranking("Wins", {"variants": ["c", "b", "a-tau1"], "aggregates": agg})
     assert text.startswith("Wins (the seeds so far): a tau 1 (90.0%) > b (80.0%) > c (50.0%).")
     assert text.endswith("Not separated by the 95% intervals of the geometric mean: a tau 1 / b.")
+
+
+def test_kickstart_ahead_counts_by_hand(tmp_path) -> None:
+    """Seed means per evaluation; only seeds both variants have and steps every run evaluated."""
+    from poldist.report import kickstart_ahead
+
+    curves = {  # (variant, seed) -> scores at steps 100, 200 (and 300 for one run only)
+        ("kickstart-mse-lr0.0005", 0): [4.0, 1.0, 9.0],
+        ("kickstart-mse-lr0.0005", 1): [2.0, 3.0],
+        ("dqn-lr0.0005", 0): [1.0, 2.0],
+        ("dqn-lr0.0005", 1): [2.0, 3.0],
+        ("dqn-lr0.0005", 2): [0.0, 0.0],  # no kickstart seed 2: left out
+    }
+    records = []
+    for (variant, seed), scores in curves.items():
+        method, lr = variant.split("-lr")[0].split("-")[0], 0.0005
+        cell = Cell("breakout", "net1", loss="mse", seed=seed, method=method, lr=lr)
+        assert cell.variant == variant
+        rows = ["env_steps,score"] + [f"{100 * (i + 1)},{x}" for i, x in enumerate(scores)]
+        (tmp_path / f"{cell.name}.evals.csv").write_text("\n".join(rows) + "\n")
+        records.append({**asdict(cell), "variant": variant})
+    # step 100: kick mean 3.0 > dqn 1.5; step 200: 2.0 < 2.5; step 300: not every run has it
+    assert "kickstart-mse-lr0.0005 vs dqn-lr0.0005: breakout 1 of 2 (2 seeds)." in kickstart_ahead(
+        records, tmp_path
+    )
+    assert kickstart_ahead([], tmp_path) == ""

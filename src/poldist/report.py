@@ -62,6 +62,7 @@ CONTROL_ORDER = tuple(
     f"{loss}-tau0.01{suffix}" for loss in ("kl", "erd") for suffix in ("", "+student", "+mixed")
 )
 KICK_ORDER = ("dqn-lr0.0005", "kickstart-mse-lr0.0005", "dqn", "kickstart-kl-tau0.01", "kl-tau0.01")
+KICK_PAIRS = (("kickstart-mse-lr0.0005", "dqn-lr0.0005"), ("kickstart-kl-tau0.01", "dqn"))  # same lr
 
 
 def experiment_records(raw: list[dict[str, Any]], experiment: str) -> list[dict[str, Any]]:
@@ -417,6 +418,45 @@ def _cell_evals(record: dict[str, Any], raw_dir: Path) -> dict[int, float]:
         return {}
     with evals.open() as f:
         return _evals_by_step(list(csv.DictReader(f)))
+
+
+def kickstart_ahead(records: list[dict[str, Any]], raw_dir: Path) -> str:
+    """How often each kickstart variant's seed-mean curve is above its DQN's (same learning rate).
+
+    Per game, only the seeds both variants have and the env steps every one of those runs
+    evaluated at count. Returns a sentence, or "" when no pair has curves.
+    """
+    parts = []
+    for kick, dqn in KICK_PAIRS:
+        games = []
+        for g in sorted({r["game"] for r in records}):
+            by_seed = {
+                v: {
+                    r["seed"]: _cell_evals(r, raw_dir)
+                    for r in records
+                    if r["game"] == g and r["variant"] == v
+                }
+                for v in (kick, dqn)
+            }
+            seeds = sorted(set(by_seed[kick]) & set(by_seed[dqn]))
+            runs = [by_seed[v][s] for v in (kick, dqn) for s in seeds]
+            steps = sorted(set.intersection(*(set(c) for c in runs))) if runs else []
+            if not steps:
+                continue
+            mean = {
+                v: np.array([[by_seed[v][s][t] for t in steps] for s in seeds]).mean(0) for v in (kick, dqn)
+            }
+            ahead = int((mean[kick] > mean[dqn]).sum())
+            games.append(f"{g} {ahead} of {len(steps)} ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+        if games:
+            parts.append(f"{kick} vs {dqn}: " + ", ".join(games))
+    if not parts:
+        return ""
+    return (
+        "Over the run: evaluations at which the kickstarted seed-mean score is above DQN's: "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def kickstart_check_section(folder: Path, raw: list[dict[str, Any]], raw_dir: Path) -> list[str]:
@@ -826,6 +866,7 @@ def write_report(results: Path, out: Path) -> Path:
             "",
             _ranking("What wins here, by geometric mean", data),
             "",
+            *([ahead, ""] if (ahead := kickstart_ahead(kick, results / "reproduce" / "raw")) else []),
             "Command: `poldist reproduce kickstart --seeds 0,1,2`",
             "",
             *kickstart_check_section(results / "kickstart-check", raw, results / "reproduce" / "raw"),
