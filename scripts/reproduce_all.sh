@@ -16,9 +16,11 @@ for exp in $EXPERIMENTS; do
   echo "$exp done"
 done
 $BIN/poldist reproduce online --seeds "$SEEDS" > runs/reproduce-online.log 2>&1
-for seed in ${SEEDS//,/ }; do
+for seed in ${SEEDS//,/ }; do  # two seeds at a time, one per core (each: students, then the DQN)
   # runs in runs/multitask (seed 0) or runs/multitask-seed<S>, the script's defaults
   $BIN/python scripts/multitask_minatar.py --seed "$seed" --out "results/multitask/seed$seed" \
-    > "runs/multitask-seed$seed.log" 2>&1
+    > "runs/multitask-seed$seed.log" 2>&1 &
+  if [ "$(jobs -rp | wc -l)" -ge 2 ]; then wait -n; fi
 done
+wait
 echo "all done"
