@@ -406,3 +406,21 @@ def test_kickstart_ahead_counts_by_hand(tmp_path) -> None:
         records, tmp_path
     )
     assert kickstart_ahead([], tmp_path) == ""
+
+
+def test_status_table_counts_what_exists(tmp_path) -> None:
+    from poldist.report import status_table
+
+    raw = tmp_path / "reproduce" / "raw"
+    raw.mkdir(parents=True)
+    for cell in experiment_cells("losses", [1])[:3]:
+        (raw / f"{cell.name}.json").write_text("{}")
+    mt = tmp_path / "multitask" / "seed0"
+    mt.mkdir(parents=True)
+    (mt / "results.json").write_text(json.dumps({"per_game": {"minatar/breakout": {"multi_dist_kl": 1.0}}}))
+    (tmp_path / "online" / "breakout-seed2").mkdir(parents=True)
+    (tmp_path / "online" / "breakout-seed2" / "summary.json").write_text("{}")
+    table = status_table(tmp_path)
+    assert "| losses | 0/25 | 3/25 | 0/25 | `poldist reproduce losses --seeds 0,1,2` |" in table
+    assert "| multi-task | 1/3 | 0/3 | 0/3 |" in table
+    assert "| online | 0/1 | 0/1 | 1/1 done |" in table

@@ -699,6 +699,48 @@ def online_plot(csv_paths: list[Path], path: Path) -> Path:
     return path
 
 
+STATUS_SEEDS = (0, 1, 2)
+
+
+def status_table(results: Path) -> str:
+    """Which runs exist, per experiment and seed, and the command that makes the rest.
+
+    Counts cells of :func:`poldist.reproduce.experiment_cells` with a raw file under
+    ``<results>/reproduce/raw``, multi-task seeds with every method in
+    ``<results>/multitask/seed<S>/results.json``, and online seeds with a ``summary.json``.
+    """
+    from poldist.reproduce import EXPERIMENTS, experiment_cells
+
+    rows = []
+    for name in EXPERIMENTS:
+        counts = []
+        for seed in STATUS_SEEDS:
+            cells = experiment_cells(name, [seed])
+            done = sum((results / "reproduce" / "raw" / f"{c.name}.json").exists() for c in cells)
+            counts.append((done, len(cells)))
+        rows.append((name, counts, f"poldist reproduce {name} --seeds 0,1,2"))
+    multi = []
+    for seed in STATUS_SEEDS:
+        path = results / "multitask" / f"seed{seed}" / "results.json"
+        methods = json.loads(path.read_text())["per_game"] if path.exists() else {}
+        have = set(next(iter(methods.values()), {}))
+        multi.append((len(have & {"multi_dist_kl", "multi_dist_nll", "multi_dqn"}), 3))
+    rows.append(
+        ("multi-task", multi, "python scripts/multitask_minatar.py --seed S --out results/multitask/seedS")
+    )
+    online = [
+        (int((results / "online" / f"breakout-seed{s}" / "summary.json").exists()), 1) for s in STATUS_SEEDS
+    ]
+    rows.append(("online", online, "poldist reproduce online --seeds 0,1,2"))
+    table = [
+        [name]
+        + [f"{d}/{n}" + (" done" if d == n else "") for d, n in counts]
+        + ["-" if all(d == n for d, n in counts) else f"`{cmd}`"]
+        for name, counts, cmd in rows
+    ]
+    return _md_table(["experiment"] + [f"seed {s}" for s in STATUS_SEEDS] + ["to finish"], table)
+
+
 def write_report(results: Path, out: Path) -> Path:
     """Write ``out`` (RESULTS.md) and ``<results>/plots/*.png`` from the raw results."""
     results, out = Path(results), Path(out)
@@ -717,6 +759,12 @@ def write_report(results: Path, out: Path) -> Path:
         "[95% percentile-bootstrap CI over seeds]. IQM and geometric mean over games: rliable's "
         f"stratified bootstrap ({BOOT_REPS} resamples; a game below {GEO_FLOOR:g}% counts as "
         f"{GEO_FLOOR:g}% in the geometric mean).",
+        "",
+        "Runs so far (cells with a raw result, per seed; every command resumes and skips finished "
+        "runs). The kickstart experiment lists its main pair and distillation (15 cells per seed) "
+        "before the first design (10 per seed).",
+        "",
+        status_table(results),
         "",
     ]
     raw = load_raw(results / "reproduce" / "raw")
