@@ -362,7 +362,14 @@ def test_kickstart_check_table_by_hand(tmp_path) -> None:
     ]  # fmt: skip
     (raw_dir / "a__net1__dqn__seed3.evals.csv").write_text("env_steps,score\n50000,0.5\n100000,1.5\n")
     text = "\n".join(kickstart_check_section(check, raw, raw_dir))
-    assert "a, seed 3, 100,000 env steps, kickstart weight held constant" in text
+    assert (
+        "a, seed 3, 100,000 env steps, kickstart weight held nearly constant (99% of its start at the end)"
+        in text
+    )
+    from poldist.report import _weight_schedule
+
+    assert _weight_schedule(0.5) == "falling to 0 over the first 50% of the run"
+    assert _weight_schedule(1.0) == "falling to 0 over the whole run"
     assert "--variants dqn,kl-w100 --steps 100000 --eval-interval 50000 --decay 100 --seed 3`" in text
     assert "| variant | kickstart loss | weight | lr | score at 50,000 | score at 100,000 |" in text
     dqn = "| dqn | - | 0 | 0.0001 | 1.00 | 2.00 |"

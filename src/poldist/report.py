@@ -459,6 +459,15 @@ def kickstart_ahead(records: list[dict[str, Any]], raw_dir: Path) -> str:
     )
 
 
+def _weight_schedule(decay: float) -> str:
+    """The kickstart weight's linear schedule in words; it reaches 0 at ``decay`` of the run."""
+    if decay < 1:
+        return f"falling to 0 over the first {decay:.0%} of the run"
+    if decay == 1:
+        return "falling to 0 over the whole run"
+    return f"held nearly constant ({1 - 1 / decay:.0%} of its start at the end)"
+
+
 def kickstart_check_section(folder: Path, raw: list[dict[str, Any]], raw_dir: Path) -> list[str]:
     """Lines for the kickstarting diagnosis (``scripts/kickstart_check.py`` results in ``folder``).
 
@@ -507,7 +516,7 @@ def kickstart_check_section(folder: Path, raw: list[dict[str, Any]], raw_dir: Pa
             )
         variants = ",".join(r["variant"] for r in runs if "section" not in r["variant"])
         interval = runs[0]["config"]["eval_interval"]
-        schedule = "held constant" if decay >= 1 else f"falling to 0 over the first {decay:.0%} of the run"
+        schedule = _weight_schedule(decay)
         lines += [
             f"{game}, seed {seed}, {total:,} env steps, kickstart weight {schedule}: "
             f"`python scripts/kickstart_check.py --game {game} --variants {variants} --steps {total} "
