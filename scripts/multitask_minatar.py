@@ -59,6 +59,39 @@ def keep_run_files(
         shutil.copy2(run / f, keep / f)
 
 
+def save_results(out: Path, rows: dict[str, dict], names: list[str], student_runs: dict[str, dict]) -> str:
+    """Write ``out/results.json`` and ``out/table.md`` with the methods finished so far; return the table.
+
+    Called after every stage, so a seed whose DQN is still running already shows its students.
+    """
+    methods = [m for m in ("multi_dist_kl", "multi_dist_nll", "multi_dqn") if m in rows[names[0]]]
+    table_rows, geo = [], {}
+    for name in names:
+        r = rows[name]
+        cells = [name, r["teacher_score"]]
+        for m in methods:
+            r[f"{m}_percent"] = percent_of_teacher(r[m], r["teacher_score"])
+            cells += [r[m], r[f"{m}_percent"]]
+        table_rows.append(cells)
+    for m in methods:
+        geo[m] = geometric_mean([rows[n][f"{m}_percent"] for n in names])
+    table_rows.append(["geometric mean", ""] + sum([["", geo[m]] for m in methods], []))
+    headers = ["game", "teacher"] + sum([[m, f"{m} %"] for m in methods], [])
+    table = format_table(headers, table_rows)
+    write_json(
+        out / "results.json",
+        {
+            "per_game": rows,
+            "geometric_mean_percent": geo,
+            "episodes": EPISODES,
+            "students": student_runs,
+            "command": "python " + " ".join(sys.argv),
+        },
+    )
+    (out / "table.md").write_text("```\n" + table + "\n```\n")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--runs", default="", help="default runs/multitask (seed 0), runs/multitask-seed<S>")
@@ -125,6 +158,7 @@ def main() -> None:
             "student": args.student,
             "params": summary["student_params"],
         }
+        save_results(out, rows, names, student_runs)
 
     if not args.skip_dqn:
         run = runs / f"multi-dqn{hh}"
@@ -146,32 +180,7 @@ def main() -> None:
             rows[name]["multi_dqn"] = evaluate(head, head.env, EPISODES, seed=SEED).mean
         student_runs["multi_dqn"] = {"run": run.name, "head_hidden": args.head_hidden}
 
-    methods = [m for m in ("multi_dist_kl", "multi_dist_nll", "multi_dqn") if m in rows[names[0]]]
-    table_rows, geo = [], {}
-    for name in names:
-        r = rows[name]
-        cells = [name, r["teacher_score"]]
-        for m in methods:
-            r[f"{m}_percent"] = percent_of_teacher(r[m], r["teacher_score"])
-            cells += [r[m], r[f"{m}_percent"]]
-        table_rows.append(cells)
-    for m in methods:
-        geo[m] = geometric_mean([rows[n][f"{m}_percent"] for n in names])
-    table_rows.append(["geometric mean", ""] + sum([["", geo[m]] for m in methods], []))
-    headers = ["game", "teacher"] + sum([[m, f"{m} %"] for m in methods], [])
-    table = format_table(headers, table_rows)
-    write_json(
-        out / "results.json",
-        {
-            "per_game": rows,
-            "geometric_mean_percent": geo,
-            "episodes": EPISODES,
-            "students": student_runs,
-            "command": "python " + " ".join(sys.argv),
-        },
-    )
-    (out / "table.md").write_text("```\n" + table + "\n```\n")
-    print(table)
+    print(save_results(out, rows, names, student_runs))
 
 
 if __name__ == "__main__":

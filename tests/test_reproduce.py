@@ -431,3 +431,21 @@ def test_status_table_counts_what_exists(tmp_path) -> None:
     assert "| losses | 0/25 | 3/25 | 0/25 | `poldist reproduce losses --seeds 0,1,2` |" in table
     assert "| multi-task | 1/3 | 0/3 | 0/3 |" in table
     assert "| online | 0/1 | 0/1 | 1/1 done |" in table
+
+
+def test_report_multitask_methods_from_any_seed(tmp_path) -> None:
+    """A seed whose DQN is still running does not hide another seed's DQN column."""
+    from poldist.report import multitask_section
+
+    paths = []
+    for seed, methods in enumerate([("multi_dist_kl",), ("multi_dist_kl", "multi_dqn")]):
+        per_game = {"minatar/breakout": {"teacher_score": 10.0}}
+        for m in methods:
+            per_game["minatar/breakout"] |= {m: 8.0 + seed, f"{m}_percent": 80.0 + 10 * seed}
+        path = tmp_path / f"seed{seed}" / "results.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"per_game": per_game}))
+        paths.append(path)
+    table, agg = multitask_section(paths)
+    assert "| minatar/breakout | 10.00 | 8.50 (85.0% [80.0, 90.0]) | 9.00 (90.0%) |" in table
+    assert "| seeds |  | 2 | 1 |" in table and set(agg) == {"multi_dist_kl", "multi_dqn"}

@@ -558,8 +558,10 @@ def multitask_section(paths: list[Path]) -> tuple[str, dict[str, dict[str, list[
     and its aggregates (``method -> {"iqm"|"geomean": [point, low, high]}``)."""
     per_seed = [json.loads(p.read_text()) for p in paths]
     games = list(per_seed[0]["per_game"])
-    methods = [
-        m for m in ("multi_dist_kl", "multi_dist_nll", "multi_dqn") if m in per_seed[0]["per_game"][games[0]]
+    methods = [  # a method shows once any seed has it (a seed's DQN may still be running)
+        m
+        for m in ("multi_dist_kl", "multi_dist_nll", "multi_dqn")
+        if any(m in r["per_game"][games[0]] for r in per_seed)
     ]
     matrices = {}
     for m in methods:
