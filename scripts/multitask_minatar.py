@@ -27,7 +27,7 @@ from poldist.distillation import DistillConfig, distill
 from poldist.dqn import DQNConfig, train_dqn
 from poldist.evaluation import evaluate, geometric_mean, percent_of_teacher
 from poldist.plots import plot_learning_curve
-from poldist.runs import write_json
+from poldist.runs import resume_or_clear, write_json
 from poldist.teachers import ZOO, load_teacher, zoo_names
 
 EPISODES = 100
@@ -146,7 +146,7 @@ def main() -> None:
                 evaluate_teacher=False,  # teachers are scored by their model cards
                 seed=args.seed,
             )
-            distill(cfg, run, resume=(run / "state" / "meta.json").exists())
+            distill(cfg, run, resume=resume_or_clear(run))
         summary = json.loads((run / "summary.json").read_text())
         keep_run_files(run, out, [rows[n]["teacher_score"] for n in names], names)
         for name, task in zip(names, summary["tasks"]):
@@ -171,7 +171,7 @@ def main() -> None:
                 checkpoint_interval=500_000,
                 seed=args.seed,
             )
-            train_dqn(cfg, run, resume=(run / "state" / "meta.json").exists())
+            train_dqn(cfg, run, resume=resume_or_clear(run))
         keep_run_files(
             run, out, [rows[n]["teacher_score"] for n in names], names, "multi-task DQN", "env_steps"
         )

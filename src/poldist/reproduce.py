@@ -32,7 +32,7 @@ from poldist.errors import PoldistError
 from poldist.evaluation import evaluate, percent_of_teacher
 from poldist.networks import count_parameters
 from poldist.online import OnlineConfig, online_distill
-from poldist.runs import write_json
+from poldist.runs import resume_or_clear, write_json
 from poldist.teachers import ZOO, load_teacher
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
@@ -218,9 +218,7 @@ def run_cell(
         _check_same_budget(record, cell, budget, dqn_budget, raw)
         return record
     run = runs / cell.name
-    resume = (run / "state" / "meta.json").exists()
-    if run.exists() and not resume:
-        shutil.rmtree(run)  # killed before its first checkpoint: nothing to resume, start again
+    resume = resume_or_clear(run)
     card = teacher_card(cell.game)
     if cell.method == "distill":
         cfg = cell.config(budget)

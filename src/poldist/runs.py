@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -97,3 +98,14 @@ class EvalLog:
         """All rows, as numbers."""
         with Path(path).open() as f:
             return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+
+def resume_or_clear(run_dir: str | Path) -> bool:
+    """For scripts that own their runs directory: True if ``run_dir`` holds a checkpoint to resume;
+    a run killed before its first checkpoint has nothing to resume, so it is removed (False)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "state" / "meta.json").exists():
+        return True
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return False
