@@ -717,7 +717,7 @@ def status_table(results: Path) -> str:
     """Which runs exist, per experiment and seed, and the command that makes the rest.
 
     Counts cells of :func:`poldist.reproduce.experiment_cells` with a raw file under
-    ``<results>/reproduce/raw``, multi-task seeds with every method in
+    ``<results>/reproduce/raw``, the multi-task methods (of three) present in
     ``<results>/multitask/seed<S>/results.json``, and online seeds with a ``summary.json``.
     """
     from poldist.reproduce import EXPERIMENTS, experiment_cells
