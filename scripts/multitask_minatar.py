@@ -1,7 +1,8 @@
 """Multi-task on MinAtar: one student distilled from the five shipped teachers vs the multi-task DQN.
 
-One command, resumable (each stage is skipped when its output exists, and the long DQN run resumes
-from its last checkpoint):
+One command, resumable: a stage whose numbers are in the seed's results.json is not rerun (a fresh
+clone has no runs/), and the long DQN run resumes from its last checkpoint (about 2.8 hours on one
+core; ``scripts/carry_run.py`` moves an unfinished one to another machine):
 
     .venv/bin/python scripts/multitask_minatar.py            # everything (the DQN baseline: hours)
     .venv/bin/python scripts/multitask_minatar.py --skip-dqn # the students only (minutes)
@@ -120,15 +121,29 @@ def main() -> None:
     names = [n for n in zoo_names() if n.startswith("minatar/")]
     cards = {n: json.loads((ZOO / n / "card.json").read_text()) for n in names}
     rows = {n: {"teacher_score": cards[n]["eval"]["mean"]} for n in names}
+    # runs/ is scratch (a fresh clone has none): a method already in results.json is kept, not rerun
+    done = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    student_runs: dict[str, dict] = {}
+
+    def reuse(method: str, run: Path) -> bool:
+        """Take ``method``'s numbers from the seed's results.json if it holds them for ``run``."""
+        prior = done.get("students", {}).get(method, {})
+        if prior.get("run") != run.name or (run / "summary.json").exists():
+            return False
+        for n in names:
+            rows[n][method] = done["per_game"][n][method]
+        student_runs[method] = prior
+        return True
 
     suffix = f"-tau{args.tau:g}" if args.tau else ""
     hh = f"-hh{args.head_hidden}" if args.head_hidden else ""  # run names: linear heads have none
     arch = hh
     if args.student != "teacher":
         arch += "-" + args.student.replace(",", "-").replace("/", "x")
-    student_runs: dict[str, dict] = {}
     for loss in args.losses.split(","):
         run = runs / f"multi-dist-{loss}{suffix if loss == 'kl' else ''}{arch}"
+        if reuse(f"multi_dist_{loss}", run):
+            continue
         if not (run / "summary.json").exists():
             cfg = DistillConfig(
                 teacher=",".join(names),
@@ -160,8 +175,8 @@ def main() -> None:
         }
         save_results(out, rows, names, student_runs)
 
-    if not args.skip_dqn:
-        run = runs / f"multi-dqn{hh}"
+    run = runs / f"multi-dqn{hh}"
+    if not args.skip_dqn and not reuse("multi_dqn", run):
         if not (run / "summary.json").exists():
             cfg = DQNConfig(
                 env_id=",".join(cards[n]["env_id"] for n in names),
@@ -179,6 +194,7 @@ def main() -> None:
             head = load_teacher(run / "teacher", task=i)
             rows[name]["multi_dqn"] = evaluate(head, head.env, EPISODES, seed=SEED).mean
         student_runs["multi_dqn"] = {"run": run.name, "head_hidden": args.head_hidden}
+        save_results(out, rows, names, student_runs)
 
     print(save_results(out, rows, names, student_runs))
 

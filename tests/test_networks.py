@@ -11,6 +11,7 @@ from poldist.errors import PoldistError
 from poldist.networks import (
     Architecture,
     QNetwork,
+    adam,
     count_parameters,
     minatar_dqn,
     nature_dqn,
@@ -170,3 +171,34 @@ def test_architecture_dict_round_trip(arch: Architecture) -> None:
     assert restored == arch
     assert isinstance(restored.convs[0], tuple)
     assert _params(restored) == _params(arch)
+
+
+def test_fewer_channels_skip_the_padding_with_same_outputs_and_gradients() -> None:
+    """A 4-channel input through a 10-channel trunk: as if zero-padded, outputs and gradients."""
+    torch.manual_seed(0)
+    net = QNetwork(minatar_dqn(10, 6))
+    obs = torch.randint(0, 2, (5, 4, 10, 10), dtype=torch.uint8)
+    padded = torch.cat([obs, torch.zeros(5, 6, 10, 10, dtype=torch.uint8)], dim=1)
+    out = net(obs)
+    grads = torch.autograd.grad(out.square().sum(), list(net.parameters()))
+    ref = net(padded)
+    ref_grads = torch.autograd.grad(ref.square().sum(), list(net.parameters()))
+    torch.testing.assert_close(out, ref)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r)
+    assert grads[0][:, 4:].abs().sum() == 0  # the first conv's unused channels learn nothing
+
+
+def test_adam_matches_the_per_tensor_loop() -> None:
+    torch.manual_seed(0)
+    a, b = QNetwork(minatar_dqn(4, 3)), QNetwork(minatar_dqn(4, 3))
+    b.load_state_dict(a.state_dict())
+    opt_a, opt_b = adam(a.parameters(), lr=1e-3, eps=1e-4), torch.optim.Adam(b.parameters(), 1e-3, eps=1e-4)
+    obs = torch.randint(0, 2, (8, 4, 10, 10), dtype=torch.uint8)
+    for _ in range(3):
+        for net, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            net(obs).square().mean().backward()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb)

@@ -30,7 +30,14 @@ from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate
 from poldist.losses import make_loss
 from poldist.memory import ReplayMemory
-from poldist.networks import Architecture, QNetwork, minatar_dqn, nature_dqn, student_architecture
+from poldist.networks import (
+    Architecture,
+    QNetwork,
+    adam,
+    minatar_dqn,
+    nature_dqn,
+    student_architecture,
+)
 from poldist.progress import progress
 from poldist.runs import EvalLog, prepare_run_dir, write_json
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
@@ -208,7 +215,7 @@ def train_dqn(
     )
     online, target = QNetwork(arch), QNetwork(arch)
     target.load_state_dict(online.state_dict())
-    optimizer = torch.optim.Adam(online.parameters(), lr=cfg.lr, eps=1.5e-4)
+    optimizer = adam(online.parameters(), lr=cfg.lr, eps=1.5e-4)
     games = [_Game(spec, _game_memory(spec, cfg.buffer_size)) for spec in specs]
     step = updates = 0
     wall_before = update_debt = 0.0
@@ -310,7 +317,7 @@ def train_dqn(
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm, foreach=True)
                 optimizer.step()
                 updates += 1
                 if updates % cfg.target_update == 0:
@@ -348,6 +355,10 @@ def train_dqn(
                     episodes=res.episodes,
                 )
             bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), eps=f"{eps:.2f}")
+            if on_eval is not None:
+                # fused Adam leaves the weights' version counters alone, and a watcher of the live
+                # network (the Ray backend) spots changes by them: rewrite the weights in place
+                online.load_state_dict(online.state_dict())
             if on_eval is not None and on_eval(step, online, results):
                 stopped = True  # the final checkpoint and summary follow
         if step >= next_ckpt or step >= cfg.total_steps or stopped:

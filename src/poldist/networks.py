@@ -25,6 +25,7 @@ MinAtar teacher; its students halve or shrink those widths to about 25%, 7% and
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -187,12 +188,33 @@ class QNetwork(nn.Module):
         x = obs.float() * self.arch.obs_scale
         missing = self.arch.obs_shape[0] - x.shape[1]
         if missing > 0:
-            x = F.pad(x, (0, 0, 0, 0, 0, missing))
+            first = self.trunk[0]
+            if not isinstance(first, nn.Conv2d):
+                return self.trunk(F.pad(x, (0, 0, 0, 0, 0, missing)))
+            # The padding would be zeros, which the first conv's weights on those channels
+            # multiply to nothing: skip both (same outputs and gradients, fewer FLOPs).
+            x = F.conv2d(x, first.weight[:, : x.shape[1]], first.bias, first.stride, first.padding)
+            for layer in list(self.trunk)[1:]:
+                x = layer(x)
+            return x
         return self.trunk(x)
 
     def forward(self, obs: torch.Tensor, task: int = 0) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, n_actions[task])``."""
         return self.heads[task](self.features(obs))
+
+
+def adam(params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam, fused into one kernel where this torch build supports it (CPU: torch >= 2.4).
+
+    About 0.3 ms less per update of a MinAtar DQN than the per-tensor loop. Fused steps write
+    the weights without bumping their in-place version counters.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    except (RuntimeError, TypeError):  # fused not available for these tensors in this build
+        return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
 
 
 def count_parameters(module: nn.Module) -> int:
