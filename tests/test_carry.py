@@ -1,12 +1,17 @@
 """scripts/carry_run.py: a run packed on one machine resumes from the unpacked copy elsewhere."""
 
 import importlib.util
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from poldist.checkpoints import load_checkpoint
 from poldist.dqn import DQNConfig, train_dqn
 from poldist.errors import PoldistError
+from poldist.memory import ReplayMemory
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "carry_run.py"
 _spec = importlib.util.spec_from_file_location("carry_run", SCRIPT)
@@ -34,6 +39,9 @@ def test_packed_run_resumes_elsewhere_and_unpack_keeps_existing_runs(tmp_path):
     moved = tmp_path / "there" / "dqn"
     assert not (moved / "tb").exists() and (moved / "evals.csv").exists()
     assert train_dqn(_cfg(3_000), moved, resume=True)["env_steps"] == 3_000
+    train_dqn(_cfg(3_000), run, resume=True)  # the same run, resumed where it was
+    a, b = (load_checkpoint(r / "state").tensors for r in (run, moved))
+    assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(PoldistError, match="exists"):
         carry_run.unpack(packed, tmp_path / "there")
 
@@ -43,3 +51,17 @@ def test_pack_refuses_a_run_without_a_whole_checkpoint(tmp_path):
     with pytest.raises(PoldistError):
         carry_run.pack(tmp_path / "run", tmp_path / "out.tar.xz")
     assert not (tmp_path / "out.tar.xz").exists()
+
+
+def test_compact_blob_bit_packs_an_older_memory_blob_losslessly():
+    rng = np.random.default_rng(0)
+    mem = ReplayMemory(40, {"obs": ((4, 10, 10), np.uint8), "reward": ((), np.float32)})
+    mem.add(obs=rng.integers(0, 2, (30, 4, 10, 10), dtype=np.uint8), reward=rng.random(30, dtype=np.float32))
+    buf = io.BytesIO()  # the format before bit-packing: every field as it is
+    np.savez(buf, counters=np.array([40, 30, 30, 30]), **{f"field_{k}": v[:30] for k, v in mem.data.items()})
+    compact = carry_run.compact_blob(buf.getvalue())
+    assert len(compact) < len(buf.getvalue()) / 4
+    again = ReplayMemory(40, {"obs": ((4, 10, 10), np.uint8), "reward": ((), np.float32)})
+    again.load_bytes(compact)
+    for k in mem.data:
+        np.testing.assert_array_equal(again.data[k], mem.data[k])

@@ -155,3 +155,21 @@ def test_load_bytes_into_other_capacity_raises() -> None:
     mem.add(**_rows(0, 2))
     with pytest.raises(ValueError, match="capacity"):
         ReplayMemory(6, FIELDS).load_bytes(mem.to_bytes())
+
+
+def test_binary_frames_are_stored_bit_packed_and_restored_exactly() -> None:
+    rng = np.random.default_rng(0)
+    mem = ReplayMemory(50, FIELDS)
+    obs = rng.integers(0, 2, (37, 4, 10, 10), dtype=np.uint8)
+    mem.add(obs=obs, teacher_out=rng.random((37, 3), dtype=np.float32))
+    blob = mem.to_bytes()
+    assert len(blob) < obs.nbytes / 4  # 8x fewer bytes for the frames
+    other = ReplayMemory(50, FIELDS)
+    other.load_bytes(blob)
+    for k in FIELDS:
+        np.testing.assert_array_equal(other.data[k], mem.data[k])
+    obs[0, 0, 0, 0] = 2  # no longer binary: stored as is
+    mem.add(obs=obs, teacher_out=rng.random((37, 3), dtype=np.float32))
+    again = ReplayMemory(50, FIELDS)
+    again.load_bytes(mem.to_bytes())
+    np.testing.assert_array_equal(again.data["obs"], mem.data["obs"])

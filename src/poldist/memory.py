@@ -18,6 +18,19 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 
 
+def pack_binary_fields(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``field_<name>`` arrays of uint8 0s and 1s become flat bit-packed ``bits_<name>`` arrays
+    (:meth:`ReplayMemory.load_bytes` restores them); other arrays are kept as they are."""
+    out = {}
+    for key, rows in arrays.items():
+        name = key.removeprefix("field_")
+        if key != name and rows.dtype == np.uint8 and rows.size and rows.max() <= 1:
+            out[f"bits_{name}"] = np.packbits(rows, axis=None)
+        else:
+            out[key] = rows
+    return out
+
+
 class ReplayMemory:
     """Ring buffer of ``capacity`` rows; each field is one preallocated numpy array.
 
@@ -78,9 +91,13 @@ class ReplayMemory:
         return sum(v[0].nbytes for v in self.data.values())
 
     def to_bytes(self) -> bytes:
-        """Serialise as an ``.npz`` (no pickle): the filled rows and the counters."""
+        """Serialise as an ``.npz`` (no pickle): the filled rows and the counters.
+
+        A uint8 field holding only 0s and 1s (MinAtar's frames) is stored bit-packed
+        (``bits_<name>``): 8x smaller checkpoints, restored bit-identical.
+        """
         buf = io.BytesIO()
-        arrays = {f"field_{k}": v[: self.size] for k, v in self.data.items()}
+        arrays = pack_binary_fields({f"field_{k}": v[: self.size] for k, v in self.data.items()})
         counters = np.array([self.capacity, self.next, self.size, self.added], np.int64)
         np.savez(buf, counters=counters, **arrays)
         return buf.getvalue()
@@ -92,7 +109,11 @@ class ReplayMemory:
             if capacity != self.capacity:
                 raise ValueError(f"memory capacity {capacity} != {self.capacity}")
             for k, v in self.data.items():
-                v[:size] = z[f"field_{k}"]
+                if f"bits_{k}" in z.files:
+                    count = size * math.prod(v.shape[1:])
+                    v[:size] = np.unpackbits(z[f"bits_{k}"], count=count).reshape(size, *v.shape[1:])
+                else:
+                    v[:size] = z[f"field_{k}"]
         self.next, self.size, self.added = nxt, size, added
 
 
