@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -69,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=3000, help="timed updates per way")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--json", default="runs/bench_dqn_update.json")
+    parser.add_argument("--json", type=Path, default=Path("runs/bench_dqn_update.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     ways = {"before": make_update(False, args.batch_size), "after": make_update(True, args.batch_size)}
@@ -88,8 +89,8 @@ def main() -> None:
     ratio = ms["before"] / ms["after"]
     print(f"before {ms['before']:.2f} ms/update, after {ms['after']:.2f} ms/update: {ratio:.2f}x")
     result = {"ms_per_update": ms, "speedup": ratio, "updates": args.updates, "machine": machine_info()}
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
+    args.json.parent.mkdir(parents=True, exist_ok=True)  # runs/ is absent in a fresh clone
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

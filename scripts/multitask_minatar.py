@@ -1,7 +1,7 @@
 """Multi-task on MinAtar: one student distilled from the five shipped teachers vs the multi-task DQN.
 
 One command, resumable: a stage whose numbers are in the seed's results.json is not rerun (a fresh
-clone has no runs/), and the long DQN run resumes from its last checkpoint (about 2.8 hours on one
+clone has no runs/), and the long DQN run resumes from its last checkpoint (about 3 hours on one
 core; ``scripts/carry_run.py`` moves an unfinished one to another machine):
 
     .venv/bin/python scripts/multitask_minatar.py            # everything (the DQN baseline: hours)
