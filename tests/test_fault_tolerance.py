@@ -741,6 +741,21 @@ def test_run_stopped_before_its_first_checkpoint_says_what_to_do(tmp_path: Path)
         prepare_run_dir(run, resume=False)
 
 
+def test_resume_or_clear_keeps_a_checkpointed_run_and_removes_one_without(tmp_path: Path) -> None:
+    from poldist.runs import resume_or_clear
+
+    assert not resume_or_clear(tmp_path / "never-started")
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "state").mkdir(parents=True)
+    (unfinished / "config.json").write_text("{}")
+    assert not resume_or_clear(unfinished) and not unfinished.exists()
+    online = tmp_path / "online"  # an online run resumes from its teacher's checkpoint
+    (online / "teacher-run" / "state").mkdir(parents=True)
+    (online / "teacher-run" / "state" / META).write_text("{}")
+    assert resume_or_clear(online, checkpoint_in="teacher-run")
+    assert not resume_or_clear(online) and not online.exists()
+
+
 def test_dqn_resume_keeps_the_fractional_update_owed(tmp_path: Path) -> None:
     """3 envs x 0.125 updates per step: 0.375 updates per vector step, owed across a resume."""
     kw = dict(num_envs=3, learning_starts=300, buffer_size=2_000, eval_interval=10**6, eval_episodes=1)

@@ -37,6 +37,18 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
     parser.add_argument("--config", type=Path, help="JSON file of config fields; flags override it")
 
 
+def _add_run_command(
+    sub: Any, name: str, cls: type, func: Any, *, help: str, description: str
+) -> argparse.ArgumentParser:
+    """A sub-command for a long job: the config dataclass's fields as flags, ``--out``, ``--resume``."""
+    p = sub.add_parser(name, help=help, description=description)
+    _add_dataclass_args(p, cls)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.set_defaults(func=func)
+    return p
+
+
 def _build_config(cls: type, args: argparse.Namespace) -> Any:
     values: dict[str, Any] = {}
     names = {f.name for f in dataclasses.fields(cls)}
@@ -330,28 +342,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser(
+    _add_run_command(
+        sub,
         "train-teacher",
+        DQNConfig,
+        _cmd_train_teacher,
         help="train a Double-DQN teacher",
         description="Train a Double-DQN teacher on one env; writes <out>/teacher.",
     )
-    _add_dataclass_args(p, DQNConfig)
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.set_defaults(func=_cmd_train_teacher)
 
     from poldist.distillation import DistillConfig
 
-    p = sub.add_parser(
+    _add_run_command(
+        sub,
         "distill",
+        DistillConfig,
+        _cmd_distill,
         help="distil a teacher into a student",
         description="Distil a teacher (checkpoint dir or shipped name) into a smaller student; "
         "writes <out>/student, <out>/summary.json and <out>/curve.png.",
     )
-    _add_dataclass_args(p, DistillConfig)
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser(
         "evaluate",
@@ -390,16 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from poldist.online import OnlineConfig
 
-    p = sub.add_parser(
+    _add_run_command(
+        sub,
         "online",
+        OnlineConfig,
+        _cmd_online,
         help="online distillation: distil a teacher while it is still learning",
         description="Train a Double-DQN teacher and distil it into a student as it learns; writes "
         "<out>/online.csv (both scores against teacher env steps) and <out>/online.png.",
     )
-    _add_dataclass_args(p, OnlineConfig)
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.set_defaults(func=_cmd_online)
 
     p = sub.add_parser(
         "zoo",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from poldist.envs import make_env_spec  # noqa: E402
 from poldist.errors import PoldistError  # noqa: E402
 from poldist.evaluation import EvalResult  # noqa: E402
 from poldist.networks import QNetwork  # noqa: E402
-from poldist.runs import prepare_run_dir, write_json  # noqa: E402
+from poldist.runs import prepare_run_dir, resume_or_clear, write_json  # noqa: E402
 from poldist.teachers import NetworkTeacher, load_teacher  # noqa: E402
 
 
@@ -120,8 +119,8 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
     student_dir = run_dir / "student-run"
     state: dict[str, Distiller] = {}
 
-    if resume and student_dir.exists() and not (student_dir / "state" / "meta.json").exists():
-        shutil.rmtree(student_dir)  # a student killed before its first checkpoint starts again
+    # a student killed before its first checkpoint starts again
+    student_resume = resume and resume_or_clear(student_dir)
 
     def distiller(teacher_net: QNetwork) -> Distiller:
         if "distiller" not in state:  # the teacher object wraps the live, still-training network
@@ -130,7 +129,7 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
                 distill_cfg,
                 student_dir,
                 teachers=[teacher],
-                resume=(student_dir / "state" / "meta.json").exists(),
+                resume=student_resume,
             )
         return state["distiller"]
 

@@ -343,9 +343,7 @@ def run_online(
         dest = Path(results) / f"{game}-seed{seed}"
         if not (dest / "summary.json").exists():
             run = Path(runs) / f"online-{game}-seed{seed}"
-            resume = (run / "teacher-run" / "state" / "meta.json").exists()
-            if run.exists() and not resume:
-                shutil.rmtree(run)
+            resume = resume_or_clear(run, checkpoint_in="teacher-run")
             print(f"online distillation {cfg.env_id} seed {seed}{' (resumed)' * resume}", flush=True)
             online_distill(replace(cfg, seed=seed), run, resume=resume)
             dest.mkdir(parents=True, exist_ok=True)

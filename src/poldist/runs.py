@@ -100,11 +100,15 @@ class EvalLog:
             return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
 
 
-def resume_or_clear(run_dir: str | Path) -> bool:
+def resume_or_clear(run_dir: str | Path, checkpoint_in: str = "") -> bool:
     """For scripts that own their runs directory: True if ``run_dir`` holds a checkpoint to resume;
-    a run killed before its first checkpoint has nothing to resume, so it is removed (False)."""
+    a run killed before its first checkpoint has nothing to resume, so it is removed (False).
+
+    ``checkpoint_in`` names the sub-run whose checkpoint decides (e.g. ``"teacher-run"`` for an
+    online-distillation run); by default ``run_dir``'s own ``state/``.
+    """
     run_dir = Path(run_dir)
-    if (run_dir / "state" / "meta.json").exists():
+    if (run_dir / checkpoint_in / "state" / "meta.json").exists():
         return True
     if run_dir.exists():
         shutil.rmtree(run_dir)
