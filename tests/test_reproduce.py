@@ -449,3 +449,34 @@ def test_report_multitask_methods_from_any_seed(tmp_path) -> None:
     table, agg = multitask_section(paths)
     assert "| minatar/breakout | 10.00 | 8.50 (85.0% [80.0, 90.0]) | 9.00 (90.0%) |" in table
     assert "| seeds |  | 2 | 1 |" in table and set(agg) == {"multi_dist_kl", "multi_dqn"}
+
+
+def test_multitask_checks_compare_with_single_game_distillation(tmp_path) -> None:
+    """The 'what we checked' text: multi-task vs single-game percent per game, the reading
+    (within 3 points or not), per-seed geometric means and the linear-heads exploration."""
+    from poldist.report import _multitask_checks
+
+    agg = {
+        "multi_dist_kl": {"geomean": [80.0, 0, 0], "per_game": {"breakout": 90.0}, "per_seed": [79.0, 81.0]},
+        "multi_dist_nll": {"geomean": [70.0, 0, 0], "per_game": {"breakout": 70.0}, "per_seed": [70.0, 70.0]},
+        "multi_dqn": {"geomean": [75.0, 0, 0], "per_game": {"breakout": 75.0}, "per_seed": [60.0, 90.0]},
+    }
+    losses = {
+        "games": ["breakout"],
+        "aggregates": {"kl-tau0.01": {"geomean": [82.0, 0, 0]}, "nll": {"geomean": [85.5, 0, 0]}},
+        "per_game": {"kl-tau0.01": {"breakout": 92.0}, "nll": {"breakout": 85.5}},
+    }
+    linear = tmp_path / "explore-linear-heads-seed0"
+    linear.mkdir()
+    (linear / "results.json").write_text(
+        json.dumps({"geometric_mean_percent": {"multi_dist_kl": 81.0, "multi_dqn": 50.0}})
+    )
+    text = _multitask_checks(agg, losses, tmp_path)
+    assert "multi-dist-kl 80.0% against single-game kl-tau0.01 82.0% (breakout 90.0 vs 92.0)" in text
+    assert "multi-dist-kl is within 3 points of single-game kl-tau0.01" in text
+    assert "multi-dist-nll is 15.5 points below single-game nll" in text
+    assert "multi-dqn 60.0, 90.0" in text
+    assert "the DQN reached 50.0% against the KL student's 81.0%" in text
+    # without section 1 or the exploration, the text says only what it can
+    bare = _multitask_checks(agg, None, tmp_path / "nowhere")
+    assert "single-game" not in bare and "linear heads" not in bare
