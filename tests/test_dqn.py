@@ -59,6 +59,7 @@ def test_train_dqn_short_run_and_resume(tmp_path):
     )
     summary = train_dqn(cfg, tmp_path / "run")
     assert summary["env_steps"] == 4_000
+    assert summary["machine"]["cpu_count"] >= 1
     assert summary["updates"] == pytest.approx((4_000 - 1_000) * cfg.updates_per_step, abs=2)
     teacher = load_teacher(tmp_path / "run" / "teacher")
     assert teacher.output_kind == "q" and teacher.n_actions == 3

@@ -30,7 +30,6 @@ import datetime
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -64,6 +63,7 @@ from poldist.envs import MINATAR_GAMES, EnvSpec, make_env_spec, make_vector_env
 from poldist.evaluation import evaluate
 from poldist.losses import make_loss
 from poldist.networks import QNetwork, count_parameters, nature_dqn, student_architecture
+from poldist.runs import machine_info
 from poldist.teachers import ZOO, NetworkTeacher, load_teacher
 
 SECTIONS = ("update", "collection", "inference", "time_to_quality", "memory")
@@ -161,31 +161,6 @@ def paired_rates(
         for name, (fn, items) in fns.items():
             per[name].append(rate(fn, items, seconds))
     return {name: {"median": statistics.median(r), "rounds": r} for name, r in per.items()}
-
-
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU model, cores, torch version and threads, load average."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_version": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    if hasattr(os, "getloadavg"):  # the background load the numbers were measured under
-        info["load_average_1_5_15min"] = list(os.getloadavg())
-    return info
 
 
 def _onnx_missing() -> str | None:

@@ -44,7 +44,7 @@ from poldist.losses import Loss, make_loss
 from poldist.memory import FrameStackMemory, ReplayMemory
 from poldist.networks import QNetwork, count_parameters, student_architecture
 from poldist.progress import progress
-from poldist.runs import EvalLog, prepare_run_dir, write_json
+from poldist.runs import EvalLog, machine_info, prepare_run_dir, write_json
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
 
 
@@ -583,6 +583,7 @@ class Distiller:
             "updates": self.updates,
             "train_wall_seconds": train_wall,
             "wall_seconds": self.wall(),
+            "machine": machine_info(),
             "config": asdict(cfg),
         }
         save_model(

@@ -39,7 +39,7 @@ from poldist.networks import (
     student_architecture,
 )
 from poldist.progress import progress
-from poldist.runs import EvalLog, prepare_run_dir, write_json
+from poldist.runs import EvalLog, machine_info, prepare_run_dir, write_json
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
 
 
@@ -378,6 +378,7 @@ def train_dqn(
         "steps_per_second": step / max(wall(), 1e-9),
         "final_eval": [r for r in rows if r["step"] == last_step],
         "stopped_early": stopped,
+        "machine": machine_info(),
         "config": asdict(cfg),
     }
     save_model(

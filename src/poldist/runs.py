@@ -14,13 +14,42 @@ from __future__ import annotations
 import csv
 import json
 import os
+import platform
 import shutil
 import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from poldist.errors import PoldistError
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU model, cores, torch version and threads, load average: recorded with every
+    summary and benchmark, because float results for one seed differ between CPUs."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    if hasattr(os, "getloadavg"):  # the background load the numbers were measured under
+        info["load_average_1_5_15min"] = list(os.getloadavg())
+    return info
 
 
 def prepare_run_dir(run_dir: str | Path, *, resume: bool) -> Path:

@@ -9,7 +9,6 @@ numbers), ``MODEL_CARD.md`` and ``curve.png`` (the learning curve from the run's
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 from pathlib import Path
@@ -22,22 +21,15 @@ from poldist.errors import PoldistError
 from poldist.evaluation import evaluate
 from poldist.networks import count_parameters
 from poldist.plots import plot_learning_curve
-from poldist.runs import write_json
+from poldist.runs import machine_info, write_json
 from poldist.teachers import ZOO, load_teacher, zoo_names
 
 
 def machine_description() -> str:
     """CPU model and core count of this machine, for model cards and benchmarks."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    m = machine_info()
     system = f"{platform.system()} {platform.release()}"
-    return f"{model}, {os.cpu_count()} cores, {system}, torch {torch.__version__}"
+    return f"{m['cpu_model']}, {m['cpu_count']} cores, {system}, torch {m['torch_version']}"
 
 
 def publish_teacher(run_dir: str | Path, name: str, *, episodes: int = 100, seed: int = 12345) -> Path:
