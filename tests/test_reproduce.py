@@ -164,6 +164,7 @@ def test_runs_write_raw_records_and_are_skipped_when_done(tmp_path) -> None:
     assert len(raw) == 4 and len(list((results / "raw").glob("*.evals.csv"))) == 4
     r = json.loads(raw[0].read_text())
     assert r["updates"] == 40 and r["batch_size"] == 16 and r["transitions"] >= 240
+    assert r["machine"]["cpu_model"]  # which CPU made the number (one seed's floats differ by CPU)
     assert r["percent_of_teacher"] == pytest.approx(100 * r["student_score"] / r["teacher_score"])
     commands = {x["student"]: x["command"] for x in map(json.loads, (p.read_text() for p in raw))}
     assert commands["net2"] == "poldist reproduce compression --games breakout --seeds 0"

@@ -224,6 +224,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         "eval_episodes": cfg.final_eval_episodes,
         "updates": summary["updates"],
         "wall_seconds": wall,
+        "machine": summary["machine"],
         "command": " ".join(["poldist", "demo", *sys.argv[2:]]),
         "config": summary["config"],
     }

@@ -262,6 +262,7 @@ def run_cell(
         "percent_of_teacher": percent_of_teacher(score, card["eval"]["mean"]),
         **extra,
         "compression": extra["student_params"] / extra["teacher_params"],
+        "machine": summary["machine"],
         "command": f"poldist reproduce {experiment or 'losses'} --games {cell.game} --seeds {cell.seed}",
     }
     raw.parent.mkdir(parents=True, exist_ok=True)
