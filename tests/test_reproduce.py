@@ -478,6 +478,7 @@ def test_multitask_checks_compare_with_single_game_distillation(tmp_path) -> Non
     assert "multi-dist-nll is 15.5 points below single-game nll" in text
     assert "multi-dqn 60.0, 90.0" in text
     assert "the DQN reached 50.0% against the KL student's 81.0%" in text
+    assert "took the DQN from 50.0% to 75.0% and the KL student from 81.0% to 80.0%" in text
     # without section 1 or the exploration, the text says only what it can
     bare = _multitask_checks(agg, None, tmp_path / "nowhere")
     assert "single-game" not in bare and "linear heads" not in bare

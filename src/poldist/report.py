@@ -606,30 +606,27 @@ def _multitask_checks(agg: dict[str, dict[str, Any]], losses: dict[str, Any] | N
     ]
     pairs = (("multi_dist_kl", "kl-tau0.01"), ("multi_dist_nll", "nll"))
     if losses is not None and all(m in agg and v in losses["aggregates"] for m, v in pairs):
-        parts = []
+        parts, readings = [], []
         for m, v in pairs:
-            single = losses["aggregates"][v]["geomean"][0]
+            name, single = m.replace("_", "-"), losses["aggregates"][v]["geomean"][0]
             games = ", ".join(
                 f"{g} {agg[m]['per_game'][g]:.1f} vs {losses['per_game'][v][g]:.1f}"
                 for g in losses["games"]
                 if g in agg[m]["per_game"]
             )
             parts.append(
-                f"{m.replace('_', '-')} {agg[m]['geomean'][0]:.1f}% against single-game {v} "
-                f"{single:.1f}% ({games})"
+                f"{name} {agg[m]['geomean'][0]:.1f}% against single-game {v} {single:.1f}% ({games})"
             )
-        readings = []
-        for m, v in pairs:
-            gap = agg[m]["geomean"][0] - losses["aggregates"][v]["geomean"][0]
-            name = m.replace("_", "-")
+            gap = agg[m]["geomean"][0] - single
             if abs(gap) < 3:  # within the seeds' spread: sharing the network costs nothing visible
                 readings.append(
                     f"{name} is within 3 points of single-game {v}, so its shortfall is that of "
                     "single-game distillation on MinAtar (section 1), not interference between games"
                 )
             else:
-                side = "above" if gap > 0 else "below"
-                readings.append(f"{name} is {abs(gap):.1f} points {side} single-game {v}")
+                readings.append(
+                    f"{name} is {abs(gap):.1f} points {'above' if gap > 0 else 'below'} single-game {v}"
+                )
         lines.append(
             "Multi-task against single-game distillation with the same loss on the same teachers "
             "(section 1: teacher-size students, its own budget; per game, multi-task vs "
@@ -656,11 +653,12 @@ def _multitask_checks(agg: dict[str, dict[str, Any]], losses: dict[str, Any] | N
     linear = folder / "explore-linear-heads-seed0" / "results.json"
     if linear.exists():
         geo = json.loads(linear.read_text())["geometric_mean_percent"]
-        if {"multi_dist_kl", "multi_dqn"} <= geo.keys():
+        if {"multi_dist_kl", "multi_dqn"} <= geo.keys() and {"multi_dist_kl", "multi_dqn"} <= agg.keys():
             lines.append(
                 f"With linear heads (one seed, explorations below) the DQN reached {geo['multi_dqn']:.1f}% "
-                f"against the KL student's {geo['multi_dist_kl']:.1f}%: the per-game layer helps "
-                "the DQN far more than the students."
+                f"against the KL student's {geo['multi_dist_kl']:.1f}%: the per-game layer took the "
+                f"DQN from {geo['multi_dqn']:.1f}% to {agg['multi_dqn']['geomean'][0]:.1f}% and the KL "
+                f"student from {geo['multi_dist_kl']:.1f}% to {agg['multi_dist_kl']['geomean'][0]:.1f}%."
             )
     return " ".join(lines)
 
