@@ -29,7 +29,7 @@ from poldist.envs import EnvSpec, make_env_spec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate
 from poldist.losses import make_loss
-from poldist.memory import ReplayMemory
+from poldist.memory import FrameStackMemory, ReplayMemory
 from poldist.networks import (
     Architecture,
     QNetwork,
@@ -123,7 +123,7 @@ class _Game:
     """One task of a (multi-task) DQN run: its env, replay memory and current observations."""
 
     spec: EnvSpec
-    memory: ReplayMemory
+    memory: ReplayMemory | FrameStackMemory
     env: Any = None
     obs: np.ndarray | None = None
     ep_ret: np.ndarray | None = None
@@ -157,7 +157,9 @@ def _kickstart_teachers(cfg: DQNConfig, specs: list[EnvSpec]) -> list[NetworkTea
     return teachers
 
 
-def _game_memory(spec: EnvSpec, size: int) -> ReplayMemory:
+def _game_memory(spec: EnvSpec, size: int) -> ReplayMemory | FrameStackMemory:
+    """A game's DQN replay memory; on Atari every 84x84 frame is stored once (about 7 KB a
+    transition instead of 56 KB for ``obs`` and ``next_obs`` as two stacks of four frames)."""
     fields = {
         "obs": (spec.obs_shape, np.uint8),
         "next_obs": (spec.obs_shape, np.uint8),
@@ -165,7 +167,35 @@ def _game_memory(spec: EnvSpec, size: int) -> ReplayMemory:
         "reward": ((), np.float32),
         "done": ((), np.float32),
     }
+    if spec.domain == "atari":
+        return FrameStackMemory(size, fields, frame_field="obs", next_frame_field="next_obs")
     return ReplayMemory(size, fields)
+
+
+def final_observations(
+    next_obs: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The true next observations of a ``SAME_STEP`` autoreset step, and where to stop bootstrapping.
+
+    An env whose episode ended returns the first observation of its next episode; its last one is
+    in ``info["final_obs"]``. Gymnasium's vector envs mark those envs in ``info["_final_obs"]``;
+    ale-py's ``AtariVectorEnv`` gives no mask, so ``terminated | truncated`` marks them.
+
+    Returns:
+        ``(stored_next, done)``: ``(n, C, H, W)`` next observations to store (``next_obs``
+        itself when no episode ended) and ``(n,)`` bool, true where the target must not
+        bootstrap (terminated; also truncated when the env gives no final observation).
+    """
+    ended = terminated | truncated
+    if "final_obs" not in info:
+        return next_obs, ended
+    mask = np.asarray(info.get("_final_obs", ended), bool)
+    stored_next = next_obs
+    if mask.any():
+        stored_next = next_obs.copy()
+        for j in np.flatnonzero(mask):
+            stored_next[j] = info["final_obs"][j]
+    return stored_next, terminated
 
 
 def train_dqn(
@@ -277,15 +307,7 @@ def train_dqn(
             with torch.no_grad():
                 actions = epsilon_greedy(online(torch.as_tensor(game.obs), i), eps, rng)
             next_obs, reward, terminated, truncated, info = game.env.step(actions)
-            stored_next, done = next_obs, terminated  # memory.add copies them in
-            if "final_obs" in info:  # SAME_STEP autoreset: the true last frame of each episode
-                ended = np.flatnonzero(info["_final_obs"])
-                if len(ended):
-                    stored_next = next_obs.copy()
-                    for j in ended:
-                        stored_next[j] = info["final_obs"][j]
-            else:  # ale-py gives no final frame: treat truncation as termination
-                done = terminated | truncated
+            stored_next, done = final_observations(next_obs, terminated, truncated, info)
             game.memory.add(obs=game.obs, next_obs=stored_next, action=actions, reward=reward, done=done)
             game.ep_ret += reward
             for j in np.flatnonzero(terminated | truncated):

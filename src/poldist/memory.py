@@ -157,6 +157,10 @@ class FrameStackMemory:
             ``((k, H, W), np.uint8)``, e.g. ``{"obs": ((4, 84, 84), np.uint8),
             "teacher_out": ((18,), np.float32)}``.
         frame_field: the stacked-frame field.
+        next_frame_field: a second stacked-frame field holding each row's next observation (DQN's
+            ``next_obs``), sharing the ring: ``obs`` of one call is usually the previous call's
+            ``next_obs`` and ``next_obs`` is ``obs`` shifted by a frame, so a DQN transition
+            costs one new frame as well. Its frame numbers are kept in ``next_refs``.
         frame_capacity: frames in the ring (default above); at least ``k``.
     """
 
@@ -166,15 +170,19 @@ class FrameStackMemory:
         fields: Mapping[str, tuple[tuple[int, ...], np.dtype]],
         frame_field: str = "obs",
         frame_capacity: int | None = None,
+        next_frame_field: str | None = None,
     ):
         if capacity <= 0:
             raise ValueError(f"capacity must be positive, got {capacity}")
-        if frame_field not in fields:
-            raise KeyError(f"frame field {frame_field!r} is not among the fields {sorted(fields)}")
+        for name in (frame_field, next_frame_field):
+            if name is not None and name not in fields:
+                raise KeyError(f"frame field {name!r} is not among the fields {sorted(fields)}")
         self.fields = {
             name: (tuple(int(d) for d in shape), np.dtype(dt)) for name, (shape, dt) in fields.items()
         }
         shape, dtype = self.fields[frame_field]
+        if next_frame_field is not None and self.fields[next_frame_field] != (shape, dtype):
+            raise ValueError(f"fields {frame_field!r} and {next_frame_field!r} must have the same shape")
         if len(shape) != 3 or min(shape) <= 0:
             raise ValueError(f"field {frame_field!r} must have row shape (k, H, W), got {shape}")
         k, height, width = shape
@@ -186,16 +194,19 @@ class FrameStackMemory:
             )
         self.capacity = int(capacity)
         self.frame_field = frame_field
+        self.next_frame_field = next_frame_field
         self.frame_capacity = int(frame_capacity)
         self.k = k
         self.frame_shape = (height, width)
         # np.zeros: pages are committed only when written, so a large ring costs nothing up front
         self.frames = np.zeros((self.frame_capacity, height, width), dtype)
         self.refs = np.zeros((self.capacity, k), np.int64)
+        # DQN's next observations: their own frame numbers into the same ring (1 new frame a row)
+        self.next_refs = np.zeros((self.capacity if next_frame_field else 0, k), np.int64)
         self.data = {
             name: np.zeros((self.capacity, *s), dt)
             for name, (s, dt) in self.fields.items()
-            if name != frame_field
+            if name not in (frame_field, next_frame_field)
         }
         self.last_refs = np.zeros((0, k), np.int64)
         self._stream: Hashable = None  # the stream last_refs belongs to
@@ -210,7 +221,9 @@ class FrameStackMemory:
 
     def empty_like(self, capacity: int) -> FrameStackMemory:
         """A new, empty memory with the same fields and ``capacity`` rows (default frame ring for it)."""
-        return FrameStackMemory(capacity, self.fields, frame_field=self.frame_field)
+        return FrameStackMemory(
+            capacity, self.fields, frame_field=self.frame_field, next_frame_field=self.next_frame_field
+        )
 
     def select_stream(self, key: Hashable) -> None:
         """Make the next ``add`` continue the env stream ``key`` (its own previous stacks).
@@ -233,35 +246,59 @@ class FrameStackMemory:
         """
         if set(rows) != set(self.fields):
             raise KeyError(f"expected fields {sorted(self.fields)}, got {sorted(rows)}")
-        obs = np.asarray(rows[self.frame_field])
-        want = (self.k, *self.frame_shape)
-        if obs.ndim != 4 or obs.shape[1:] != want:
-            raise ValueError(
-                f"field {self.frame_field!r} must have shape (n, {', '.join(map(str, want))}), "
-                f"got {obs.shape}"
-            )
-        n = obs.shape[0]
-        for name in self.data:
+        stacks = {name: self._stacks(rows, name) for name in (self.frame_field, self.next_frame_field) if name}
+        n = len(stacks[self.frame_field])
+        for name in (*self.data, *stacks):
             if len(rows[name]) != n:
                 raise ValueError(f"field {name!r} has {len(rows[name])} rows, {self.frame_field!r} has {n}")
         if n == 0:
             return
-        obs = obs.astype(self.frames.dtype, copy=False)  # as ReplayMemory: stored in the field's dtype
-        refs, new_e, new_j = self._find_frames(obs)
-        self._store_frames(obs[new_e, new_j])
-        self.last_refs = refs
+        obs = stacks[self.frame_field]
+        if self.next_frame_field is None:
+            # consecutive calls of an env stream: obs[e] is the previous obs[e] shifted by one frame
+            refs = self._add_stacks(obs, self.last_refs, shift=1)
+            self.last_refs = refs
+        else:
+            # obs[e] is the previous call's next_obs[e] (unless env e was reset), and next_obs[e] is
+            # obs[e] shifted by one frame (also the true last stack of an episode that just ended)
+            refs = self._add_stacks(obs, self.last_refs, shift=0)
+            next_refs = self._add_stacks(stacks[self.next_frame_field], refs, shift=1)
+            self.last_refs = next_refs
         # a batch larger than the memory keeps its newest rows, in the slots ReplayMemory would use
         first = max(0, n - self.capacity)
         idx = (self.next + np.arange(first, n)) % self.capacity
         self.refs[idx] = refs[first:]
+        if self.next_frame_field is not None:
+            self.next_refs[idx] = next_refs[first:]
         for name, v in self.data.items():
             v[idx] = np.asarray(rows[name])[first:]
         self.next = int((self.next + n) % self.capacity)
         self.size = min(self.size + n, self.capacity)
         self.added += n
 
-    def _find_frames(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _stacks(self, rows: dict[str, np.ndarray], name: str) -> np.ndarray:
+        """``rows[name]`` as ``(n, k, H, W)`` in the ring's dtype (as ReplayMemory stores a field)."""
+        obs = np.asarray(rows[name])
+        want = (self.k, *self.frame_shape)
+        if obs.ndim != 4 or obs.shape[1:] != want:
+            raise ValueError(
+                f"field {name!r} must have shape (n, {', '.join(map(str, want))}), got {obs.shape}"
+            )
+        return obs.astype(self.frames.dtype, copy=False)
+
+    def _add_stacks(self, obs: np.ndarray, prev_refs: np.ndarray, shift: int) -> np.ndarray:
+        """Store the new frames of stacks ``obs`` ``(n, k, H, W)``; return their numbers ``(n, k)``."""
+        refs, new_e, new_j = self._find_frames(obs, prev_refs, shift)
+        self._store_frames(obs[new_e, new_j])
+        return refs
+
+    def _find_frames(
+        self, obs: np.ndarray, last_refs: np.ndarray, shift: int = 1
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frame numbers for the stacks ``obs`` ``(n, k, H, W)``.
+
+        ``last_refs`` ``(m, k)``: the stacks that env ``e``'s stack most likely continues, ``shift``
+        (0 or 1) frames later.
 
         Returns:
             ``refs`` ``(n, k)`` int64, and the positions ``(e, j)`` (two ``(m,)`` arrays) of the
@@ -273,21 +310,24 @@ class FrameStackMemory:
         window = min(ring, k * n + max(ring - self.capacity, 0) // 2)
         reuse_lo = self.frames_added - window
         # env e continues env e of the previous call; bytes are compared, so a wrong guess costs only space
-        m = min(n, len(self.last_refs))
-        prev_refs = self.last_refs[:m]
+        m = min(n, len(last_refs))
+        prev_refs = last_refs[:m]
         prev = self.frames[prev_refs % ring]  # (m, k, H, W); stale numbers are masked by prev_ok
         prev_ok = prev_refs >= reuse_lo
         shifted = np.zeros(n, bool)
-        if k == 1:
+        if k == shift:
             shifted[:] = True  # nothing to share: every row stores its one frame
         elif m:
-            shifted[:m] = prev_ok[:, 1:].all(1) & (obs[:m, :-1] == prev[:, 1:]).all(axis=(1, 2, 3))
+            same = (obs[:m, : k - shift] == prev[:, shift:]).all(axis=(1, 2, 3))
+            shifted[:m] = prev_ok[:, shift:].all(1) & same
         refs = np.empty((n, k), np.int64)
         sh = np.flatnonzero(shifted)
-        if k > 1:
-            refs[sh, :-1] = self.last_refs[sh, 1:]
-        refs[sh, -1] = self.frames_added + np.arange(len(sh))
-        new_e, new_j = list(sh), [k - 1] * len(sh)
+        if k > shift:
+            refs[sh, : k - shift] = last_refs[sh, shift:]
+        new_e, new_j = [], []
+        if shift:
+            refs[sh, -1] = self.frames_added + np.arange(len(sh))
+            new_e, new_j = list(sh), [k - 1] * len(sh)
         for e in np.flatnonzero(~shifted):  # resets and unrelated stacks: few, so a plain loop
             for j in range(k):
                 ref = -1
@@ -315,13 +355,22 @@ class FrameStackMemory:
         self.frames[numbers % self.frame_capacity] = new[m - keep :]
         self.frames_added += m
 
+    def _oldest(self, idx: np.ndarray | slice) -> np.ndarray:
+        """The oldest frame number of each row ``idx`` (a next stack may reach back to a reset)."""
+        oldest = self.refs[idx].min(1)
+        if self.next_frame_field is not None:
+            oldest = np.minimum(oldest, self.next_refs[idx].min(1))
+        return oldest
+
     def valid_mask(self) -> np.ndarray:
         """``(size,)`` bool: rows whose frames are all still in the ring; only these are sampled."""
-        return self.refs[: self.size].min(1) >= self.frames_added - self.frame_capacity
+        return self._oldest(slice(0, self.size)) >= self.frames_added - self.frame_capacity
 
     def _gather(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows ``idx`` ``(B,)``: ``frame_field`` as ``(B, k, H, W)``, others as ``(B, *row_shape)``."""
+        """Rows ``idx`` ``(B,)``: frame fields as ``(B, k, H, W)``, others as ``(B, *row_shape)``."""
         out = {self.frame_field: self.frames[self.refs[idx] % self.frame_capacity]}
+        if self.next_frame_field is not None:
+            out[self.next_frame_field] = self.frames[self.next_refs[idx] % self.frame_capacity]
         out.update({name: v[idx] for name, v in self.data.items()})
         return out
 
@@ -335,12 +384,12 @@ class FrameStackMemory:
         # reject and redraw rows with an overwritten frame: conditioned on acceptance each draw is
         # uniform over valid rows, and so is the exact fallback for draws still rejected
         for _ in range(8):
-            bad = np.flatnonzero(self.refs[idx].min(1) < lowest)
+            bad = np.flatnonzero(self._oldest(idx) < lowest)
             if len(bad) == 0:
                 break
             idx[bad] = rng.integers(0, self.size, len(bad))
         else:
-            bad = np.flatnonzero(self.refs[idx].min(1) < lowest)
+            bad = np.flatnonzero(self._oldest(idx) < lowest)
             if len(bad):
                 valid = np.flatnonzero(self.valid_mask())
                 if len(valid) == 0:
@@ -355,7 +404,7 @@ class FrameStackMemory:
     def nbytes_per_row(self) -> int:
         """Bytes per transition, rounded up: all arrays (frame ring, frame numbers, other fields,
         ``last_refs``) over ``capacity``; the ring is counted in full even before it is filled."""
-        total = self.frames.nbytes + self.refs.nbytes + self.last_refs.nbytes
+        total = self.frames.nbytes + self.refs.nbytes + self.next_refs.nbytes + self.last_refs.nbytes
         total += sum(v.nbytes for v in self.data.values())
         return math.ceil(total / self.capacity)
 
@@ -363,6 +412,8 @@ class FrameStackMemory:
         """Serialise as an ``.npz`` (no pickle): filled rows, used frame slots, ``last_refs``, counters."""
         buf = io.BytesIO()
         arrays = {f"field_{k}": v[: self.size] for k, v in self.data.items()}
+        if self.next_frame_field is not None:
+            arrays["next_refs"] = self.next_refs[: self.size]
         counters = np.array(
             [self.capacity, self.next, self.size, self.added, self.frame_capacity, self.frames_added],
             np.int64,
@@ -398,6 +449,10 @@ class FrameStackMemory:
                 )
             self.frames[: len(frames)] = frames
             self.refs[:size] = refs
+            if self.next_frame_field is not None:
+                if "next_refs" not in z.files or len(z["next_refs"]) != size:
+                    raise ValueError("stored memory has no next-observation frame numbers")
+                self.next_refs[:size] = z["next_refs"]
             for k, v in self.data.items():
                 v[:size] = z[f"field_{k}"]
             self.last_refs = z["last_refs"].astype(np.int64)
