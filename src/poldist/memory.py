@@ -246,7 +246,8 @@ class FrameStackMemory:
         """
         if set(rows) != set(self.fields):
             raise KeyError(f"expected fields {sorted(self.fields)}, got {sorted(rows)}")
-        stacks = {name: self._stacks(rows, name) for name in (self.frame_field, self.next_frame_field) if name}
+        names = (self.frame_field, self.next_frame_field)
+        stacks = {name: self._stacks(rows, name) for name in names if name}
         n = len(stacks[self.frame_field])
         for name in (*self.data, *stacks):
             if len(rows[name]) != n:
