@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -22,6 +28,7 @@ from poldist.checkpoints import (
 )
 from poldist.envs import EnvSpec
 from poldist.errors import PoldistError
+from poldist.memory import FrameStackMemory, ReplayMemory, pack_binary_fields
 from poldist.networks import Architecture, QNetwork, minatar_dqn
 
 
@@ -130,6 +137,193 @@ def test_blobs_round_trip_and_stale_blobs_removed(tmp_path: Path) -> None:
     assert ckpt.metadata["step"] == 2
     torch.testing.assert_close(ckpt.tensors["w"], torch.arange(4.0))
     assert load_checkpoint(d, blobs=False).blobs == {}
+
+
+# --- streamed blobs (a replay memory written without a second copy in RAM) -----------------------
+
+FRAME_FIELDS = {
+    "obs": ((4, 8, 8), np.uint8),
+    "next_obs": ((4, 8, 8), np.uint8),
+    "action": ((), np.int64),
+    "reward": ((), np.float32),
+    "done": ((), np.float32),
+}
+
+
+def _old_replay_to_bytes(mem: ReplayMemory) -> bytes:
+    """``ReplayMemory.to_bytes`` as it was before ``write_npz``: the reference bytes."""
+    buf = io.BytesIO()
+    arrays = pack_binary_fields({f"field_{k}": v[: mem.size] for k, v in mem.data.items()})
+    counters = np.array([mem.capacity, mem.next, mem.size, mem.added], np.int64)
+    np.savez(buf, counters=counters, **arrays)
+    return buf.getvalue()
+
+
+def _old_frames_to_bytes(mem: FrameStackMemory) -> bytes:
+    """``FrameStackMemory.to_bytes`` as it was before ``write_npz``: the reference bytes."""
+    buf = io.BytesIO()
+    arrays = {f"field_{k}": v[: mem.size] for k, v in mem.data.items()}
+    if mem.next_frame_field is not None:
+        arrays["next_refs"] = mem.next_refs[: mem.size]
+    counters = np.array(
+        [mem.capacity, mem.next, mem.size, mem.added, mem.frame_capacity, mem.frames_added], np.int64
+    )
+    used = min(mem.frames_added, mem.frame_capacity)
+    np.savez(
+        buf,
+        counters=counters,
+        frames=mem.frames[:used],
+        refs=mem.refs[: mem.size],
+        last_refs=mem.last_refs,
+        **arrays,
+    )
+    return buf.getvalue()
+
+
+def _filled_memory(kind: str, capacity: int = 50) -> ReplayMemory | FrameStackMemory:
+    """A memory that has wrapped around: MinAtar-like (bit-packed frames) or Atari DQN-like."""
+    rng = np.random.default_rng(3)
+    if kind == "replay":
+        mem = ReplayMemory(capacity, {"obs": ((4, 10, 10), np.uint8), "q": ((3,), np.float32)})
+        for _ in range(7):
+            mem.add(obs=rng.integers(0, 2, (11, 4, 10, 10), np.uint8), q=rng.random((11, 3), np.float32))
+        return mem
+    mem = FrameStackMemory(capacity, FRAME_FIELDS, next_frame_field="next_obs")
+    obs = rng.integers(0, 256, (3, 4, 8, 8), np.uint8)
+    for t in range(30):
+        nxt = np.concatenate([obs[:, 1:], rng.integers(0, 256, (3, 1, 8, 8), np.uint8)], axis=1)
+        done = np.array([t % 9 == 8, False, False])
+        mem.add(obs=obs, next_obs=nxt, action=np.full(3, t), reward=np.ones(3, np.float32), done=done)
+        obs = nxt.copy()
+        obs[done] = np.repeat(rng.integers(0, 256, (int(done.sum()), 1, 8, 8), np.uint8), 4, axis=1)
+    return mem
+
+
+@pytest.mark.parametrize("kind", ["replay", "frames"])
+def test_streamed_memory_blob_has_the_bytes_and_hash_of_the_old_to_bytes(tmp_path: Path, kind: str) -> None:
+    mem = _filled_memory(kind)
+    old = _old_replay_to_bytes(mem) if kind == "replay" else _old_frames_to_bytes(mem)
+    assert mem.to_bytes() == old
+    d = save_checkpoint(tmp_path / "state", {"w": torch.zeros(2)}, {"step": 1}, {"memory_0": mem.write_npz})
+    info = json.loads((d / META).read_text())["files"]["memory_0"]
+    digest = hashlib.sha256(old).hexdigest()
+    assert info == {"file": f"memory_0-{digest[:12]}.npz", "sha256": digest}
+    path = d / info["file"]
+    assert path.read_bytes() == old
+    assert path.stat().st_mode & 0o777 == 0o644
+    names = sorted(p.name for p in d.iterdir())  # no temporary file left
+    assert len(names) == 3 and META in names and info["file"] in names and names[-1].startswith("weights-")
+    again = mem.empty_like(mem.capacity)
+    again.load_bytes(load_checkpoint(d).blobs["memory_0"])
+    a, b = mem.all_rows(), again.all_rows()
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_with_old_bytes_blob_still_loads(tmp_path: Path) -> None:
+    """A checkpoint written from ``to_bytes()`` output (before streaming) loads as before."""
+    mem = _filled_memory("frames")
+    d = save_checkpoint(tmp_path / "old", {"w": torch.zeros(2)}, {}, {"memory_0": _old_frames_to_bytes(mem)})
+    again = mem.empty_like(mem.capacity)
+    again.load_bytes(load_checkpoint(d).blobs["memory_0"])
+    assert again.frames_added == mem.frames_added
+    np.testing.assert_array_equal(again.all_rows()["next_obs"], mem.all_rows()["next_obs"])
+    # the same memory streamed lands in the same file: nothing is rewritten under another name
+    save_checkpoint(d, {"w": torch.zeros(2)}, {}, {"memory_0": mem.write_npz})
+    assert len(list(d.glob("memory_0-*.npz"))) == 1
+
+
+def test_streaming_save_gives_the_writer_a_file_and_never_calls_to_bytes(tmp_path: Path, monkeypatch) -> None:
+    def refuse(self) -> bytes:
+        raise AssertionError("to_bytes builds the whole blob in RAM")
+
+    monkeypatch.setattr(ReplayMemory, "to_bytes", refuse)
+    monkeypatch.setattr(FrameStackMemory, "to_bytes", refuse)
+    memories = [_filled_memory("replay"), _filled_memory("frames")]
+    given = []
+
+    def writer(mem):
+        def write(f) -> None:
+            given.append(f)
+            assert not isinstance(f, io.BytesIO) and f.seekable() and f.tell() == 0
+            (temp,) = (tmp_path / "state").glob(".memory_*.tmp")  # a temporary file in the checkpoint
+            assert os.path.samestat(os.fstat(f.fileno()), temp.stat())
+            mem.write_npz(f)
+
+        return write
+
+    blobs = {f"memory_{i}": writer(m) for i, m in enumerate(memories)}
+    save_checkpoint(tmp_path / "state", {"w": torch.zeros(2)}, {}, blobs)
+    assert len(given) == 2
+    loaded = load_checkpoint(tmp_path / "state").blobs
+    for i, mem in enumerate(memories):
+        again = mem.empty_like(mem.capacity)
+        again.load_bytes(loaded[f"memory_{i}"])
+        np.testing.assert_array_equal(again.all_rows()["obs"], mem.all_rows()["obs"])
+
+
+def test_failing_writer_keeps_the_previous_checkpoint_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    d = tmp_path / "state"
+    save_checkpoint(d, {"w": torch.zeros(2)}, {"step": 1}, {"memory_0": b"first"})
+    before = sorted(p.name for p in d.iterdir())
+
+    def broken(f) -> None:
+        f.write(b"PK half a memory")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(d, {"w": torch.ones(2)}, {"step": 2}, {"memory_0": broken})
+    # the new weights file (written before the blob) stays until the next save; nothing else is new
+    assert [n for n in sorted(p.name for p in d.iterdir()) if n not in before] == [
+        next(p.name for p in d.glob("weights-*") if p.name not in before)
+    ]
+    ckpt = load_checkpoint(d)
+    assert ckpt.metadata["step"] == 1 and ckpt.blobs["memory_0"] == b"first"
+    save_checkpoint(d, {"w": torch.ones(2)}, {"step": 3}, {"memory_0": lambda f: f.write(b"third")})
+    assert len(list(d.iterdir())) == 3 and load_checkpoint(d).blobs["memory_0"] == b"third"
+
+
+_RSS_PROBE = """
+import resource, sys
+import numpy as np, torch
+from poldist.checkpoints import save_checkpoint
+from poldist.memory import ReplayMemory
+
+def peak() -> int:  # bytes; Linux reports ru_maxrss in KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+rows, width = 4096, 1 << 16  # 256 MiB of non-binary bytes (nothing is bit-packed)
+mem = ReplayMemory(rows, {"x": ((width,), np.uint8)})
+rng = np.random.default_rng(0)
+for _ in range(rows // 64):  # 4 MiB batches: the peak so far is the memory itself
+    mem.add(x=rng.integers(2, 256, (64, width), dtype=np.uint8))
+w = {"w": torch.zeros(4)}
+p0 = peak()
+save_checkpoint(sys.argv[1] + "/stream", w, {}, {"memory_0": mem.write_npz})
+p1 = peak()
+save_checkpoint(sys.argv[1] + "/bytes", w, {}, {"memory_0": mem.to_bytes()})
+p2 = peak()
+print(rows * width, p1 - p0, p2 - p1)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux only")
+def test_streaming_save_does_not_hold_the_blob_in_ram(tmp_path: Path) -> None:
+    """Peak RSS while writing a 256 MiB memory: streamed, it grows by a chunk or two (16 MiB each);
+    from ``to_bytes()`` by the blob's size (which shows the probe would see such a copy)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    blob, streamed, from_bytes = map(int, out.stdout.split())
+    print(
+        f"blob {blob / 2**20:.0f} MiB: peak RSS +{streamed / 2**20:.0f} MiB streamed, "
+        f"+{from_bytes / 2**20:.0f} MiB from to_bytes()"
+    )
+    assert streamed < blob / 4
+    assert from_bytes > 0.75 * blob
+    for how in ("stream", "bytes"):
+        (written,) = (tmp_path / how).glob("memory_0-*.npz")
+        assert written.stat().st_size > blob
 
 
 # --- load errors ---------------------------------------------------------------------------------

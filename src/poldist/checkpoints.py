@@ -7,10 +7,14 @@ A checkpoint is a directory::
     memory-<sha12>.npz             # optional blobs (replay memory), numpy without pickle
 
 Data files carry their content hash in their names and ``meta.json`` lists them
-with their full sha256. Each file is written to a temporary name and renamed, and
-``meta.json`` is renamed into place only after the data files are whole, so a
-reader sees either the previous complete checkpoint or the new one, never half of
+with their full sha256. Each file is written to a temporary name, flushed, fsynced and
+renamed, and ``meta.json`` is renamed into place only after the data files are whole, so
+a reader sees either the previous complete checkpoint or the new one, never half of
 one; files no longer referenced are removed afterwards.
+
+A blob may be given as a writer, ``write(file)`` (e.g. ``ReplayMemory.write_npz``), instead
+of bytes: it streams into the temporary file, so a replay memory is never held twice in RAM
+while its checkpoint is written.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors.torch import load as st_load
@@ -35,6 +40,10 @@ from poldist.networks import Architecture, QNetwork
 FORMAT = "poldist-checkpoint"
 FORMAT_VERSION = 1
 META = "meta.json"
+
+# writes a blob's content into a binary file object open for writing (seekable, at offset 0)
+BlobWriter = Callable[[BinaryIO], None]
+Blob = bytes | BlobWriter  # a blob: its content, or a writer of it
 
 
 @dataclass
@@ -61,11 +70,47 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _sha256_of_file(f: BinaryIO, chunk: int = 1 << 20) -> str:
+    """sha256 (hex) of everything in ``f``, read from the start in ``chunk``-byte pieces."""
+    f.seek(0)
+    h = hashlib.sha256()
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    while n := f.readinto(buf):
+        h.update(view[:n])
+    return h.hexdigest()
+
+
+def _atomic_write_stream(directory: Path, name: str, ext: str, write: BlobWriter) -> tuple[str, str]:
+    """Stream ``write(file)`` into ``directory/<name>-<sha12>.<ext>`` atomically; return (file name, sha256).
+
+    As :func:`_atomic_write` (temporary file in ``directory``, flushed, fsynced, mode 0644, then
+    renamed; removed on any error), but the content never exists as one ``bytes`` object. The
+    hash is read back from the written file: ``np.savez`` into a seekable file rewrites each zip
+    entry's header after its data, so hashing the bytes as they are written would be wrong.
+    """
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.{ext}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+            digest = _sha256_of_file(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are meant to be shared
+        fname = f"{name}-{digest[:12]}.{ext}"
+        os.replace(tmp, directory / fname)  # an existing file of that name has the same content
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return fname, digest
+
+
 def save_checkpoint(
     directory: str | Path,
     tensors: dict[str, torch.Tensor],
     metadata: dict[str, Any],
-    blobs: dict[str, bytes] | None = None,
+    blobs: Mapping[str, Blob] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (see module docstring).
 
@@ -73,19 +118,26 @@ def save_checkpoint(
         directory: created if missing; an existing checkpoint there is replaced.
         tensors: name -> tensor; stored in one safetensors file.
         metadata: JSON-serialisable; stored in ``meta.json`` with format fields added.
-        blobs: name -> bytes (e.g. an ``.npz`` replay memory), each stored as a file.
+        blobs: name -> the content of a ``<name>-<sha12>.npz`` file: ``bytes``, or a writer
+            ``write(file)`` that streams it into a binary file object (e.g. a replay memory's
+            ``write_npz``: the same bytes as its ``to_bytes()`` without a copy in RAM).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    payload = {"weights": (st_save({k: v.contiguous().cpu() for k, v in tensors.items()}), "safetensors")}
+    payload: dict[str, tuple[Blob, str]] = {
+        "weights": (st_save({k: v.contiguous().cpu() for k, v in tensors.items()}), "safetensors")
+    }
     for name, blob in (blobs or {}).items():
         payload[name] = (blob, "npz")
     files = {}
     for name, (data, ext) in payload.items():
-        digest = hashlib.sha256(data).hexdigest()
-        fname = f"{name}-{digest[:12]}.{ext}"
-        if not (directory / fname).exists():
-            _atomic_write(directory / fname, data)
+        if callable(data):
+            fname, digest = _atomic_write_stream(directory, name, ext, data)
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+            fname = f"{name}-{digest[:12]}.{ext}"
+            if not (directory / fname).exists():
+                _atomic_write(directory / fname, data)
         files[name] = {"file": fname, "sha256": digest}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__}
     meta.update(metadata)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Hashable, Mapping
+from typing import BinaryIO
 
 import numpy as np
 
@@ -90,16 +91,26 @@ class ReplayMemory:
         """Bytes one stored transition takes."""
         return sum(v[0].nbytes for v in self.data.values())
 
+    def write_npz(self, file: BinaryIO) -> None:
+        """Write the ``.npz`` of :meth:`to_bytes` into ``file`` (open for binary writing), streaming.
+
+        Arrays go to ``file`` in chunks of at most 16 MiB, so no second copy of the memory is
+        made (only bit-packed fields are packed first, an eighth of their size); a checkpoint
+        writes it this way. A seekable ``file`` gets the same bytes as :meth:`to_bytes`.
+        """
+        arrays = pack_binary_fields({f"field_{k}": v[: self.size] for k, v in self.data.items()})
+        counters = np.array([self.capacity, self.next, self.size, self.added], np.int64)
+        np.savez(file, counters=counters, **arrays)
+
     def to_bytes(self) -> bytes:
         """Serialise as an ``.npz`` (no pickle): the filled rows and the counters.
 
         A uint8 field holding only 0s and 1s (MinAtar's frames) is stored bit-packed
-        (``bits_<name>``): 8x smaller checkpoints, restored bit-identical.
+        (``bits_<name>``): 8x smaller checkpoints, restored bit-identical. The whole file is
+        built in memory; :meth:`write_npz` streams the same bytes into a file instead.
         """
         buf = io.BytesIO()
-        arrays = pack_binary_fields({f"field_{k}": v[: self.size] for k, v in self.data.items()})
-        counters = np.array([self.capacity, self.next, self.size, self.added], np.int64)
-        np.savez(buf, counters=counters, **arrays)
+        self.write_npz(buf)
         return buf.getvalue()
 
     def load_bytes(self, blob: bytes) -> None:
@@ -409,9 +420,13 @@ class FrameStackMemory:
         total += sum(v.nbytes for v in self.data.values())
         return math.ceil(total / self.capacity)
 
-    def to_bytes(self) -> bytes:
-        """Serialise as an ``.npz`` (no pickle): filled rows, used frame slots, ``last_refs``, counters."""
-        buf = io.BytesIO()
+    def write_npz(self, file: BinaryIO) -> None:
+        """Write the ``.npz`` of :meth:`to_bytes` into ``file`` (open for binary writing), streaming.
+
+        Arrays go to ``file`` in chunks of at most 16 MiB, so no second copy of the frame ring
+        is made (a checkpoint writes it this way); a seekable ``file`` gets the same bytes as
+        :meth:`to_bytes`.
+        """
         arrays = {f"field_{k}": v[: self.size] for k, v in self.data.items()}
         if self.next_frame_field is not None:
             arrays["next_refs"] = self.next_refs[: self.size]
@@ -421,13 +436,21 @@ class FrameStackMemory:
         )
         used = min(self.frames_added, self.frame_capacity)
         np.savez(
-            buf,
+            file,
             counters=counters,
             frames=self.frames[:used],
             refs=self.refs[: self.size],
             last_refs=self.last_refs,
             **arrays,
         )
+
+    def to_bytes(self) -> bytes:
+        """Serialise as an ``.npz`` (no pickle): filled rows, used frame slots, ``last_refs``, counters.
+
+        The whole file is built in memory; :meth:`write_npz` streams the same bytes into a file.
+        """
+        buf = io.BytesIO()
+        self.write_npz(buf)
         return buf.getvalue()
 
     def load_bytes(self, blob: bytes) -> None:
