@@ -473,7 +473,7 @@ class Distiller:
             "rng": self.rng.bit_generator.state,
             "counters": counters,
         }
-        blobs = {f"memory_{i}": t.memory.to_bytes() for i, t in enumerate(self.tasks)}
+        blobs = {f"memory_{i}": t.memory.write_npz for i, t in enumerate(self.tasks)}
         save_checkpoint(self.run_dir / "state", tensors, meta, blobs)
 
     def evaluate_student(self, episodes: int, seed: int) -> list[EvalResult]:

@@ -284,7 +284,7 @@ def train_dqn(
                 "update_debt": update_debt,
             },
         }
-        blobs = {f"memory_{i}": g.memory.to_bytes() for i, g in enumerate(games)}
+        blobs = {f"memory_{i}": g.memory.write_npz for i, g in enumerate(games)}
         save_checkpoint(run_dir / "state", tensors, meta, blobs)
 
     start = time.perf_counter()
