@@ -361,3 +361,236 @@ def test_bad_input_raises_clear_errors() -> None:
     with pytest.raises(RuntimeError, match="empty"):
         mem.sample(1, np.random.default_rng(0))
     assert mem.size == 0 and mem.frames_added == 0  # nothing half-added
+
+
+# --------------------------------------------------------------------------- next_frame_field (DQN)
+
+DQN_FIELDS = {
+    "obs": ((K, H, W), np.uint8),
+    "next_obs": ((K, H, W), np.uint8),
+    "row_id": ((), np.int64),
+    "done": ((), np.float32),
+}
+
+
+class TransitionEnvs(StackingEnvs):
+    """``StackingEnvs`` stepped as a ``SAME_STEP`` autoreset vector env gives DQN's transitions.
+
+    :meth:`transition` returns ``(next_obs, done)``: every env's true next stack (an ended
+    episode's last stack too, as ``final_observations`` stores it) and where an episode ended;
+    ``stacks`` then holds what the env returns, a reset stack where the episode ended.
+    """
+
+    def transition(self, ends: list[bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if ends is None:
+            ends = list(self.rng.random(len(self.stacks)) < self.p_end)
+        next_obs = self.step([False] * len(self.stacks))
+        for e in np.flatnonzero(ends):
+            self.stacks[e] = self._reset_stack()
+        return next_obs, np.asarray(ends)
+
+
+class TransitionRecorder:
+    """Adds ``(obs, next_obs, done)`` rows with unique ids and keeps each id's exact stacks."""
+
+    def __init__(self, mem: FrameStackMemory) -> None:
+        self.mem = mem
+        self.rows: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}
+        self.next_id = 0
+
+    def add(self, obs: np.ndarray, next_obs: np.ndarray, done: np.ndarray) -> None:
+        ids = np.arange(self.next_id, self.next_id + len(obs))
+        self.mem.add(obs=obs, next_obs=next_obs, row_id=ids, done=done.astype(np.float32))
+        self.rows.update(
+            {int(i): (o.copy(), n.copy(), bool(d)) for i, o, n, d in zip(ids, obs, next_obs, done)}
+        )
+        self.next_id += len(obs)
+
+    def step(self, envs: TransitionEnvs, ends: list[bool] | None = None) -> np.ndarray:
+        """One vector step of ``envs`` stored as transitions; returns where episodes ended."""
+        obs = envs.stacks.copy()
+        next_obs, done = envs.transition(ends)
+        self.add(obs, next_obs, done)
+        return done
+
+    def check(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Assert every row of ``batch`` is bit-identical to what was added under its id; return the ids."""
+        ids = batch["row_id"]
+        for name in ("obs", "next_obs"):
+            assert batch[name].dtype == np.uint8 and batch[name].shape == (len(ids), K, *self.mem.frame_shape)
+        for i, o, n, d in zip(ids, batch["obs"], batch["next_obs"], batch["done"]):
+            want_obs, want_next, want_done = self.rows[int(i)]
+            np.testing.assert_array_equal(o, want_obs)
+            np.testing.assert_array_equal(n, want_next)
+            assert d == want_done
+        assert (ids >= self.next_id - self.mem.capacity).all() and (ids < self.next_id).all()
+        return ids
+
+
+def test_next_field_continuing_streams_cost_one_frame_per_row() -> None:
+    mem = FrameStackMemory(100, DQN_FIELDS, next_frame_field="next_obs")
+    envs = TransitionEnvs(3, "repeat", seed=20)
+    rec = TransitionRecorder(mem)
+    rec.step(envs, [False] * 3)
+    assert mem.frames_added == 3 + 3  # each reset stack is one frame; each next stack adds one
+    for _ in range(59):
+        rec.step(envs, [False] * 3)
+    assert mem.added == 180 and len(mem) == 100
+    assert mem.frames_added == 3 + 180  # obs is the previous next_obs: nothing new for it
+    # next_obs of a row is its obs shifted by one frame; the next row of the env starts there
+    r = (mem.next - 1) % mem.capacity
+    np.testing.assert_array_equal(mem.next_refs[r, :-1], mem.refs[r, 1:])
+    np.testing.assert_array_equal(mem.refs[r], mem.next_refs[r - 3])
+    assert mem.valid_mask().all()
+    assert sorted(rec.check(mem.all_rows())) == list(range(80, 180))
+    assert set(rec.check(mem.sample(500, np.random.default_rng(0)))) == set(range(80, 180))
+
+
+@pytest.mark.parametrize("padding, reset_cost", [("repeat", 1), ("zeros", 2)])
+def test_next_field_episode_end_stores_final_stack_and_reset_stack_exactly(
+    padding: str, reset_cost: int
+) -> None:
+    mem = FrameStackMemory(100, DQN_FIELDS, next_frame_field="next_obs")
+    envs = TransitionEnvs(3, padding, seed=21)
+    rec = TransitionRecorder(mem)
+    for _ in range(5):
+        rec.step(envs, [False] * 3)
+    final = envs.stacks[1].copy()  # env 1's last obs; its episode ends at the next step
+    before = mem.frames_added
+    rec.step(envs, [False, True, False])
+    assert mem.frames_added - before == 3  # the final stack is obs shifted: one frame, as any step
+    reset = envs.stacks[1].copy()
+    ended = mem.next - 2  # env 1's row
+    rows = mem.all_rows()
+    np.testing.assert_array_equal(rows["next_obs"][ended, :-1], final[1:])  # the true last stack
+    assert rows["done"][ended] == 1 and rows["done"].sum() == 1
+    assert not np.array_equal(rows["next_obs"][ended], reset)
+    before = mem.frames_added
+    rec.step(envs, [False] * 3)
+    # the reset stack was no next_obs of any row: it costs its distinct frames, then one as usual
+    assert mem.frames_added - before == 3 + reset_cost
+    np.testing.assert_array_equal(mem.all_rows()["obs"][mem.next - 2], reset)
+    rec.check(mem.all_rows())
+    rec.check(mem.sample(200, np.random.default_rng(1)))
+
+
+@pytest.mark.parametrize("padding", ["repeat", "zeros", "mixed"])
+def test_next_field_random_episodes_about_one_frame_per_row(padding: str) -> None:
+    mem = FrameStackMemory(50, DQN_FIELDS, next_frame_field="next_obs")
+    envs = TransitionEnvs(3, padding, seed=22, p_end=0.1)
+    rec = TransitionRecorder(mem)
+    rng = np.random.default_rng(2)
+    ends = 0
+    for step in range(400):
+        ends += int(rec.step(envs).sum())
+        if step % 50 == 0:
+            rec.check(mem.sample(64, rng))
+    assert ends > 50 and mem.added == 1200
+    assert mem.frames_added <= 3 * 2 + mem.added + 2 * ends  # first stacks, one per row, resets
+    assert mem.valid_mask().all()  # the default ring holds every row's frames
+    assert set(rec.check(mem.sample(1000, rng))) == set(range(1150, 1200))
+
+
+def test_next_field_rows_with_overwritten_frames_are_never_returned() -> None:
+    # a ring smaller than the rows, plus resets, unrelated batches and fewer envs for some calls
+    mem = FrameStackMemory(60, DQN_FIELDS, next_frame_field="next_obs", frame_capacity=40)
+    envs = TransitionEnvs(3, "mixed", seed=23, p_end=0.3)
+    rec = TransitionRecorder(mem)
+    rng = np.random.default_rng(3)
+    saw_invalid = False
+    for step in range(300):
+        if step % 37 == 5:
+            obs = rng.integers(0, 256, (2, K, H, W), dtype=np.uint8)
+            rec.add(obs, rng.integers(0, 256, (2, K, H, W), dtype=np.uint8), np.zeros(2, bool))
+        elif step % 23 == 7:
+            obs = envs.stacks[:2].copy()
+            next_obs, done = envs.transition()
+            rec.add(obs, next_obs[:2], done[:2])
+        else:
+            rec.step(envs)
+        valid = mem.valid_mask()
+        saw_invalid |= not valid.all()
+        assert valid.any()
+        rec.check(mem.sample(16, rng))
+        ids = rec.check(mem.all_rows())
+        assert len(ids) == valid.sum()
+    assert saw_invalid  # rows really lost frames, and none of them was returned
+
+
+def test_next_field_of_wrong_shape_is_refused() -> None:
+    with pytest.raises(KeyError, match="frame field 'next'"):
+        FrameStackMemory(10, DQN_FIELDS, next_frame_field="next")
+    bad = {**DQN_FIELDS, "next_obs": ((K, H, W + 1), np.uint8)}
+    with pytest.raises(ValueError, match="must have the same shape"):
+        FrameStackMemory(10, bad, next_frame_field="next_obs")
+    with pytest.raises(ValueError, match="must have the same shape"):
+        FrameStackMemory(10, {**DQN_FIELDS, "next_obs": ((K, H, W), np.float32)}, next_frame_field="next_obs")
+    mem = FrameStackMemory(10, DQN_FIELDS, next_frame_field="next_obs")
+    obs = np.ones((2, K, H, W), np.uint8)
+    ok = {"row_id": np.zeros(2, np.int64), "done": np.zeros(2, np.float32)}
+    with pytest.raises(ValueError, match=r"'next_obs' must have shape \(n, 4, 6, 6\), got \(2, 3, 6, 6\)"):
+        mem.add(obs=obs, next_obs=np.ones((2, K - 1, H, W), np.uint8), **ok)
+    with pytest.raises(ValueError, match="'next_obs' has 3 rows"):
+        mem.add(obs=obs, next_obs=np.ones((3, K, H, W), np.uint8), **ok)
+    with pytest.raises(KeyError, match="expected fields"):
+        mem.add(obs=obs, **ok)
+    assert mem.size == 0 and mem.frames_added == 0  # nothing half-added
+
+
+def test_next_field_npz_round_trip_then_continue() -> None:
+    mem = FrameStackMemory(40, DQN_FIELDS, next_frame_field="next_obs")
+    envs = TransitionEnvs(3, "mixed", seed=24, p_end=0.1)
+    rec = TransitionRecorder(mem)
+    for _ in range(30):
+        rec.step(envs)
+    blob = mem.to_bytes()
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        assert set(z.files) == {
+            "counters",
+            "frames",
+            "refs",
+            "next_refs",
+            "last_refs",
+            "field_row_id",
+            "field_done",
+        }
+    other = FrameStackMemory(40, DQN_FIELDS, next_frame_field="next_obs")
+    other.load_bytes(blob)
+    for attr in ("capacity", "next", "size", "added", "frame_capacity", "frames_added"):
+        assert getattr(other, attr) == getattr(mem, attr), attr
+    np.testing.assert_array_equal(other.next_refs, mem.next_refs)
+    a, b = mem.all_rows(), other.all_rows()
+    assert all(np.array_equal(a[k], b[k]) for k in DQN_FIELDS)
+    rec.check(b)
+    # continuing: the restored memory's obs is its last next_obs, so a step costs one frame per env
+    rec.mem = other
+    before = other.frames_added
+    rec.step(envs, [False] * 3)
+    assert other.frames_added == before + 3
+    for _ in range(40):
+        rec.step(envs)
+    rec.check(other.all_rows())
+    rec.check(other.sample(256, np.random.default_rng(5)))
+
+
+def test_next_field_memory_refuses_a_blob_without_next_frame_numbers() -> None:
+    # the same fields, next_obs stored as a plain field (the memory DQN had before next_frame_field)
+    plain = FrameStackMemory(20, DQN_FIELDS)
+    rec = TransitionRecorder(plain)
+    envs = TransitionEnvs(2, "repeat", seed=25)
+    for _ in range(5):
+        rec.step(envs)
+    mem = FrameStackMemory(20, DQN_FIELDS, next_frame_field="next_obs")
+    keep, other_envs = TransitionRecorder(mem), TransitionEnvs(2, "zeros", seed=26)
+    for _ in range(4):
+        keep.step(other_envs)
+    frames, refs = mem.frames.copy(), mem.refs.copy()
+    with pytest.raises(ValueError, match="no next-observation frame numbers"):
+        mem.load_bytes(plain.to_bytes())
+    # the refused blob changed nothing
+    np.testing.assert_array_equal(mem.frames, frames)
+    np.testing.assert_array_equal(mem.refs, refs)
+    keep.check(mem.all_rows())
+    # and the other way round: a blob with next frame numbers lacks the plain next_obs field
+    with pytest.raises(ValueError, match=r"lacks the fields \['next_obs'\]"):
+        FrameStackMemory(20, DQN_FIELDS).load_bytes(mem.to_bytes())

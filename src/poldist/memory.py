@@ -471,11 +471,17 @@ class FrameStackMemory:
                     f"stored frames {frames.shape[1:]} {frames.dtype} x {refs.shape[1]} do not fit "
                     f"{self.frame_shape} {self.frames.dtype} x {self.k}"
                 )
+            # every check before the first write: a refused blob leaves this memory as it was
+            if self.next_frame_field is not None and (
+                "next_refs" not in z.files or len(z["next_refs"]) != size
+            ):
+                raise ValueError("stored memory has no next-observation frame numbers")
+            missing = [k for k in self.data if f"field_{k}" not in z.files]
+            if missing:
+                raise ValueError(f"stored memory lacks the fields {missing}")
             self.frames[: len(frames)] = frames
             self.refs[:size] = refs
             if self.next_frame_field is not None:
-                if "next_refs" not in z.files or len(z["next_refs"]) != size:
-                    raise ValueError("stored memory has no next-observation frame numbers")
                 self.next_refs[:size] = z["next_refs"]
             for k, v in self.data.items():
                 v[:size] = z[f"field_{k}"]
