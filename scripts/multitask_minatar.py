@@ -160,6 +160,7 @@ def main() -> None:
                 final_eval_episodes=EPISODES,
                 evaluate_teacher=False,  # teachers are scored by their model cards
                 seed=args.seed,
+                env_seeds="offset",  # as the committed results were made
             )
             distill(cfg, run, resume=resume_or_clear(run))
         summary = json.loads((run / "summary.json").read_text())

@@ -14,6 +14,8 @@ from poldist.evaluation import (
     epsilon_greedy,
     evaluate,
     geometric_mean,
+    hierarchical_bootstrap,
+    percent_intervals,
     percent_of_teacher,
 )
 
@@ -142,3 +144,59 @@ def test_geometric_mean() -> None:
     assert geometric_mean([108.3]) == pytest.approx(108.3)
     # below the arithmetic mean for unequal values
     assert geometric_mean([10.0, 1000.0]) == pytest.approx(100.0)
+
+
+# --- percent of teacher with a two-stage (seeds, then episodes) bootstrap -------------------------
+
+
+def test_percent_of_teacher_with_a_random_baseline():
+    assert percent_of_teacher(5.0, 10.0) == 50.0
+    # Pong-like scores: random -20.7, teacher 19, student 10: (10 + 20.7) / (19 + 20.7)
+    assert abs(percent_of_teacher(10.0, 19.0, -20.7) - 100 * 30.7 / 39.7) < 1e-12
+    assert np.isnan(percent_of_teacher(1.0, 2.0, 2.0))
+
+
+def test_hierarchical_bootstrap_spans_seed_to_seed_variation():
+    # two seeds without episode noise (2 and 4), a constant teacher of 2: replicates are
+    # 100% (both slots seed 1, p 1/4), 150% (p 1/2) or 200% (p 1/4); the point is 150%
+    point, reps = hierarchical_bootstrap([[2, 2], [4, 4]], [2, 2, 2, 2], n_boot=4000)
+    assert point == 150.0
+    assert set(np.unique(reps)) == {100.0, 150.0, 200.0}
+    assert abs((reps == 150.0).mean() - 0.5) < 0.03
+    per_game, overall = percent_intervals({"g": [[2, 2], [4, 4]]}, {"g": [2, 2, 2, 2]})
+    assert (per_game["g"].mean, per_game["g"].ci_low, per_game["g"].ci_high) == (150.0, 100.0, 200.0)
+    assert (overall.mean, overall.ci_low, overall.ci_high) == pytest.approx((150.0, 100.0, 200.0))
+
+
+def test_hierarchical_bootstrap_counts_episode_noise_within_a_seed():
+    # one seed: seed resampling alone would give a zero-width interval; its episodes 0 and 2
+    # resample to means 0 (1/4), 1 (1/2), 2 (1/4) against a constant teacher of 1
+    point, reps = hierarchical_bootstrap([[0, 2]], [1, 1, 1], n_boot=4000)
+    assert point == 100.0
+    assert set(np.unique(reps)) == {0.0, 100.0, 200.0}
+    assert abs((reps == 100.0).mean() - 0.5) < 0.03
+
+
+def test_hierarchical_bootstrap_includes_the_reference_scores_uncertainty():
+    # a noiseless student of 3 against reference episodes 1 and 3: teacher means 1, 2, 3
+    # (p 1/4, 1/2, 1/4) give 300%, 150%, 100%; the point is 3 / 2 = 150%
+    per_game, _ = percent_intervals({"g": [[3, 3, 3]]}, {"g": [1, 3]})
+    assert (per_game["g"].mean, per_game["g"].ci_low, per_game["g"].ci_high) == (150.0, 100.0, 300.0)
+
+
+def test_percent_intervals_geometric_mean_over_games():
+    # noiseless games at 50% and 200%: geometric mean 100%, interval a single point
+    per_game, overall = percent_intervals({"a": [[1, 1]], "b": [[4], [4]]}, {"a": [2, 2], "b": [2]})
+    assert per_game["a"].mean == 50.0 and per_game["b"].mean == 200.0
+    assert abs(overall.mean - 100.0) < 1e-9
+    assert abs(overall.ci_low - 100.0) < 1e-9 and abs(overall.ci_high - 100.0) < 1e-9
+    # a baseline changes a game's percent: (1 - 0) / (2 - 0) -> (1 + 1) / (2 + 1)
+    per_game, _ = percent_intervals({"a": [[1]]}, {"a": [2]}, baselines={"a": -1.0})
+    assert abs(per_game["a"].mean - 200 / 3) < 1e-9
+
+
+def test_hierarchical_bootstrap_refuses_empty_input():
+    with pytest.raises(ValueError):
+        hierarchical_bootstrap([], [1.0])
+    with pytest.raises(ValueError):
+        hierarchical_bootstrap([[1.0], []], [1.0])

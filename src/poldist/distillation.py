@@ -20,6 +20,7 @@ keeps learning (online distillation) is just a teacher whose network changes.
 from __future__ import annotations
 
 import importlib.util
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from poldist.checkpoints import (
     save_model,
     unpack_optimizer,
 )
-from poldist.envs import EnvSpec, make_env_spec, make_vector_env
+from poldist.envs import EnvSpec, make_env_spec, make_vector_env, run_env_seed
 from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate, geometric_mean, percent_of_teacher
 from poldist.losses import Loss, make_loss
@@ -94,15 +95,34 @@ class DistillConfig:
     batch_size: int = 32
     optimizer: str = field(default="rmsprop", metadata={"help": "rmsprop | adam"})
     lr: float = 5e-4
+    lr_schedule: str = field(
+        default="constant",
+        metadata={"help": "constant | linear | cosine: the learning rate falls to 0 at --updates"},
+    )
+    tau_gap: float = field(
+        default=0.0,
+        metadata={
+            "help": "if > 0: each task's KL temperature is this times its teacher's median gap between "
+            "its two highest outputs, measured on the first --learning-starts transitions (overrides --tau)"
+        },
+    )
     eval_interval: int = 5_000
     eval_episodes: int = 20
-    final_eval_episodes: int = 50
+    final_eval_episodes: int = 200
     evaluate_teacher: bool = field(default=True, metadata={"help": "score the teacher at the end"})
     agreement_states: int = field(
         default=5_000, metadata={"help": "fresh teacher states on which greedy agreement is measured"}
     )
     checkpoint_interval: int = 10_000
     seed: int = 0
+    env_seeds: str = field(
+        default="disjoint",
+        metadata={
+            "help": "disjoint: each run seed draws its own env seeds for collection, evaluation and "
+            "final scoring | offset: the scheme of results made before 0.3 (seed + 1000 * task, "
+            "seed + 10**6, seed + 2 * 10**6; neighbouring run seeds share 7 of 8 env streams)"
+        },
+    )
     torch_threads: int = 1
 
 
@@ -340,6 +360,26 @@ def make_student(cfg: DistillConfig, tasks: list[DistillTask]) -> QNetwork:
     return QNetwork(arch)
 
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """The learning rate's multiplier after ``progress`` (0 to 1) of the updates: ``constant`` 1,
+    ``linear`` ``1 - progress``, ``cosine`` ``(1 + cos(pi * progress)) / 2``."""
+    p = min(max(progress, 0.0), 1.0)
+    if schedule == "linear":
+        return 1.0 - p
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    return 1.0
+
+
+def median_top2_gap(outputs: np.ndarray) -> float:
+    """Median over states of the gap between the two highest outputs; ``outputs``: ``(N, A)``."""
+    top2 = np.sort(np.asarray(outputs, dtype=np.float64), axis=1)[:, -2:]
+    return float(np.median(top2[:, 1] - top2[:, 0]))
+
+
 def _optimizer(cfg: DistillConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.95, eps=1e-6)
@@ -366,15 +406,58 @@ def _validate(cfg: DistillConfig) -> None:
         problems.append(f"unknown control {cfg.control!r}: teacher, student or mixed")
     if not (0 <= cfg.beta_start <= 1 and 0 <= cfg.beta_end <= 1 and cfg.beta_decay >= 0):
         problems.append("beta_start and beta_end must be in [0, 1], beta_decay >= 0")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        problems.append(f"unknown lr_schedule {cfg.lr_schedule!r}: {' | '.join(LR_SCHEDULES)}")
+    if cfg.tau_gap < 0:
+        problems.append("tau_gap must be >= 0")
+    if cfg.env_seeds not in ("disjoint", "offset"):
+        problems.append(f"unknown env_seeds {cfg.env_seeds!r}: disjoint or offset")
     if cfg.task_schedule not in ("round_robin", "random"):
         problems.append(f"unknown task_schedule {cfg.task_schedule!r}: round_robin or random")
     if problems:
         raise PoldistError("; ".join(problems))
 
 
+GAP_EDGES = (0.0, 0.01, 0.03, 0.1, 0.3, math.inf)
+
+
+def agreement_by_gap(student_act: np.ndarray, teacher_out: np.ndarray) -> dict[str, Any]:
+    """Where the student's greedy actions ``(N,)`` differ from the teacher's, by how near-tied the
+    teacher was: ``teacher_out`` ``(N, A)``.
+
+    Returns:
+        ``agreement`` (share of states with the teacher's greedy action), ``regret`` (mean of
+        the teacher's best output minus its output for the student's action: the value the
+        teacher thinks is lost, 0 where they agree), and per bin of the teacher's top-2 gap
+        (edges :data:`GAP_EDGES`): ``gap_shares`` (share of states) and ``agreement_by_gap``
+        (agreement within the bin; ``None`` for an empty bin).
+    """
+    out = np.asarray(teacher_out, dtype=np.float64)
+    student_act = np.asarray(student_act)
+    agree = student_act == out.argmax(1)
+    top2 = np.sort(out, axis=1)[:, -2:]
+    gap = top2[:, 1] - top2[:, 0]
+    bins = np.digitize(gap, GAP_EDGES[1:-1])
+    shares, by_gap = [], []
+    for b in range(len(GAP_EDGES) - 1):
+        inside = bins == b
+        shares.append(float(inside.mean()))
+        by_gap.append(float(agree[inside].mean()) if inside.any() else None)
+    regret = out.max(1) - out[np.arange(len(out)), student_act]
+    return {
+        "agreement": float(agree.mean()),
+        "regret": float(regret.mean()),
+        "gap_edges": [e if math.isfinite(e) else "inf" for e in GAP_EDGES],
+        "gap_shares": shares,
+        "agreement_by_gap": by_gap,
+    }
+
+
 @torch.no_grad()
-def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng: np.random.Generator) -> float:
-    """Share of fresh teacher-visited states (not in memory) where student and teacher agree greedily."""
+def agreement_details(
+    student: QNetwork, task: DistillTask, n_states: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """:func:`agreement_by_gap` on ``n_states`` fresh teacher-visited states (not in memory)."""
     held_out = task.memory.empty_like(n_states)
     saved, task.memory = task.memory, held_out
     try:
@@ -382,10 +465,14 @@ def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng: n
     finally:
         task.memory = saved
     rows = held_out.all_rows()
-    obs = torch.as_tensor(rows["obs"])
-    teacher_act = torch.as_tensor(rows["teacher_out"]).argmax(1)
-    student_act = student(obs, task.index).argmax(1)
-    return float((student_act == teacher_act).float().mean())
+    student_act = student(torch.as_tensor(rows["obs"]), task.index).argmax(1).numpy()
+    return agreement_by_gap(student_act, rows["teacher_out"])
+
+
+@torch.no_grad()
+def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng: np.random.Generator) -> float:
+    """Share of fresh teacher-visited states (not in memory) where student and teacher agree greedily."""
+    return agreement_details(student, task, n_states, rng)["agreement"]
 
 
 class Distiller:
@@ -425,6 +512,9 @@ class Distiller:
         self.optimizer = _optimizer(cfg, self.student.parameters())
         self.updates = 0
         self._wall_before = 0.0
+        # tau_gap: each task's temperature, measured once its learning starts (None: not yet)
+        self.task_taus: list[float | None] = [None] * len(self.tasks)
+        self._task_losses: dict[int, Loss] = {}
         if resume:
             self._restore()
         write_json(self.run_dir / "config.json", cfg)
@@ -432,9 +522,14 @@ class Distiller:
         self.evals = EvalLog(self.run_dir / "evals.csv", resume_step=self.updates if resume else None)
         self._start = time.perf_counter()
         for i, task in enumerate(self.tasks):
-            task.start(cfg.num_envs, cfg.seed + 1000 * i + self.updates)
+            task.start(cfg.num_envs, self.env_seed("collect", i, self.updates))
         if self.updates == 0:
-            self._log_eval(self.evaluate_student(cfg.eval_episodes, cfg.seed + 10**6))
+            self._log_eval(self.evaluate_student(cfg.eval_episodes, self.env_seed("eval")))
+
+    def env_seed(self, purpose: str, task: int = 0, updates: int = 0) -> int:
+        """The first env seed for ``purpose`` (``collect`` for ``task`` from ``updates`` on, ``eval``
+        or ``final``), by the scheme ``cfg.env_seeds`` names."""
+        return run_env_seed(self.cfg.env_seeds, self.cfg.seed, purpose, task, updates)
 
     def wall(self) -> float:
         """Seconds of work on this run, across resumes."""
@@ -450,6 +545,7 @@ class Distiller:
         unpack_optimizer(self.optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
         c = ckpt.metadata["counters"]
         self.updates, self._wall_before = c["updates"], c["wall_seconds"]
+        self.task_taus = list(c.get("task_taus", self.task_taus))
         for i, task in enumerate(self.tasks):
             task.memory.load_bytes(ckpt.blobs[f"memory_{i}"])
             task.updates = c["task_updates"][i]
@@ -465,6 +561,7 @@ class Distiller:
             "updates": self.updates,
             "wall_seconds": self.wall(),
             "task_updates": [t.updates for t in self.tasks],
+            "task_taus": self.task_taus,
         }
         meta = {
             "kind": "distill-state",
@@ -475,6 +572,24 @@ class Distiller:
         }
         blobs = {f"memory_{i}": t.memory.write_npz for i, t in enumerate(self.tasks)}
         save_checkpoint(self.run_dir / "state", tensors, meta, blobs)
+
+    def task_loss(self, k: int) -> Loss:
+        """Task ``k``'s loss: :attr:`loss_fn`, or with ``cfg.tau_gap`` its own temperature, set
+        from the teacher outputs in its memory the first time it is asked for (learning start)."""
+        if self.cfg.tau_gap <= 0 or self.cfg.loss not in ("kl", "erd"):
+            return self.loss_fn
+        if k not in self._task_losses:
+            if self.task_taus[k] is None:
+                gap = median_top2_gap(self.tasks[k].memory.all_rows()["teacher_out"])
+                self.task_taus[k] = max(self.cfg.tau_gap * gap, 1e-6)
+            self._task_losses[k] = make_loss(self.cfg.loss, self.task_taus[k])
+        return self._task_losses[k]
+
+    def tau_used(self, k: int) -> float | None:
+        """The KL/ERD temperature task ``k`` is trained at (``None`` for NLL and MSE)."""
+        if self.cfg.loss not in ("kl", "erd"):
+            return None
+        return self.task_taus[k] if self.cfg.tau_gap > 0 else self.loss_fn.keywords["tau"]
 
     def evaluate_student(self, episodes: int, seed: int) -> list[EvalResult]:
         """Score the student on every task (epsilon 0.05)."""
@@ -525,7 +640,10 @@ class Distiller:
                 self.collector.collect(task, self.controller, self.student, n, rng, self.updates)
             batch = task.memory.sample(cfg.batch_size, rng)
             obs, teacher_out = torch.as_tensor(batch["obs"]), torch.as_tensor(batch["teacher_out"])
-            loss = distill_step(self.student, self.optimizer, self.loss_fn, obs, teacher_out, k)
+            if cfg.lr_schedule != "constant":
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(cfg.lr_schedule, self.updates / max(1, cfg.updates))
+            loss = distill_step(self.student, self.optimizer, self.task_loss(k), obs, teacher_out, k)
             if not np.isfinite(loss):
                 raise PoldistError(f"loss became {loss} at update {self.updates}; last good checkpoint kept")
             task.updates += 1
@@ -535,7 +653,7 @@ class Distiller:
                 self.writer.add_scalar("train/loss", loss, self.updates)
                 self.writer.add_scalar("train/updates_per_second", self.updates / self.wall(), self.updates)
             if self.updates % cfg.eval_interval == 0 or self.updates == cfg.updates:
-                results = self.evaluate_student(cfg.eval_episodes, cfg.seed + 10**6)
+                results = self.evaluate_student(cfg.eval_episodes, self.env_seed("eval"))
                 self._log_eval(results)
                 bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), loss=f"{loss:.4f}")
             if self.updates % cfg.checkpoint_interval == 0 or self.updates == cfg.updates:
@@ -546,7 +664,8 @@ class Distiller:
         """Final evaluation (student, teacher, agreement); save ``<run_dir>/student`` and the summary."""
         cfg, tasks = self.cfg, self.tasks
         train_wall = self.wall()
-        final = self.evaluate_student(cfg.final_eval_episodes, cfg.seed + 2 * 10**6)
+        final_seed = self.env_seed("final")
+        final = self.evaluate_student(cfg.final_eval_episodes, final_seed)
         self.student.eval()
         per_task = []
         for task, res in zip(tasks, final):
@@ -555,14 +674,17 @@ class Distiller:
                 "teacher": task.teacher.name,
                 "student_score": res.mean,
                 "student_ci": [res.ci_low, res.ci_high],
-                "agreement": action_agreement(self.student, task, cfg.agreement_states, self.rng),
+                "student_returns": res.returns,
+                **agreement_details(self.student, task, cfg.agreement_states, self.rng),
                 "transitions": task.memory.added,
+                "tau": self.tau_used(task.index),
             }
             if cfg.evaluate_teacher:
-                t_res = evaluate(task.teacher, task.spec, cfg.final_eval_episodes, seed=cfg.seed + 2 * 10**6)
+                t_res = evaluate(task.teacher, task.spec, cfg.final_eval_episodes, seed=final_seed)
                 entry.update(
                     teacher_score=t_res.mean,
                     teacher_ci=[t_res.ci_low, t_res.ci_high],
+                    teacher_returns=t_res.returns,
                     percent_of_teacher=percent_of_teacher(res.mean, t_res.mean),
                 )
             per_task.append(entry)

@@ -16,6 +16,7 @@ observation is already the first one of the next episode.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,6 +45,41 @@ _ALE_ID = re.compile(r"^ALE/(?P<game>[A-Za-z]+)-v5$")
 # ids of Atari agents trained elsewhere (RL Zoo / CleanRL: NoFrameskip-v4; envpool: <Game>-v5); they
 # name the same games without sticky actions, which is the library's ALE/<Game>-v5 setting
 _ATARI_ALIAS = re.compile(r"^(?P<game>[A-Za-z]+)(NoFrameskip-v4|-v5)$")
+
+
+# Env seeds. A vector env of N copies seeds copy i with s + i, so two seeds less than N apart
+# share env streams. Every run seed and purpose (collection, evaluation, final scoring) draws its
+# own s by hashing, below REFERENCE_SEED; the reference scores of shipped teachers use seeds from
+# REFERENCE_SEED on, which nothing else draws, so no run is ever selected or scored on them.
+REFERENCE_SEED = 2**30
+
+
+def env_seed(run_seed: int, purpose: str, *keys: int) -> int:
+    """The first env seed of ``purpose`` (e.g. ``"collect"``, ``"eval"``, ``"final"``) in run
+    ``run_seed``, with optional integer ``keys`` (task index, resume point).
+
+    Distinct arguments give unrelated seeds in ``[0, REFERENCE_SEED - 2**16)``: two vector envs of
+    up to N copies overlap with probability about ``2 * N / 2**30``.
+    """
+    words = [int(run_seed) & 0xFFFFFFFF, zlib.crc32(purpose.encode()), *(int(k) & 0xFFFFFFFF for k in keys)]
+    return int(np.random.SeedSequence(words).generate_state(1)[0]) % (REFERENCE_SEED - 2**16)
+
+
+def run_env_seed(
+    scheme: str, run_seed: int, purpose: str, task: int = 0, updates: int = 0, actor: int | None = None
+) -> int:
+    """The first env seed of a distillation run's ``purpose`` (``collect``, ``eval``, ``final``).
+
+    ``scheme``: ``disjoint`` (:func:`env_seed`, the default) or ``offset``, the scheme of results
+    made before version 0.3 (``run_seed + 1000 * task + updates`` for collection, ``+ 10**6`` for
+    evaluation, ``+ 2 * 10**6`` for the final score, ``+ 10**6 * (1 + actor)`` more for a Ray
+    actor's collection), kept so that those results stay reproducible.
+    """
+    if scheme == "offset":
+        offsets = {"collect": 1000 * task + updates, "eval": 10**6, "final": 2 * 10**6}
+        return run_seed + offsets[purpose] + (0 if actor is None else 10**6 * (1 + actor))
+    keys = (task, updates) if actor is None else (task, updates, actor)
+    return env_seed(run_seed, purpose, *keys)
 
 
 @dataclass(frozen=True)

@@ -109,9 +109,117 @@ def evaluate(
     return EvalResult(mean, lo, hi, len(arr), returns, lengths)
 
 
-def percent_of_teacher(student_score: float, teacher_score: float) -> float:
-    """The paper's metric: ``100 * student / teacher`` (raw scores, as in Rusu et al.)."""
-    return 100.0 * student_score / teacher_score if teacher_score else float("nan")
+def percent_of_teacher(student_score: float, teacher_score: float, baseline: float = 0.0) -> float:
+    """The paper's metric: ``100 * student / teacher`` (raw scores, as in Rusu et al.).
+
+    ``baseline`` (e.g. a random policy's score) is subtracted from both first:
+    ``100 * (student - baseline) / (teacher - baseline)``, defined where scores can be negative.
+    """
+    gap = teacher_score - baseline
+    return 100.0 * (student_score - baseline) / gap if gap else float("nan")
+
+
+@dataclass
+class PercentInterval:
+    """Percent of teacher: the point estimate and a bootstrap interval (percent)."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+
+    def __str__(self) -> str:
+        return f"{self.mean:.1f}% [{self.ci_low:.1f}, {self.ci_high:.1f}]"
+
+
+def _bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot,)`` means of ``values`` ``(n,)`` resampled with replacement."""
+    return values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
+
+
+def hierarchical_bootstrap(
+    student_returns: list[list[float]] | list[np.ndarray],
+    reference_returns: list[float] | np.ndarray,
+    *,
+    baseline: float = 0.0,
+    n_boot: int = 4000,
+    rng: np.random.Generator | None = None,
+) -> tuple[float, np.ndarray]:
+    """Percent of teacher on one game, and its bootstrap replicates.
+
+    The student's score is the mean over seeds of each seed's mean episode return; the
+    teacher's is the mean of its reference episodes. A replicate resamples seeds with
+    replacement, then each drawn seed's episodes with replacement (a two-stage bootstrap,
+    so seed-to-seed and episode-to-episode variation both count), and independently the
+    teacher's reference episodes (its own uncertainty).
+
+    Args:
+        student_returns: one array of episode returns per seed, ``S`` arrays of ``(n_s,)``.
+        reference_returns: the teacher's reference episodes, ``(N,)``.
+        baseline: score subtracted from both (a random policy's; 0 for the paper's plain percent).
+
+    Returns:
+        ``(point, replicates)``: the percent of teacher, and ``(n_boot,)`` bootstrap replicates.
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    seeds = [np.asarray(r, dtype=np.float64) for r in student_returns]
+    if not seeds or any(len(r) == 0 for r in seeds) or len(reference_returns) == 0:
+        raise ValueError("need at least one seed, one episode per seed and one reference episode")
+    ref = np.asarray(reference_returns, dtype=np.float64)
+    point = percent_of_teacher(float(np.mean([r.mean() for r in seeds])), float(ref.mean()), baseline)
+    drawn = rng.integers(0, len(seeds), (n_boot, len(seeds)))  # (B, S): which seed fills each slot
+    # each slot of each replicate gets its own episode resample of the seed drawn into it
+    per_seed = np.stack([_bootstrap_means(r, n_boot * len(seeds), rng) for r in seeds])  # (S, B*S)
+    slot_means = per_seed[drawn.ravel(), np.arange(n_boot * len(seeds))].reshape(n_boot, len(seeds))
+    teacher = _bootstrap_means(ref, n_boot, rng)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reps = 100.0 * (slot_means.mean(axis=1) - baseline) / (teacher - baseline)
+    return point, reps
+
+
+def percent_intervals(
+    students: dict[str, list[list[float]]],
+    references: dict[str, list[float]],
+    *,
+    baselines: dict[str, float] | None = None,
+    confidence: float = 0.95,
+    n_boot: int = 4000,
+    seed: int = 0,
+) -> tuple[dict[str, PercentInterval], PercentInterval]:
+    """Percent of teacher per game and its geometric mean over games, with percentile intervals
+    of the two-stage bootstrap of :func:`hierarchical_bootstrap` (games resampled independently,
+    the geometric mean taken within each replicate).
+
+    Args:
+        students: ``game -> one list of episode returns per seed``.
+        references: ``game -> the teacher's reference episode returns``.
+        baselines: ``game -> score subtracted from both`` (default 0: the paper's percent).
+
+    Returns:
+        ``(per game, geometric mean)``.
+    """
+    rng = np.random.default_rng(seed)
+    alpha = (1 - confidence) / 2
+    per_game: dict[str, PercentInterval] = {}
+    points, reps = [], []
+    for game in students:
+        point, r = hierarchical_bootstrap(
+            students[game],
+            references[game],
+            baseline=(baselines or {}).get(game, 0.0),
+            n_boot=n_boot,
+            rng=rng,
+        )
+        per_game[game] = PercentInterval(
+            point, float(np.quantile(r, alpha)), float(np.quantile(r, 1 - alpha))
+        )
+        points.append(point)
+        reps.append(r)
+    logs = np.log(np.clip(np.stack(reps), 1e-12, None)).mean(axis=0)
+    geo = np.exp(logs)
+    overall = PercentInterval(
+        geometric_mean(points), float(np.quantile(geo, alpha)), float(np.quantile(geo, 1 - alpha))
+    )
+    return per_game, overall
 
 
 def geometric_mean(values: list[float]) -> float:

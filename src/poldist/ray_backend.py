@@ -61,7 +61,7 @@ from poldist.distillation import (
     collect,
     make_controller,
 )
-from poldist.envs import EnvSpec, make_vector_env
+from poldist.envs import EnvSpec, make_vector_env, run_env_seed
 from poldist.errors import PoldistError
 from poldist.memory import ReplayMemory
 from poldist.networks import Architecture, QNetwork
@@ -349,7 +349,9 @@ class RayCollector:
         kwargs: dict[str, Any] = {}
         if not slot.started:
             # distinct per actor (env i of an actor: seed + i), per task, and after a resume
-            kwargs["reset_seed"] = self.cfg.seed + 1000 * task.index + updates + 10**6 * (1 + slot.serial)
+            kwargs["reset_seed"] = run_env_seed(
+                self.cfg.env_seeds, self.cfg.seed, "collect", task.index, updates, actor=slot.serial
+            )
             slot.started = True
         t_version, t_ref = self._teacher_sync[task.index].version, self._teacher_sync[task.index].ref
         if slot.teacher_version != t_version:
