@@ -113,3 +113,67 @@ def test_kl_temperature_defaults_to_the_teachers_output_kind(tmp_path, kind, tau
     cfg_explicit = DistillConfig(teacher="", student="net3", eval_episodes=1, num_envs=1, tau=0.1)
     explicit = Distiller(cfg_explicit, tmp_path / "run2", teachers=[teacher])
     assert explicit.loss_fn.keywords["tau"] == 0.1
+
+
+def test_lr_factor_schedules() -> None:
+    from poldist.distillation import lr_factor
+
+    assert [lr_factor("constant", p) for p in (0, 0.5, 1)] == [1, 1, 1]
+    assert [lr_factor("linear", p) for p in (0, 0.25, 1, 2)] == [1, 0.75, 0, 0]
+    assert lr_factor("cosine", 0) == 1 and abs(lr_factor("cosine", 0.5) - 0.5) < 1e-12
+    assert abs(lr_factor("cosine", 1)) < 1e-12
+
+
+def test_agreement_by_gap_by_hand() -> None:
+    from poldist.distillation import agreement_by_gap, median_top2_gap
+
+    teacher = np.array(
+        [
+            [1.0, 1.005, 0.0],  # gap 0.005 (bin 0): student picks 0, teacher 1: regret 0.005
+            [2.0, 0.0, 1.98],  # gap 0.02 (bin 1): agree
+            [0.0, 0.5, 0.0],  # gap 0.5 (bin 4): student picks 2: regret 0.5
+            [0.0, 0.0, 0.2],  # gap 0.2 (bin 3): agree
+        ]
+    )
+    out = agreement_by_gap(np.array([0, 0, 2, 2]), teacher)
+    assert out["agreement"] == 0.5
+    assert abs(out["regret"] - (0.005 + 0.5) / 4) < 1e-12
+    assert out["gap_shares"] == [0.25, 0.25, 0.0, 0.25, 0.25]
+    assert out["agreement_by_gap"] == [0.0, 1.0, None, 1.0, 0.0]
+    assert abs(median_top2_gap(teacher) - (0.02 + 0.2) / 2) < 1e-12
+
+
+def test_tau_gap_and_lr_schedule_in_a_run(tmp_path) -> None:
+    from dataclasses import replace
+
+    from poldist.distillation import Distiller, median_top2_gap
+
+    cfg = DistillConfig(
+        teacher="minatar/breakout",
+        student="net3",
+        tau_gap=2.0,
+        lr_schedule="linear",
+        updates=40,
+        learning_starts=200,
+        memory_size=2000,
+        batch_size=16,
+        eval_interval=40,
+        eval_episodes=1,
+        final_eval_episodes=2,
+        checkpoint_interval=20,
+        agreement_states=50,
+    )
+    distiller = Distiller(cfg, tmp_path / "run")
+    distiller.run(1, show_progress=False)
+    first_rows = distiller.tasks[0].memory.all_rows()["teacher_out"]  # all there at the first update
+    assert distiller.task_taus[0] == pytest.approx(2.0 * median_top2_gap(first_rows), rel=1e-6)
+    assert distiller.task_loss(0).keywords["tau"] == distiller.task_taus[0]
+    distiller.run(show_progress=False)
+    assert distiller.optimizer.param_groups[0]["lr"] == pytest.approx(cfg.lr / cfg.updates)  # last step
+    summary = distiller.finish()
+    task = summary["tasks"][0]
+    assert task["tau"] == distiller.task_taus[0]
+    assert len(task["student_returns"]) == 2 and "agreement_by_gap" in task
+    # a resumed run keeps the measured temperature (from the checkpoint), not a new measurement
+    resumed = Distiller(replace(cfg, updates=60), tmp_path / "run", resume=True)
+    assert resumed.task_taus == distiller.task_taus

@@ -197,3 +197,23 @@ def test_atari_aliases_name_the_ale_v5_env(alias: str) -> None:
     spec = make_env_spec(alias)
     assert spec.env_id == "ALE/Breakout-v5"
     assert spec.settings["repeat_action_probability"] == 0.0
+
+
+def test_env_seeds_of_runs_and_purposes_are_disjoint_and_below_the_reference_seeds() -> None:
+    from poldist.envs import REFERENCE_SEED, env_seed, run_env_seed
+
+    firsts = [
+        env_seed(s, p, task) for s in range(20) for p in ("collect", "eval", "final") for task in (0, 1)
+    ]
+    assert len(set(firsts)) == len(firsts)
+    assert all(0 <= f < REFERENCE_SEED - 2**16 for f in firsts)
+    # 8 envs each (seeds f .. f + 7): no two runs or purposes share an env stream
+    streams = [set(range(f, f + 8)) for f in firsts]
+    assert all(a.isdisjoint(b) for i, a in enumerate(streams) for b in streams[i + 1 :])
+    assert env_seed(3, "eval") == env_seed(3, "eval")  # deterministic
+    assert run_env_seed("disjoint", 1, "collect", 2, 500) == env_seed(1, "collect", 2, 500)
+    # the scheme of the results made before 0.3, kept so that their commands reproduce them
+    assert run_env_seed("offset", 1, "collect", 2, 500) == 1 + 2000 + 500
+    assert run_env_seed("offset", 1, "eval") == 1 + 10**6
+    assert run_env_seed("offset", 1, "final") == 1 + 2 * 10**6
+    assert run_env_seed("offset", 1, "collect", 0, 7, actor=2) == 1 + 7 + 3 * 10**6

@@ -181,8 +181,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     import time
 
     from poldist.distillation import DistillConfig, distill
+    from poldist.evaluation import percent_of_teacher
     from poldist.plots import plot_learning_curve
     from poldist.runs import write_json
+    from poldist.zoo import reference_returns
 
     game = args.game.lower().replace("-", "_")
     out = Path(args.out or f"runs/demo-{game}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -210,13 +212,17 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         teacher_scores=[task["teacher_score"]],
         task_names=[f"{task['env_id']}: {cfg.student} student (KL) vs teacher"],
     )
+    ref_returns = reference_returns(cfg.teacher)
+    reference = sum(ref_returns) / len(ref_returns)  # the yardstick (issue 18)
     demo = {
         "env_id": task["env_id"],
+        "teacher_reference_score": reference,
         "teacher_score": task["teacher_score"],
         "teacher_ci": task["teacher_ci"],
         "student_score": task["student_score"],
         "student_ci": task["student_ci"],
-        "percent_of_teacher": task["percent_of_teacher"],
+        "percent_of_teacher": percent_of_teacher(task["student_score"], reference),
+        "percent_of_teacher_paired": task["percent_of_teacher"],
         "agreement": task["agreement"],
         "teacher_params": summary["teacher_params"],
         "student_params": summary["student_params"],
@@ -231,7 +237,11 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     write_json(out / "summary.json", demo)
     print()
     print(_distill_table({**summary, "wall_seconds": wall}))
-    print(f"\nplot: {out / 'curve.png'}\nsummary: {out / 'summary.json'}")
+    print(
+        f"\nagainst the teacher's reference score {reference:.2f} (1,000 episodes on reserved env seeds): "
+        f"student at {demo['percent_of_teacher']:.1f}%"
+    )
+    print(f"plot: {out / 'curve.png'}\nsummary: {out / 'summary.json'}")
 
 
 def _cmd_online(args: argparse.Namespace) -> None:
@@ -274,9 +284,30 @@ def _cmd_publish_teacher(args: argparse.Namespace) -> None:
     from poldist.zoo import check_zoo_name, publish_teacher
 
     check_zoo_name(args.name)
-    dest = publish_teacher(args.run_dir, args.name, episodes=args.episodes, seed=args.seed)
+    dest = publish_teacher(
+        args.run_dir,
+        args.name,
+        episodes=args.episodes,
+        seed=args.seed,
+        reference_episodes=args.reference_episodes,
+    )
     print((dest / "MODEL_CARD.md").read_text())
     print(f"published: {dest}")
+
+
+def _cmd_reference_score(args: argparse.Namespace) -> None:
+    from poldist.teachers import zoo_names
+    from poldist.zoo import reference_score
+
+    names = zoo_names() if args.name == "all" else [args.name]
+    if args.name != "all" and args.name not in zoo_names():
+        raise PoldistError(f"no shipped teacher {args.name!r}: choose from {zoo_names()} or 'all'")
+    if args.episodes <= 0:
+        raise PoldistError("--episodes must be positive")
+    for name in names:
+        ref = reference_score(name, episodes=args.episodes)
+        ci = f"[{ref['ci_low']:.2f}, {ref['ci_high']:.2f}]"
+        print(f"{name}: {ref['mean']:.2f} {ci} ({ref['episodes']} episodes)", flush=True)
 
 
 def _int_list(text: str) -> list[int]:
@@ -483,9 +514,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", help="a finished train-teacher run directory")
     p.add_argument("--name", required=True, help="short name, e.g. minatar/breakout")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--episodes", type=int, default=100, help="episodes of the card's score (default 100)")
+    p.add_argument("--seed", type=int, default=12345, help="env seed of the card's score")
+    p.add_argument(
+        "--reference-episodes",
+        type=int,
+        default=1000,
+        help="episodes of the reference score, the yardstick of percent-of-teacher (0: none)",
+    )
     p.set_defaults(func=_cmd_publish_teacher)
+
+    p = sub.add_parser(
+        "reference-score",
+        help="score a shipped teacher on reserved env seeds: the yardstick of percent-of-teacher",
+        description="Evaluate a shipped teacher (or all) for --episodes episodes at epsilon 0.05 on env "
+        "seeds that no training, selection or student evaluation uses, and store the mean, its 95%% CI "
+        "and every return in its card.json (as 'reference') and MODEL_CARD.md. Reports divide by it.",
+    )
+    p.add_argument("name", help="shipped teacher, e.g. minatar/breakout, or 'all'")
+    p.add_argument("--episodes", type=int, default=1000, help="episodes (default 1000)")
+    p.set_defaults(func=_cmd_reference_score)
     return parser
 
 

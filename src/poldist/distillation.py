@@ -103,7 +103,7 @@ class DistillConfig:
         default=0.0,
         metadata={
             "help": "if > 0: each task's KL temperature is this times its teacher's median gap between "
-            "its two highest outputs, measured on the first --learning-starts transitions (overrides --tau)"
+            "its two highest outputs on the transitions collected before its first update (overrides --tau)"
         },
     )
     eval_interval: int = 5_000
@@ -575,7 +575,7 @@ class Distiller:
 
     def task_loss(self, k: int) -> Loss:
         """Task ``k``'s loss: :attr:`loss_fn`, or with ``cfg.tau_gap`` its own temperature, set
-        from the teacher outputs in its memory the first time it is asked for (learning start)."""
+        from the teacher outputs in its memory the first time it is asked for (its first update)."""
         if self.cfg.tau_gap <= 0 or self.cfg.loss not in ("kl", "erd"):
             return self.loss_fn
         if k not in self._task_losses:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from poldist.checkpoints import load_checkpoint
+from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
 from poldist.evaluation import evaluate
 from poldist.networks import count_parameters
@@ -32,7 +33,14 @@ def machine_description() -> str:
     return f"{m['cpu_model']}, {m['cpu_count']} cores, {system}, torch {m['torch_version']}"
 
 
-def publish_teacher(run_dir: str | Path, name: str, *, episodes: int = 100, seed: int = 12345) -> Path:
+def publish_teacher(
+    run_dir: str | Path,
+    name: str,
+    *,
+    episodes: int = 100,
+    seed: int = 12345,
+    reference_episodes: int = 1000,
+) -> Path:
     """Copy ``<run_dir>/teacher`` into the zoo as ``name`` and write its model card.
 
     Args:
@@ -40,6 +48,7 @@ def publish_teacher(run_dir: str | Path, name: str, *, episodes: int = 100, seed
         name: short name, e.g. ``minatar/breakout``.
         episodes: evaluation episodes for the teacher and for the random policy.
         seed: evaluation seed (recorded in the card).
+        reference_episodes: episodes of the reference score (:func:`reference_score`); 0: none.
 
     Returns:
         The zoo directory of the teacher.
@@ -87,7 +96,58 @@ def publish_teacher(run_dir: str | Path, name: str, *, episodes: int = 100, seed
         title=f"{teacher.env.env_id}: Double-DQN teacher (eval epsilon 0.05)",
     )
     (dest / "MODEL_CARD.md").write_text(_card_markdown(card))
+    if reference_episodes > 0:
+        reference_score(name, episodes=reference_episodes)
     return dest
+
+
+REFERENCE_ENVS = 50  # env seeds REFERENCE_SEED .. REFERENCE_SEED + 49, 20 episodes each
+
+
+def reference_score(name: str, *, episodes: int = 1000, num_envs: int = REFERENCE_ENVS) -> dict[str, Any]:
+    """Score shipped teacher ``name`` for use as the yardstick of percent-of-teacher, and store it.
+
+    ``episodes`` episodes at epsilon 0.05 on env seeds from :data:`~poldist.envs.REFERENCE_SEED`
+    on, which no training, selection or student evaluation draws. The result (mean, 95% CI,
+    every return) goes into the card as ``reference``; ``MODEL_CARD.md`` shows it beside the
+    card's own score.
+
+    Returns:
+        The ``reference`` entry.
+    """
+    check_zoo_name(name)
+    dest = ZOO / name
+    card = json.loads((dest / "card.json").read_text())
+    teacher = load_teacher(dest)
+    res = evaluate(teacher, teacher.env, episodes, epsilon=0.05, seed=REFERENCE_SEED, num_envs=num_envs)
+    card["reference"] = {
+        "episodes": res.episodes,
+        "epsilon": 0.05,
+        "seed": REFERENCE_SEED,
+        "num_envs": min(num_envs, episodes),
+        "mean": res.mean,
+        "ci_low": res.ci_low,
+        "ci_high": res.ci_high,
+        "returns": res.returns,
+        "command": f"poldist reference-score {name} --episodes {episodes}",
+        "machine": machine_description(),
+    }
+    write_json(dest / "card.json", card)
+    (dest / "MODEL_CARD.md").write_text(_card_markdown(card))
+    return card["reference"]
+
+
+def reference_returns(name: str) -> list[float]:
+    """The reference episode returns of shipped teacher ``name`` (see :func:`reference_score`).
+
+    Raises:
+        PoldistError: the teacher has no reference score yet.
+    """
+    path = ZOO / name / "card.json"
+    card = json.loads(path.read_text()) if path.exists() else {}
+    if "reference" not in card:
+        raise PoldistError(f"teacher {name} has no reference score: run poldist reference-score {name}")
+    return card["reference"]["returns"]
 
 
 def _card_markdown(card: dict[str, Any]) -> str:
@@ -95,6 +155,15 @@ def _card_markdown(card: dict[str, Any]) -> str:
     score = f"**{e['mean']:.2f}** (95% CI {e['ci_low']:.2f} to {e['ci_high']:.2f})"
     random = f"{r['mean']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f})"
     cmds = "\n".join(card["commands"]) or "(not recorded)"
+    reference = ""
+    if "reference" in card:
+        ref = card["reference"]
+        reference = (
+            f"| reference score, the yardstick of percent-of-teacher (epsilon 0.05, {ref['episodes']:,} "
+            f"episodes on env seeds {ref['seed']} to {ref['seed'] + ref['num_envs'] - 1}, used for "
+            f"nothing else) | **{ref['mean']:.2f}** (95% CI {ref['ci_low']:.2f} to {ref['ci_high']:.2f}) |\n"
+        )
+        score = score.replace("**", "")
     return f"""# Teacher `{card["name"]}`
 
 Double-DQN teacher for `{card["env_id"]}` (MinAtar's DQN network, {card["parameters"]:,} parameters),
@@ -102,7 +171,7 @@ trained by this library.
 
 | | |
 |---|---|
-| score (epsilon 0.05, {e["episodes"]} episodes, seed {e["seed"]}) | {score} |
+{reference}| score (epsilon 0.05, {e["episodes"]} episodes, seed {e["seed"]}) | {score} |
 | uniformly random policy ({r["episodes"]} episodes) | {random} |
 | env steps | {card["env_steps"]:,} ({card["env_steps_per_second"]:,.0f} steps/s) |
 | gradient updates | {card["updates"]:,} |
@@ -117,7 +186,9 @@ Trained with:
 {cmds}
 ```
 
-Reproduce the score: `{card["evaluate_command"]}`
+Reproduce the score: `{card["evaluate_command"]}`{
+        f"; the reference score: `{card['reference']['command']}`" if "reference" in card else ""
+    }
 
 ![learning curve](curve.png)
 """

@@ -1,0 +1,197 @@
+"""What holds MinAtar students back: one variable at a time, with learning curves (issue 18, part 2).
+
+Every variant is the study's base recipe with one change (or, for the recipe candidates, the
+changes named), run per game, student size and seed. A run writes ``results/study/raw/<cell>.json``
+(the final score's every episode, agreement with the teacher by how near-tied the teacher was, the
+temperature used, the config, wall time and the command) and ``<cell>.evals.csv`` (the learning
+curve); ``poldist report`` turns them into RESULTS.md's study section. Percent of teacher is
+computed there against each teacher's reference score (``poldist reference-score``).
+
+Tuning uses seed 0 only; the chosen recipe is then reported on seeds the choice never saw::
+
+    .venv/bin/python scripts/study_minatar.py --variants base,tau1,cosine --sizes net2 --seeds 0
+    .venv/bin/python scripts/study_minatar.py --list          # the variants and what each changes
+
+Finished cells are skipped and interrupted ones resume from their checkpoint, so a command can be
+rerun until everything is there; ``--shard i/n`` runs every n-th cell from i (one process a core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from poldist.distillation import DistillConfig, distill
+from poldist.evaluation import percent_of_teacher
+from poldist.reproduce import GAMES
+from poldist.runs import resume_or_clear, write_json
+from poldist.zoo import reference_returns
+
+# The base: the compression experiment's 40k budget (KL at the paper's tau 0.01, RMSProp 1e-3,
+# batch 256, 20 fresh teacher transitions per update into a 200k memory), with env seeds that no
+# two run seeds share, and a final score over 200 episodes.
+BASE = DistillConfig(
+    loss="kl",
+    tau=0.01,
+    updates=40_000,
+    batch_size=256,
+    lr=1e-3,
+    optimizer="rmsprop",
+    transitions_per_update=20.0,
+    learning_starts=10_000,
+    memory_size=200_000,
+    eval_interval=5_000,
+    eval_episodes=10,
+    final_eval_episodes=200,
+    evaluate_teacher=False,  # the denominator is the teacher's reference score
+    agreement_states=5_000,
+    checkpoint_interval=10_000,
+    env_seeds="disjoint",
+)
+
+# name -> (what it changes, the DistillConfig fields it sets); sizes and widths are set per cell
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "base": ("the base recipe", {}),
+    "tau0.1": ("temperature 0.1", {"tau": 0.1}),
+    "tau1": ("temperature 1", {"tau": 1.0}),
+    "taugap1": ("temperature = the teacher's median top-2 gap", {"tau_gap": 1.0}),
+    "taugap10": ("temperature = 10x the teacher's median top-2 gap", {"tau_gap": 10.0}),
+    "cosine": ("learning rate falling to 0 (cosine)", {"lr_schedule": "cosine"}),
+    "adam": ("Adam at 5e-4 instead of RMSProp at 1e-3", {"optimizer": "adam", "lr": 5e-4}),
+    "batch64": ("batch 64 instead of 256", {"batch_size": 64}),
+    "fresh5": (
+        "5 fresh transitions per update (the paper's ~0.19 updates a transition)",
+        {
+            "transitions_per_update": 5.0,
+        },
+    ),
+    "mem50k": ("a 50k-transition memory instead of 200k", {"memory_size": 50_000}),
+    "student": ("the student acts, the teacher labels (DAgger-style)", {"control": "student"}),
+    "mixed": ("teacher then student acting (beta 1 -> 0 over half the run)", {"control": "mixed"}),
+    "long": (
+        "120k updates instead of 40k",
+        {
+            "updates": 120_000,
+            "eval_interval": 15_000,
+            "checkpoint_interval": 30_000,
+        },
+    ),
+}
+
+# MinAtar student families for the study of conv capacity: size -> (conv filters, hidden units).
+# The shipped net2/net3 keep 4 of the teacher's 16 filters; these keep 8 or 16 at the same budget.
+WIDTHS = {
+    "net2": "4/36",
+    "net2-c8": "8/18",
+    "net2-c16": "16/9",
+    "net3": "4/20",
+    "net3-c8": "8/10",
+    "net3-c16": "16/5",
+    "net1": "8/64",
+    "net1-c16": "16/32",
+    "teacher": "16/128",
+}
+
+
+def cell_name(variant: str, size: str, game: str, seed: int) -> str:
+    """File-safe identity of one run, e.g. ``tau1__net2__breakout__seed0``."""
+    return f"{variant}__{size}__{game}__seed{seed}"
+
+
+def cell_config(variant: str, size: str, game: str, seed: int) -> DistillConfig:
+    """The distillation config of one cell."""
+    if variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r}: choose from {sorted(VARIANTS)}")
+    if size not in WIDTHS:
+        raise SystemExit(f"unknown size {size!r}: choose from {sorted(WIDTHS)}")
+    return replace(BASE, **VARIANTS[variant][1], teacher=f"minatar/{game}", student=WIDTHS[size], seed=seed)
+
+
+def run_cell(variant: str, size: str, game: str, seed: int, runs: Path, results: Path) -> dict[str, Any]:
+    """Run (or resume, or skip if done) one cell; write its raw record and learning curve."""
+    name = cell_name(variant, size, game, seed)
+    raw = results / "raw" / f"{name}.json"
+    if raw.exists():
+        return json.loads(raw.read_text())
+    cfg = cell_config(variant, size, game, seed)
+    run = runs / name
+    summary = distill(cfg, run, resume=resume_or_clear(run))
+    task = summary["tasks"][0]
+    try:
+        reference = reference_returns(f"minatar/{game}")
+        ref_mean = sum(reference) / len(reference)
+    except Exception:  # no reference score yet: the report computes percent later
+        ref_mean = float("nan")
+    record = {
+        "variant": variant,
+        "change": VARIANTS[variant][0],
+        "size": size,
+        "game": game,
+        "seed": seed,
+        "teacher": f"minatar/{game}",
+        "reference_score": ref_mean,
+        "student_score": task["student_score"],
+        "student_ci": task["student_ci"],
+        "percent_of_reference": percent_of_teacher(task["student_score"], ref_mean),
+        "student_returns": task["student_returns"],
+        **{k: task[k] for k in ("agreement", "regret", "gap_edges", "gap_shares", "agreement_by_gap", "tau")},
+        "transitions": task["transitions"],
+        "student_params": summary["student_params"],
+        "teacher_params": summary["teacher_params"],
+        "updates": summary["updates"],
+        "train_wall_seconds": summary["train_wall_seconds"],
+        "wall_seconds": summary["wall_seconds"],
+        "machine": summary["machine"],
+        "config": asdict(cfg),
+        "command": f"python scripts/study_minatar.py --variants {variant} --sizes {size} "
+        f"--games {game} --seeds {seed}",
+    }
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(run / "evals.csv", raw.with_suffix(".evals.csv"))
+    write_json(raw, record)  # last: a raw file exists only for a finished run
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", default="base", help="comma-separated variant names (see --list)")
+    p.add_argument("--sizes", default="net2", help=f"comma-separated student sizes: {', '.join(WIDTHS)}")
+    p.add_argument("--games", default=",".join(GAMES), help="comma-separated MinAtar games (default: all)")
+    p.add_argument("--seeds", default="0", help="comma-separated run seeds (default 0, the tuning seed)")
+    p.add_argument("--runs", default="runs/study", help="where the run directories go")
+    p.add_argument("--results", default="results/study", help="where the raw results go")
+    p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell from i")
+    p.add_argument("--list", action="store_true", help="list the variants and exit")
+    args = p.parse_args(argv)
+    if args.list:
+        for name, (change, fields) in VARIANTS.items():
+            print(f"{name:10s} {change}  {fields}")
+        return 0
+    i, n = (int(x) for x in args.shard.split("/"))
+    cells = [
+        (v, s, g, int(seed))
+        for seed in args.seeds.split(",")
+        for v in args.variants.split(",")
+        for s in args.sizes.split(",")
+        for g in args.games.split(",")
+    ]
+    for k, cell in enumerate(cells):
+        if k % n != i:
+            continue
+        print(f"[{k + 1}/{len(cells)}] {cell_name(*cell)}", flush=True)
+        rec = run_cell(*cell, Path(args.runs), Path(args.results))
+        print(
+            f"    {rec['student_score']:.2f} ({rec['percent_of_reference']:.1f}% of the reference), "
+            f"agreement {rec['agreement']:.3f}, {rec['train_wall_seconds']:.0f} s",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

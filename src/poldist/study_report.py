@@ -1,0 +1,163 @@
+"""RESULTS.md's study section: what holds MinAtar students back (``scripts/study_minatar.py``).
+
+Reads ``<results>/study/raw/*.json`` (one record per run: variant, student size, game, seed, every
+final episode's return, agreement with the teacher by top-2 gap) and the ``.evals.csv`` learning
+curve beside each. Percent of teacher divides by the teacher's reference score (1,000 episodes on
+env seeds no run uses; :func:`poldist.zoo.reference_score`), with the two-stage bootstrap of
+:func:`poldist.evaluation.percent_intervals`: seeds, then episodes within each, and the teacher's
+reference episodes, so one seed still gets an interval from its episodes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poldist.evaluation import percent_intervals
+from poldist.runs import EvalLog
+
+GAME_ORDER = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+
+
+def load_study(raw_dir: Path) -> list[dict[str, Any]]:
+    """Every study record in ``raw_dir``, sorted by file name."""
+    return [json.loads(p.read_text()) for p in sorted(Path(raw_dir).glob("*.json"))]
+
+
+def reference_returns_of(records: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """``game -> reference returns`` of the shipped teachers the records name."""
+    from poldist.zoo import reference_returns
+
+    return {g: reference_returns(f"minatar/{g}") for g in sorted({r["game"] for r in records})}
+
+
+def group_intervals(
+    records: list[dict[str, Any]], references: dict[str, list[float]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """``(variant, size) -> {"per_game": {game: PercentInterval}, "geomean": PercentInterval or None,
+    "seeds": n, "agreement": mean, "wall": mean train seconds}``; the geometric mean only where every
+    game of the study has a run."""
+    games = sorted({r["game"] for r in records})
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["variant"], r["size"])].append(r)
+    out = {}
+    for key, recs in groups.items():
+        students: dict[str, list[list[float]]] = defaultdict(list)
+        for r in sorted(recs, key=lambda r: r["seed"]):
+            students[r["game"]].append(r["student_returns"])
+        per_game, geo = percent_intervals(dict(students), {g: references[g] for g in students})
+        out[key] = {
+            "per_game": per_game,
+            "geomean": geo if set(students) == set(games) else None,
+            "seeds": sorted({r["seed"] for r in recs}),
+            "agreement": float(np.mean([r["agreement"] for r in recs])),
+            "wall": float(np.mean([r["train_wall_seconds"] for r in recs])),
+            "records": recs,
+        }
+    return out
+
+
+def _pct(iv: Any) -> str:
+    return "–" if iv is None else f"{iv.mean:.1f} [{iv.ci_low:.0f}, {iv.ci_high:.0f}]"
+
+
+def study_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str]) -> str:
+    """Markdown: one row per (variant, size), percent of teacher per game and geometric mean."""
+    headers = ["variant", "change", "student", *games, "geometric mean", "agreement", "min/run"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    base = groups.get(("base", "net2"))
+    for (variant, size), g in sorted(groups.items(), key=lambda kv: _order(kv[0])):
+        change = g["records"][0].get("change", "")
+        cells = [_pct(g["per_game"].get(game)) for game in games]
+        geo = g["geomean"]
+        geo_cell = "–" if geo is None else f"**{geo.mean:.1f}** [{geo.ci_low:.1f}, {geo.ci_high:.1f}]"
+        if base is not None and geo is not None and base["geomean"] is not None and g is not base:
+            geo_cell += f" ({geo.mean - base['geomean'].mean:+.1f})"
+        row = [variant, change, f"{size} ({g['records'][0]['student_params']:,})", *cells, geo_cell]
+        row += [f"{g['agreement']:.3f}", f"{g['wall'] / 60:.1f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _game_rank(game: str) -> tuple[int, str]:
+    return (GAME_ORDER.index(game) if game in GAME_ORDER else len(GAME_ORDER), game)
+
+
+def _order(key: tuple[str, str]) -> tuple[int, str, str]:
+    variant, size = key
+    return (0 if variant == "base" else 1, size, variant)
+
+
+def near_tie_table(groups: dict[tuple[str, str], dict[str, Any]], variant: str = "base") -> str:
+    """Markdown: per game, the share of states in each top-2-gap bin and the student's agreement there
+    (mean over the ``variant`` runs of every size), and the mean Q regret."""
+    recs = [r for (v, _), g in groups.items() if v == variant for r in g["records"]]
+    if not recs:
+        return ""
+    edges = recs[0]["gap_edges"]
+    bins = [f"{edges[i]}-{edges[i + 1]}" for i in range(len(edges) - 1)]
+    headers = ["game", "student", *[f"gap {b}: share / agreement" for b in bins], "agreement", "Q regret"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in sorted(recs, key=lambda r: (_game_rank(r["game"]), r["size"])):
+        cells = [
+            f"{s:.2f} / {'–' if a is None else f'{a:.2f}'}"
+            for s, a in zip(r["gap_shares"], r["agreement_by_gap"])
+        ]
+        lines.append(
+            "| "
+            + " | ".join([r["game"], r["size"], *cells, f"{r['agreement']:.3f}", f"{r['regret']:.4f}"])
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def study_curves(
+    groups: dict[tuple[str, str], dict[str, Any]],
+    raw_dir: Path,
+    references: dict[str, list[float]],
+    path: Path,
+    size: str = "net2",
+) -> Path:
+    """Learning curves: percent of the reference score against updates, one panel per game, one
+    line per variant of student ``size`` (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = [g for g in GAME_ORDER if g in references]
+    fig, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 3.2), squeeze=False)
+    for (variant, s), g in sorted(groups.items(), key=lambda kv: _order(kv[0])):
+        if s != size:
+            continue
+        for ax, game in zip(axes[0], games):
+            ref = float(np.mean(references[game]))
+            curves = []
+            for r in g["records"]:
+                if r["game"] != game:
+                    continue
+                csv_path = raw_dir / f"{variant}__{s}__{game}__seed{r['seed']}.evals.csv"
+                if csv_path.exists():
+                    rows = EvalLog.read(csv_path)
+                    curves.append({int(row["updates"]): 100 * row["score"] / ref for row in rows})
+            if not curves:
+                continue
+            steps = sorted(set.intersection(*(set(c) for c in curves)))
+            ax.plot(steps, [np.mean([c[x] for c in curves]) for x in steps], lw=1.2, label=variant)
+    for ax, game in zip(axes[0], games):
+        ax.axhline(100, color="k", lw=0.8, ls="--")
+        ax.set_title(game, fontsize=9)
+        ax.set_xlabel("updates", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("% of reference score")
+    axes[0][-1].legend(fontsize=6)
+    fig.suptitle(f"Study, {size} students (seed 0; eval 10 episodes per point)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

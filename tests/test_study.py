@@ -1,0 +1,120 @@
+"""The yardstick and the study of issue 18: reference scores, rescoring, the study's tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from poldist import zoo
+from poldist.envs import REFERENCE_SEED
+from poldist.errors import PoldistError
+from poldist.study_report import group_intervals, near_tie_table, study_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _study_script():
+    spec = importlib.util.spec_from_file_location("study_minatar", ROOT / "scripts" / "study_minatar.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["study_minatar"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_score_goes_into_the_card(tmp_path, monkeypatch) -> None:
+    shutil.copytree(zoo.ZOO / "minatar" / "breakout", tmp_path / "minatar" / "breakout")
+    card = json.loads((tmp_path / "minatar" / "breakout" / "card.json").read_text())
+    card.pop("reference", None)
+    (tmp_path / "minatar" / "breakout" / "card.json").write_text(json.dumps(card))
+    monkeypatch.setattr(zoo, "ZOO", tmp_path)
+    import poldist.teachers
+
+    monkeypatch.setattr(poldist.teachers, "ZOO", tmp_path)
+    with pytest.raises(PoldistError, match="reference-score"):
+        zoo.reference_returns("minatar/breakout")
+    ref = zoo.reference_score("minatar/breakout", episodes=6, num_envs=3)
+    assert ref["episodes"] == 6 and len(ref["returns"]) == 6 and ref["seed"] == REFERENCE_SEED
+    assert ref["mean"] == pytest.approx(sum(ref["returns"]) / 6)
+    assert zoo.reference_returns("minatar/breakout") == ref["returns"]
+    text = (tmp_path / "minatar" / "breakout" / "MODEL_CARD.md").read_text()
+    assert "reference score" in text and f"{ref['mean']:.2f}" in text
+    assert "poldist reference-score minatar/breakout --episodes 6" in text
+
+
+def test_report_rescores_records_against_the_reference(monkeypatch) -> None:
+    from poldist import report
+
+    monkeypatch.setattr(report, "reference_mean", lambda t: {"minatar/a": 20.0}.get(t))
+    recs = report.rescore(
+        [
+            {
+                "teacher": "minatar/a",
+                "teacher_score": 10.0,
+                "student_score": 15.0,
+                "percent_of_teacher": 150.0,
+            },
+            {"teacher": "minatar/b", "teacher_score": 10.0, "student_score": 5.0, "percent_of_teacher": 50.0},
+        ]
+    )
+    assert recs[0]["percent_of_teacher"] == 75.0 and recs[0]["card_score"] == 10.0
+    assert recs[0]["teacher_score"] == 20.0
+    assert recs[1]["percent_of_teacher"] == 50.0  # no reference: the card stays the yardstick
+    mt = report.rescore_multitask(
+        [{"per_game": {"minatar/a": {"teacher_score": 10.0, "m": 30.0, "m_percent": 300.0}}}]
+    )
+    assert mt[0]["per_game"]["minatar/a"]["m_percent"] == 150.0
+    assert report.multitask_geomeans(
+        {"per_game": {"minatar/a": {"teacher_score": 10.0, "m": 30.0, "m_percent": 300.0}}}
+    ) == {"m": pytest.approx(150.0)}
+
+
+def _record(variant: str, game: str, returns: list[float], seed: int = 0) -> dict:
+    return {
+        "variant": variant,
+        "change": f"change {variant}",
+        "size": "net2",
+        "game": game,
+        "seed": seed,
+        "student_returns": returns,
+        "student_params": 9_000,
+        "agreement": 0.9,
+        "regret": 0.01,
+        "gap_edges": [0.0, 0.1, "inf"],
+        "gap_shares": [0.5, 0.5],
+        "agreement_by_gap": [0.8, None],
+        "train_wall_seconds": 120.0,
+    }
+
+
+def test_study_tables_by_hand() -> None:
+    records = [
+        _record("base", "a", [1.0, 1.0]),
+        _record("base", "b", [4.0]),
+        _record("tau1", "a", [2.0]),  # game b missing: no geometric mean for tau1
+    ]
+    groups = group_intervals(records, {"a": [2.0, 2.0], "b": [2.0]})
+    base = groups[("base", "net2")]
+    assert base["per_game"]["a"].mean == 50.0 and base["per_game"]["b"].mean == 200.0
+    assert base["geomean"].mean == pytest.approx(100.0)
+    assert groups[("tau1", "net2")]["geomean"] is None
+    table = study_table(groups, ["a", "b"])
+    assert "| base | change base | net2 (9,000) | 50.0 [50, 50] | 200.0 [200, 200] | **100.0**" in table
+    assert "| tau1 |" in table
+    ties = near_tie_table(groups)
+    assert "0.50 / 0.80" in ties and "0.50 / –" in ties
+
+
+def test_study_variants_change_one_thing() -> None:
+    study = _study_script()
+    base = study.cell_config("base", "net2", "breakout", 0)
+    assert base.teacher == "minatar/breakout" and base.student == "4/36" and base.env_seeds == "disjoint"
+    for name, (_, fields) in study.VARIANTS.items():
+        cfg = study.cell_config(name, "net2", "breakout", 0)
+        changed = {k for k in vars(cfg) if getattr(cfg, k) != getattr(base, k)}
+        assert changed == set(fields), name
+    assert study.cell_name("tau1", "net2", "breakout", 3) == "tau1__net2__breakout__seed3"
