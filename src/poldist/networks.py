@@ -20,6 +20,11 @@ net3 (4%)      16, 16, 16             64     61,954
 MinAtar's DQN network (one 3x3 conv with 16 channels, 128 hidden units) is the
 MinAtar teacher; its students halve or shrink those widths to about 25%, 7% and
 4% of its parameters.
+
+Devices: :func:`resolve_device` turns a ``--device`` name into a ``torch.device``; networks
+live there, replay memories stay in host memory as uint8 numpy, and :func:`to_device` moves
+only the sampled minibatches (or a vector env's observations) over, still uint8: the network
+scales them to float on the device.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -220,3 +226,72 @@ def adam(params: Iterable[nn.Parameter], lr: float, eps: float = 1e-8) -> torch.
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_HELP = (
+    "where the networks run: auto (CUDA if available, else MPS, else CPU) | cpu | cuda (or cuda:N) "
+    "| mps; replay memories stay in host memory"
+)
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """The ``torch.device`` a ``--device`` name stands for.
+
+    Args:
+        name: ``auto`` (CUDA when ``torch.cuda.is_available()``, else MPS when available, else
+            CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (case-insensitive).
+
+    Returns:
+        ``cpu``, ``cuda:N`` (plain ``cuda``: the current CUDA device) or ``mps``.
+
+    Raises:
+        PoldistError: an unknown name, or a device this machine does not have (one line, naming
+            the way out), so that a run fails before it creates anything on disk.
+    """
+    text = str(name).strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    cuda = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if cuda:
+        if not torch.cuda.is_available():
+            raise PoldistError("CUDA is not available on this machine; use --device cpu or auto")
+        if cuda[1] is None:
+            return torch.device("cuda", torch.cuda.current_device())
+        count = torch.cuda.device_count()
+        if int(cuda[1]) >= count:
+            raise PoldistError(
+                f"no CUDA device {cuda[1]}: this machine has {count} (cuda:0 to cuda:{count - 1}); "
+                "use --device cuda or auto"
+            )
+        return torch.device("cuda", int(cuda[1]))
+    if text == "mps":
+        if not _mps_available():
+            raise PoldistError("MPS is not available on this machine; use --device cpu or auto")
+        return torch.device("mps")
+    raise PoldistError(f"unknown device {str(name)!r}: choose auto, cpu, cuda (or cuda:N) or mps")
+
+
+def to_device(x: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host array as a tensor on ``device``: same shape and dtype (uint8 frames stay uint8).
+
+    ``torch.as_tensor(x).to(device, non_blocking=True)`` on CUDA; on the CPU the tensor shares
+    ``x``'s memory (no copy, the same numbers as ``torch.as_tensor(x)``). MPS copies blocking
+    (non-blocking host-to-MPS copies have read freed memory in some torch releases).
+    """
+    return torch.as_tensor(x).to(device, non_blocking=device.type == "cuda")
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of ``module``'s first parameter (CPU for a module without parameters)."""
+    param = next(module.parameters(), None)
+    return torch.device("cpu") if param is None else param.device

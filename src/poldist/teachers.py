@@ -19,7 +19,7 @@ import torch
 from poldist.checkpoints import load_model, model_envs
 from poldist.envs import EnvSpec
 from poldist.errors import PoldistError
-from poldist.networks import QNetwork, count_parameters
+from poldist.networks import QNetwork, count_parameters, module_device
 
 ZOO = Path(__file__).parent / "zoo"
 
@@ -98,17 +98,27 @@ class NetworkTeacher:
         """The KL temperature that fits the outputs: 0.01 for Q-values, 1 for logits."""
         return 0.01 if self.output_kind == "q" else 1.0
 
+    @property
+    def device(self) -> torch.device:
+        """Where :attr:`net` lives; observations to label go there (:func:`~poldist.networks.to_device`)."""
+        return module_device(self.net)
+
     def num_parameters(self) -> int:
         """Parameters of the teacher network."""
         return count_parameters(self.net)
 
     @torch.no_grad()
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` uint8 observations -> ``(B, n_actions)`` outputs."""
+        """``(B, C, H, W)`` uint8 observations on :attr:`device` -> ``(B, n_actions)`` outputs there."""
         return self.net(obs, self.task)
 
 
-def load_teacher(name_or_path: str | Path, task: int = 0, env_id: str = "") -> NetworkTeacher:
+def load_teacher(
+    name_or_path: str | Path,
+    task: int = 0,
+    env_id: str = "",
+    device: str | torch.device = "cpu",
+) -> NetworkTeacher:
     """Load a teacher from a checkpoint directory, a shipped name, or an external file.
 
     External files (see :mod:`poldist.external`) are told by their suffix: ``.zip`` is a
@@ -120,6 +130,8 @@ def load_teacher(name_or_path: str | Path, task: int = 0, env_id: str = "") -> N
         task: head of a multi-task network.
         env_id: the env the teacher will label (needed by formats that do not record it:
             CleanRL checkpoints; SB3 zips whose file name holds no ``<Game>NoFrameskip-v4``).
+        device: where the network is put (a ``torch.device`` or a name such as ``"cuda"``;
+            checkpoints hold CPU tensors, loaded first on the CPU and then moved).
 
     Raises:
         PoldistError: missing/corrupted checkpoint, or a task index it does not have; for
@@ -133,13 +145,15 @@ def load_teacher(name_or_path: str | Path, task: int = 0, env_id: str = "") -> N
             raise PoldistError(f"{ext_path.name} has 1 task; task {task} does not exist")
         if ext_path.suffix.lower() != ".zip" and not env_id:
             raise PoldistError("CleanRL checkpoints record no env: pass --env-id")
-        return external.load_external_teacher(ext_path, env_id)
+        teacher = external.load_external_teacher(ext_path, env_id)
+        teacher.net.to(device)
+        return teacher
     path = resolve_checkpoint(name_or_path)
     net, meta = load_model(path)
     envs = model_envs(meta)
     if not 0 <= task < len(envs):
         raise PoldistError(f"{path} has {len(envs)} task(s); task {task} does not exist")
-    return NetworkTeacher(net, envs[task], meta["output_kind"], task, str(name_or_path))
+    return NetworkTeacher(net.to(device), envs[task], meta["output_kind"], task, str(name_or_path))
 
 
 def check_teacher_fits(teacher: NetworkTeacher, spec: EnvSpec) -> None:
