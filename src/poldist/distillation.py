@@ -43,7 +43,15 @@ from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate, geometric_mean, percent_of_teacher
 from poldist.losses import Loss, make_loss
 from poldist.memory import FrameStackMemory, ReplayMemory
-from poldist.networks import QNetwork, count_parameters, student_architecture
+from poldist.networks import (
+    DEVICE_HELP,
+    QNetwork,
+    count_parameters,
+    module_device,
+    resolve_device,
+    student_architecture,
+    to_device,
+)
 from poldist.progress import progress
 from poldist.runs import EvalLog, machine_info, prepare_run_dir, write_json
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
@@ -124,6 +132,7 @@ class DistillConfig:
         },
     )
     torch_threads: int = 1
+    device: str = field(default="auto", metadata={"help": DEVICE_HELP})
 
 
 def distill_step(
@@ -137,8 +146,8 @@ def distill_step(
     """One minibatch update of ``student`` towards the teacher's outputs.
 
     Args:
-        obs: ``(B, C, H, W)`` uint8 observations.
-        teacher_out: ``(B, A)`` teacher outputs stored with them.
+        obs: ``(B, C, H, W)`` uint8 observations, on the student's device.
+        teacher_out: ``(B, A)`` teacher outputs stored with them, on the same device.
         task: the student head to train.
 
     Returns:
@@ -152,10 +161,11 @@ def distill_step(
 
 
 class Controller(Protocol):
-    """Who acts while the teacher labels: returns actions ``(N,)`` for ``N`` envs.
+    """Who acts while the teacher labels: returns actions ``(N,)`` (numpy, host) for ``N`` envs.
 
-    ``obs``: ``(N, C, H, W)`` uint8; ``teacher_out``: ``(N, A)``; ``updates``: student updates
-    done so far (schedules such as DAgger's decaying beta read it).
+    ``obs``: ``(N, C, H, W)`` uint8 and ``teacher_out``: ``(N, A)``, both on the teacher's device
+    (the student's too); ``updates``: student updates done so far (schedules such as DAgger's
+    decaying beta read it).
     """
 
     def act(
@@ -265,11 +275,16 @@ def collect(
 ) -> None:
     """Play ``task``'s envs for at least ``n_transitions`` steps, storing teacher-labelled states.
 
+    Each vector step's observations ``(N, C, H, W)`` (uint8) go to the teacher's device as one
+    batch; the teacher's outputs ``(N, A)`` come back to the host for the memory, which holds the
+    observations from the env's own uint8 arrays (no float copies on the host).
+
     ``updates``: student updates done so far, passed to the controller's schedule.
     """
+    device = task.teacher.device
     done = 0
     while done < n_transitions:
-        obs_t = torch.as_tensor(task.obs)
+        obs_t = to_device(task.obs, device)
         teacher_out = task.teacher(obs_t)
         if not torch.isfinite(teacher_out).all():  # refuse before a NaN reaches the memory (and a checkpoint)
             raise PoldistError(
@@ -277,7 +292,7 @@ def collect(
                 f"(teacher {task.teacher.name}); nothing stored from them, last good checkpoint kept"
             )
         actions = controller.act(obs_t, teacher_out, student, task.index, rng, updates)
-        task.memory.add(obs=task.obs, teacher_out=teacher_out.numpy())
+        task.memory.add(obs=task.obs, teacher_out=teacher_out.cpu().numpy())
         task.obs, *_ = task.env.step(actions)
         done += len(actions)
 
@@ -312,8 +327,14 @@ def make_collector(cfg: DistillConfig, tasks: list[DistillTask]) -> Any:
     raise PoldistError(f"unknown backend {cfg.backend!r}: choose local or ray")
 
 
-def build_tasks(cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None) -> list[DistillTask]:
+def build_tasks(
+    cfg: DistillConfig,
+    teachers: list[NetworkTeacher] | None = None,
+    device: torch.device | str = "cpu",
+) -> list[DistillTask]:
     """Load and check the teacher(s) and env(s) of ``cfg`` before any work starts.
+
+    Teachers loaded here (``teachers`` None) are put on ``device``; given ones stay where they are.
 
     Raises:
         PoldistError: unknown env id, missing/corrupt teacher, teacher that does not fit the env.
@@ -322,7 +343,7 @@ def build_tasks(cfg: DistillConfig, teachers: list[NetworkTeacher] | None = None
         names = expand_teacher_names(cfg.teacher)
         if len(names) > 1 and cfg.env_id:
             raise PoldistError("--env-id names one env; with several teachers each uses its own")
-        teachers = [load_teacher(n, env_id=cfg.env_id) for n in names]
+        teachers = [load_teacher(n, env_id=cfg.env_id, device=device) for n in names]
     if not teachers:
         raise PoldistError("no teacher given")
     tasks = []
@@ -457,7 +478,11 @@ def agreement_by_gap(student_act: np.ndarray, teacher_out: np.ndarray) -> dict[s
 def agreement_details(
     student: QNetwork, task: DistillTask, n_states: int, rng: np.random.Generator
 ) -> dict[str, Any]:
-    """:func:`agreement_by_gap` on ``n_states`` fresh teacher-visited states (not in memory)."""
+    """:func:`agreement_by_gap` on ``n_states`` fresh teacher-visited states (not in memory).
+
+    The states ``(n_states, C, H, W)`` go to the student's device in one batch, its greedy
+    actions come back to the host.
+    """
     held_out = task.memory.empty_like(n_states)
     saved, task.memory = task.memory, held_out
     try:
@@ -465,7 +490,8 @@ def agreement_details(
     finally:
         task.memory = saved
     rows = held_out.all_rows()
-    student_act = student(torch.as_tensor(rows["obs"]), task.index).argmax(1).numpy()
+    obs = to_device(rows["obs"], module_device(student))
+    student_act = student(obs, task.index).argmax(1).cpu().numpy()
     return agreement_by_gap(student_act, rows["teacher_out"])
 
 
@@ -480,6 +506,9 @@ class Distiller:
 
     :func:`distill` runs it to the end in one call; online distillation calls :meth:`run`
     in chunks while its teacher keeps learning in between.
+
+    The student and the teachers live on ``cfg.device`` (:attr:`device`; given ``teachers`` are
+    moved there); replay memories stay in host memory and only sampled minibatches go over.
 
     Args:
         cfg: hyper-parameters.
@@ -500,7 +529,11 @@ class Distiller:
     ):
         _validate(cfg)
         self.cfg = cfg
-        self.tasks = build_tasks(cfg, teachers)
+        self.device = resolve_device(cfg.device)  # an unknown or absent device fails before the run dir
+        if teachers is not None:
+            for teacher in teachers:  # in place: a live teacher (online distillation) is already there
+                teacher.net.to(self.device)
+        self.tasks = build_tasks(cfg, teachers, self.device)
         self.loss_fn = make_loss(cfg.loss, cfg.tau or self.tasks[0].teacher.default_tau)
         self.collector = make_collector(cfg, self.tasks)  # a bad --ray-address fails before the run dir
         self.run_dir = prepare_run_dir(run_dir, resume=resume)
@@ -508,7 +541,8 @@ class Distiller:
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.student = make_student(cfg, self.tasks)
+        # built on the CPU (its RNG draws the initial weights whatever the device), then moved
+        self.student = make_student(cfg, self.tasks).to(self.device)
         self.optimizer = _optimizer(cfg, self.student.parameters())
         self.updates = 0
         self._wall_before = 0.0
@@ -595,7 +629,14 @@ class Distiller:
         """Score the student on every task (epsilon 0.05)."""
         self.student.eval()
         results = [
-            evaluate(lambda o, i=i: self.student(o, i), t.spec, episodes, epsilon=0.05, seed=seed)
+            evaluate(
+                lambda o, i=i: self.student(o, i),
+                t.spec,
+                episodes,
+                epsilon=0.05,
+                seed=seed,
+                device=self.device,
+            )
             for i, t in enumerate(self.tasks)
         ]
         self.student.train()
@@ -639,7 +680,10 @@ class Distiller:
                 n = int(np.ceil(target - task.memory.added))
                 self.collector.collect(task, self.controller, self.student, n, rng, self.updates)
             batch = task.memory.sample(cfg.batch_size, rng)
-            obs, teacher_out = torch.as_tensor(batch["obs"]), torch.as_tensor(batch["teacher_out"])
+            obs, teacher_out = (
+                to_device(batch["obs"], self.device),
+                to_device(batch["teacher_out"], self.device),
+            )
             if cfg.lr_schedule != "constant":
                 for group in self.optimizer.param_groups:
                     group["lr"] = cfg.lr * lr_factor(cfg.lr_schedule, self.updates / max(1, cfg.updates))
@@ -680,7 +724,13 @@ class Distiller:
                 "tau": self.tau_used(task.index),
             }
             if cfg.evaluate_teacher:
-                t_res = evaluate(task.teacher, task.spec, cfg.final_eval_episodes, seed=final_seed)
+                t_res = evaluate(
+                    task.teacher,
+                    task.spec,
+                    cfg.final_eval_episodes,
+                    seed=final_seed,
+                    device=task.teacher.device,
+                )
                 entry.update(
                     teacher_score=t_res.mean,
                     teacher_ci=[t_res.ci_low, t_res.ci_high],
@@ -705,6 +755,7 @@ class Distiller:
             "updates": self.updates,
             "train_wall_seconds": train_wall,
             "wall_seconds": self.wall(),
+            "device": str(self.device),
             "machine": machine_info(),
             "config": asdict(cfg),
         }

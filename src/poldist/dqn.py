@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,15 @@ from poldist.evaluation import EvalResult, epsilon_greedy, evaluate
 from poldist.losses import make_loss
 from poldist.memory import FrameStackMemory, ReplayMemory
 from poldist.networks import (
+    DEVICE_HELP,
     Architecture,
     QNetwork,
     adam,
     minatar_dqn,
     nature_dqn,
+    resolve_device,
     student_architecture,
+    to_device,
 )
 from poldist.progress import progress
 from poldist.runs import EvalLog, machine_info, prepare_run_dir, write_json
@@ -79,6 +82,7 @@ class DQNConfig:
     # collapsed once the weight reached 0, RESULTS.md section 5), kl at tau 1 for logits teachers;
     # or kl | nll | mse | erd, KL/ERD at the teacher's default temperature
     kickstart_loss: str = "auto"
+    device: str = field(default="auto", metadata={"help": DEVICE_HELP})
 
 
 def teacher_architecture(spec: EnvSpec) -> Architecture:
@@ -146,12 +150,14 @@ def kickstart_loss_name(cfg: DQNConfig, teacher: NetworkTeacher) -> str:
     return "mse" if teacher.output_kind == "q" else "kl"
 
 
-def _kickstart_teachers(cfg: DQNConfig, specs: list[EnvSpec]) -> list[NetworkTeacher]:
-    """Load and check one kickstarting teacher per game (before any work starts)."""
+def _kickstart_teachers(
+    cfg: DQNConfig, specs: list[EnvSpec], device: torch.device | str = "cpu"
+) -> list[NetworkTeacher]:
+    """Load and check one kickstarting teacher per game (before any work starts), on ``device``."""
     names = expand_teacher_names(cfg.kickstart_teacher)
     if len(names) != len(specs):
         raise PoldistError(f"--kickstart-teacher: {len(names)} teacher(s) for {len(specs)} game(s)")
-    teachers = [load_teacher(n, env_id=s.env_id) for n, s in zip(names, specs)]
+    teachers = [load_teacher(n, env_id=s.env_id, device=device) for n, s in zip(names, specs)]
     for t, s in zip(teachers, specs):
         check_teacher_fits(t, s)
     return teachers
@@ -212,6 +218,9 @@ def train_dqn(
     with one head per game, one replay memory per game, every game's envs stepped in turn
     (``total_steps`` counts all games together), each minibatch from one game (round robin).
 
+    Networks (online, target, kickstarting teachers) live on ``cfg.device``; the replay
+    memories stay in host memory (uint8 numpy) and only sampled minibatches go to the device.
+
     ``on_start(run_dir)`` is called once the run directory is validated (the CLI records
     its command line there). ``on_eval(env_step, online_network, results)`` is called after
     each periodic evaluation, one result per game (online distillation follows the
@@ -223,7 +232,8 @@ def train_dqn(
     """
     ids = [e.strip() for e in cfg.env_id.split(",") if e.strip()]
     specs = [make_env_spec(e) for e in ids]  # fails before any work on a bad id
-    kick_teachers = _kickstart_teachers(cfg, specs) if cfg.kickstart_teacher else []
+    device = resolve_device(cfg.device)  # an unknown or absent device fails before the run dir
+    kick_teachers = _kickstart_teachers(cfg, specs, device) if cfg.kickstart_teacher else []
     kick_loss = (
         make_loss(kickstart_loss_name(cfg, kick_teachers[0]), kick_teachers[0].default_tau)
         if kick_teachers
@@ -243,7 +253,8 @@ def train_dqn(
         n_actions=tuple(s.n_actions for s in specs),
         head_hidden=cfg.head_hidden,
     )
-    online, target = QNetwork(arch), QNetwork(arch)
+    # built on the CPU (its RNG draws the initial weights whatever the device), then moved
+    online, target = QNetwork(arch).to(device), QNetwork(arch).to(device)
     target.load_state_dict(online.state_dict())
     optimizer = adam(online.parameters(), lr=cfg.lr, eps=1.5e-4)
     games = [_Game(spec, _game_memory(spec, cfg.buffer_size)) for spec in specs]
@@ -305,7 +316,7 @@ def train_dqn(
         eps = linear_epsilon(step, cfg)
         for i, game in enumerate(games):
             with torch.no_grad():
-                actions = epsilon_greedy(online(torch.as_tensor(game.obs), i), eps, rng)
+                actions = epsilon_greedy(online(to_device(game.obs, device), i), eps, rng)
             next_obs, reward, terminated, truncated, info = game.env.step(actions)
             stored_next, done = final_observations(next_obs, terminated, truncated, info)
             game.memory.add(obs=game.obs, next_obs=stored_next, action=actions, reward=reward, done=done)
@@ -323,7 +334,7 @@ def train_dqn(
                 update_debt -= 1
                 k = updates % len(games)  # each minibatch from one game
                 sample = games[k].memory.sample(cfg.batch_size, rng)
-                batch = {key: torch.as_tensor(v) for key, v in sample.items()}
+                batch = {key: to_device(v, device) for key, v in sample.items()}
                 loss = double_dqn_loss(
                     lambda x, k=k: online(x, k), lambda x, k=k: target(x, k), batch, cfg.gamma
                 )
@@ -360,6 +371,7 @@ def train_dqn(
                     cfg.eval_episodes,
                     epsilon=cfg.eval_epsilon,
                     seed=cfg.seed + 10**6,
+                    device=device,
                 )
                 for i, game in enumerate(games)
             ]
@@ -400,6 +412,7 @@ def train_dqn(
         "steps_per_second": step / max(wall(), 1e-9),
         "final_eval": [r for r in rows if r["step"] == last_step],
         "stopped_early": stopped,
+        "device": str(device),
         "machine": machine_info(),
         "config": asdict(cfg),
     }

@@ -73,6 +73,9 @@ def evaluate(
     Episodes are split evenly over ``num_envs`` envs, each env stopping once its share
     is done, so short episodes are not over-represented. ``max_total_steps`` (all envs
     together) stops early; unfinished episodes are then dropped.
+
+    ``device``: where ``policy``'s network lives; each vector step's observations ``(n, C, H, W)``
+    go there as one uint8 batch (the network scales them) and the actions come back to the host.
     """
     n = max(1, min(num_envs, episodes))
     quota = np.array([episodes // n + (i < episodes % n) for i in range(n)])

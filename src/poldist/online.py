@@ -32,7 +32,7 @@ from poldist.dqn import DQNConfig, train_dqn  # noqa: E402
 from poldist.envs import make_env_spec  # noqa: E402
 from poldist.errors import PoldistError  # noqa: E402
 from poldist.evaluation import EvalResult  # noqa: E402
-from poldist.networks import QNetwork  # noqa: E402
+from poldist.networks import DEVICE_HELP, QNetwork, resolve_device  # noqa: E402
 from poldist.runs import prepare_run_dir, resume_or_clear, write_json  # noqa: E402
 from poldist.teachers import NetworkTeacher, load_teacher  # noqa: E402
 
@@ -56,6 +56,7 @@ class OnlineConfig:
     ray_address: str = ""
     ray_actors: int = 2
     checkpoint_every: int = field(default=5, metadata={"help": "chunks between checkpoints (resume)"})
+    device: str = field(default="auto", metadata={"help": DEVICE_HELP + " (teacher and student alike)"})
 
 
 FIELDS = ("teacher_env_steps", "teacher_score", "teacher_ci_low", "teacher_ci_high")
@@ -68,8 +69,11 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
     Layout: ``<run_dir>/teacher-run`` (the DQN run), ``<run_dir>/student-run`` (the
     distillation run), ``<run_dir>/online.csv``, ``online.png`` and ``summary.json``.
     ``resume`` continues from the teacher's last checkpoint (see the module docstring).
+    The learning teacher and the student share ``cfg.device`` (the student reads the teacher's
+    live network there); both replay memories stay in host memory.
     """
     spec = make_env_spec(cfg.env_id)
+    device = resolve_device(cfg.device)  # an unknown or absent device fails before the run dir
     run_dir = Path(run_dir)
     teacher_state = run_dir / "teacher-run" / "state" / "meta.json"
     if resume and not teacher_state.exists():
@@ -87,6 +91,7 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
         eval_episodes=cfg.eval_episodes,
         checkpoint_interval=cfg.interval * cfg.checkpoint_every,
         learning_starts=min(DQNConfig.learning_starts, cfg.total_steps // 4),
+        device=str(device),
     )
     distill_cfg = DistillConfig(
         teacher="",
@@ -105,6 +110,7 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
         backend=cfg.backend,  # ray: actors get the learning teacher's new weights as they change
         ray_address=cfg.ray_address,
         ray_actors=cfg.ray_actors,
+        device=str(device),
     )
     write_json(run_dir / "config.json", cfg)
     csv_path = run_dir / "online.csv"
@@ -153,6 +159,7 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
     plot_online(csv_path, run_dir / "online.png", title=f"{cfg.env_id}: online distillation")
     summary = {
         "config": asdict(cfg),
+        "device": str(device),
         "teacher": {k: v for k, v in teacher_summary.items() if k != "config"},
         "student": {k: v for k, v in student_summary.items() if k != "config"},
     }

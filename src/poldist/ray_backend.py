@@ -37,6 +37,12 @@ fresh seed, asks it for play, and the run goes on. An actor that keeps dying bef
 anything (``max_failures`` in a row) raises :class:`~poldist.errors.PoldistError`, as does a
 teacher whose outputs are not finite.
 
+Devices: actors stay on the CPU, whatever ``cfg.device`` says; they build their teacher and
+student copies on the CPU from CPU weights (published with ``.cpu()``), label their play there,
+and send host arrays back. Only the learner (:class:`~poldist.distillation.Distiller`: the student,
+its minibatches, evaluation) uses ``cfg.device``, so a GPU learner can be fed by CPU actors
+on other nodes.
+
 Not bit-reproducible: which actor's chunk arrives first depends on timing, and the actors use
 their own random generators (the learner's ``rng`` is not used for play).
 """
@@ -109,7 +115,8 @@ def init_ray(address: str = "", num_cpus: int = 2) -> bool:
 class _TeacherPlayer:
     """The actor: one vector env, a teacher copy, a controller; plays chunks on request.
 
-    Built from plain data only (dicts and tensors) so that nothing unpicklable crosses processes.
+    Built from plain data only (dicts and CPU tensors) so that nothing unpicklable crosses
+    processes. Everything in it runs on the CPU (the learner alone uses ``cfg.device``).
     """
 
     def __init__(
@@ -204,7 +211,8 @@ def _fingerprint(net: torch.nn.Module) -> tuple[tuple[int, int], ...]:
 class _WeightSync:
     """Publishes one network's weights to Ray's object store, once per change.
 
-    ``version`` counts publications; actors hold the version they were last sent.
+    ``version`` counts publications; actors hold the version they were last sent. What is published
+    (and kept to compare with) is a CPU copy, wherever the network lives.
     """
 
     def __init__(self, ray: Any, check_every: int, with_arch: bool = False):
@@ -224,7 +232,7 @@ class _WeightSync:
         changed = net is not self.net or fp != self._fingerprint
         if not changed and self._calls % self.check_every == 0:  # writes the version counters miss
             state = net.state_dict()
-            changed = any(not torch.equal(state[k], v) for k, v in self._copy.items())
+            changed = any(not torch.equal(state[k].detach().cpu(), v) for k, v in self._copy.items())
         if changed:
             state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             payload: Any = state
