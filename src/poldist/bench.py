@@ -20,6 +20,11 @@ The full run takes about 2 to 3 minutes on 2 CPU cores (at most about 8 when dis
 its target and the DQN runs to its 300 s cap); ``--quick`` (tests) about 10 s, and only checks
 the plumbing. Everything runs on one torch thread, the library's default
 (``torch_threads=1`` of the configs).
+
+``--device`` (default ``auto``: CUDA, else MPS, else CPU) puts the networks of sections 1 to 4 on
+that device, both sides of each ratio alike: minibatches and observations go there as the library
+sends them; replay memories, env stepping, onnxruntime and the Ray actors stay on the CPU. Off the
+CPU, each timed call ends by waiting for the device, so queued kernels are not left out.
 """
 
 from __future__ import annotations
@@ -60,9 +65,17 @@ from poldist.distillation import (
 )
 from poldist.dqn import DQNConfig, train_dqn
 from poldist.envs import MINATAR_GAMES, EnvSpec, make_env_spec, make_vector_env
+from poldist.errors import PoldistError
 from poldist.evaluation import evaluate
 from poldist.losses import make_loss
-from poldist.networks import QNetwork, count_parameters, nature_dqn, student_architecture
+from poldist.networks import (
+    QNetwork,
+    count_parameters,
+    nature_dqn,
+    resolve_device,
+    student_architecture,
+    to_device,
+)
 from poldist.runs import machine_info
 from poldist.teachers import ZOO, NetworkTeacher, load_teacher
 from poldist.zoo import reference_returns
@@ -136,6 +149,16 @@ QUICK = Budget(
 
 # --------------------------------------------------------------------------- timing helpers
 
+CPU = torch.device("cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
 
 def rate(fn: Callable[[], Any], items: int, seconds: float, warmup: int = 3) -> float:
     """Items per second of ``fn`` (one call does ``items`` items), timed for ``seconds`` after a warm-up."""
@@ -198,12 +221,22 @@ def _filled_task(cfg: DistillConfig, teachers: list[NetworkTeacher] | None, n: i
 
 
 def _update_row(
-    task: DistillTask, size: str, batch_size: int, tau: float, budget: Budget, seed: int
+    task: DistillTask,
+    size: str,
+    batch_size: int,
+    tau: float,
+    budget: Budget,
+    seed: int,
+    device: torch.device = CPU,
 ) -> dict[str, Any]:
-    """Library and bare-loop updates/s of one student size and batch on ``task``'s filled memory."""
+    """Library and bare-loop updates/s of one student size and batch on ``task``'s filled memory.
+
+    Both networks on ``device``: the library samples the host memory and moves each minibatch
+    there; the bare loop's tensors are made there once.
+    """
     cfg = DistillConfig(teacher=MINATAR_TEACHER, student=size, batch_size=batch_size, seed=seed)
     torch.manual_seed(seed)
-    student = make_student(cfg, [task])
+    student = make_student(cfg, [task]).to(device)
     optimizer = _optimizer(cfg, student.parameters())  # as Distiller makes it
     loss_fn = make_loss(cfg.loss, tau)
     rng = np.random.default_rng(seed)
@@ -211,7 +244,7 @@ def _update_row(
     def library_update() -> None:
         # the body of Distiller.run's loop, collection and logging aside
         batch = task.memory.sample(cfg.batch_size, rng)
-        obs, teacher_out = torch.as_tensor(batch["obs"]), torch.as_tensor(batch["teacher_out"])
+        obs, teacher_out = to_device(batch["obs"], device), to_device(batch["teacher_out"], device)
         loss = distill_step(student, optimizer, loss_fn, obs, teacher_out, 0)
         if not np.isfinite(loss):
             raise RuntimeError(f"library loss became {loss}")
@@ -220,8 +253,8 @@ def _update_row(
     bare_opt = torch.optim.RMSprop(bare_net.parameters(), lr=cfg.lr, alpha=0.95, eps=1e-6)
     _check_same_optimizer(optimizer, bare_opt)
     c, h, w = task.spec.obs_shape
-    obs_t = torch.randint(0, 2, (batch_size, c, h, w), dtype=torch.uint8)
-    target_t = torch.randn(batch_size, task.teacher.n_actions)
+    obs_t = torch.randint(0, 2, (batch_size, c, h, w), dtype=torch.uint8).to(device)
+    target_t = torch.randn(batch_size, task.teacher.n_actions).to(device)
 
     def bare_update() -> None:
         log_p_s = F.log_softmax(bare_net(obs_t), dim=1)
@@ -230,6 +263,8 @@ def _update_row(
         bare_opt.zero_grad(set_to_none=True)
         loss.backward()
         bare_opt.step()
+        if device.type != "cpu":  # the library's loss.item() waits for the device; so does this
+            synchronize(device)
 
     r = paired_rates(
         {"library": (library_update, 1), "bare": (bare_update, 1)}, budget.seconds, budget.rounds
@@ -237,6 +272,7 @@ def _update_row(
     lib, bare = r["library"]["median"], r["bare"]["median"]
     return {
         "env_id": task.spec.env_id,
+        "device": str(device),
         "student": size,
         "params": count_parameters(student),
         "batch": batch_size,
@@ -248,18 +284,18 @@ def _update_row(
     }
 
 
-def bench_update(budget: Budget, seed: int = 0) -> dict[str, Any]:
+def bench_update(budget: Budget, seed: int = 0, device: torch.device = CPU) -> dict[str, Any]:
     """Distillation updates/s as ``Distiller.run`` does them against a bare PyTorch loop.
 
     MinAtar Breakout, the shipped teacher's transitions in memory; students net2 and
-    teacher-sized, batches 32 and 256, KL loss, RMSprop.
+    teacher-sized, batches 32 and 256, KL loss, RMSprop; networks on ``device``.
     """
     base = DistillConfig(teacher=MINATAR_TEACHER, loss="kl", seed=seed)
     task = _filled_task(base, None, budget.fill, seed)
     task.env.close()
     tau = base.tau or task.teacher.default_tau
     rows = [
-        _update_row(task, size, batch_size, tau, budget, seed)
+        _update_row(task, size, batch_size, tau, budget, seed, device)
         for size in ("net2", "teacher")
         for batch_size in (32, 256)
     ]
@@ -284,11 +320,22 @@ def _check_same_optimizer(a: torch.optim.Optimizer, b: torch.optim.Optimizer) ->
 
 
 def _collection_row(
-    label: str, cfg: DistillConfig, teacher: NetworkTeacher | None, budget: Budget, seed: int
+    label: str,
+    cfg: DistillConfig,
+    teacher: NetworkTeacher | None,
+    budget: Budget,
+    seed: int,
+    device: torch.device = CPU,
 ) -> dict[str, Any]:
-    """``collect()`` against random-action and teacher-acting bare loops, each on its own vector env."""
+    """``collect()`` against random-action and teacher-acting bare loops, each on its own vector env.
+
+    The teacher (and the student ``collect`` is given) on ``device``: each vector step's
+    observations go there and the outputs or actions come back, in the library and the bare
+    teacher-acting loop alike.
+    """
     task = _filled_task(cfg, [teacher] if teacher else None, 0, seed)
-    student = make_student(cfg, [task])
+    task.teacher.net.to(device)
+    student = make_student(cfg, [task]).to(device)
     controller = TeacherControl(cfg.epsilon)
     rng = np.random.default_rng(seed)
     n = cfg.num_envs
@@ -310,7 +357,7 @@ def _collection_row(
     def bare_teacher_step() -> None:
         # the least a teacher-acting loop must do: one forward pass and one env step
         with torch.inference_mode():
-            actions = net(torch.from_numpy(state["obs"])).argmax(1).numpy()
+            actions = net(to_device(state["obs"], device)).argmax(1).cpu().numpy()
         state["obs"] = act_env.step(actions)[0]
 
     try:
@@ -329,6 +376,7 @@ def _collection_row(
     lib, bare, bare_t = (r[k]["median"] for k in ("collect", "bare_random", "bare_teacher"))
     return {
         "env_id": spec.env_id,
+        "device": str(device),
         "teacher": label,
         "num_envs": n,
         "memory_class": type(task.memory).__name__,
@@ -398,10 +446,15 @@ def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = 
     return {"rows": rows}
 
 
-def bench_collection(budget: Budget, atari: bool, seed: int = 0, ray_rows: bool = True) -> dict[str, Any]:
-    """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs;
-    with ``ray_rows``, also the Ray backend with 1 and 2 local actors (:func:`bench_ray_collection`)."""
-    rows = [_collection_row(MINATAR_TEACHER, DistillConfig(teacher=MINATAR_TEACHER), None, budget, seed)]
+def bench_collection(
+    budget: Budget, atari: bool, seed: int = 0, ray_rows: bool = True, device: torch.device = CPU
+) -> dict[str, Any]:
+    """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs,
+    the teacher on ``device``; with ``ray_rows``, also the Ray backend with 1 and 2 local actors
+    (:func:`bench_ray_collection`; its actors and its local side on the CPU)."""
+    rows = [
+        _collection_row(MINATAR_TEACHER, DistillConfig(teacher=MINATAR_TEACHER), None, budget, seed, device)
+    ]
     notes = []
     skip = "Atari skipped: --no-atari" if not atari else _atari_missing()
     if skip:
@@ -410,13 +463,15 @@ def bench_collection(budget: Budget, atari: bool, seed: int = 0, ray_rows: bool 
         teacher = random_atari_teacher(seed)
         # a small memory: only the rows the timing writes are touched
         cfg = DistillConfig(teacher="", memory_size=20_000)
-        rows.append(_collection_row("nature-dqn (random weights)", cfg, teacher, budget, seed))
+        rows.append(_collection_row("nature-dqn (random weights)", cfg, teacher, budget, seed, device))
     result: dict[str, Any] = {"rows": rows, "notes": notes}
     ray_skip = "ray rows skipped: --quick (Ray starts in seconds)" if not ray_rows else _ray_missing()
     if ray_skip:
         notes.append(ray_skip)
     else:
         result["ray_rows"] = bench_ray_collection(budget, seed)["rows"]
+        if device.type != "cpu":
+            notes.append("ray rows on the CPU: Ray actors always are, and so is their local baseline")
     return result
 
 
@@ -449,15 +504,19 @@ def bench_inference(
     atari: bool = True,
     batches: tuple[int, ...] = (1, 256),
     onnx: bool = True,
+    device: torch.device = CPU,
 ) -> dict[str, Any]:
     """Actions/s from a numpy uint8 batch to numpy actions, PyTorch against onnxruntime.
 
-    PyTorch: ``net(torch.from_numpy(obs)).argmax(1)`` under ``torch.inference_mode``;
-    onnxruntime: :meth:`poldist.deploy.OnnxPolicy.act` on the exported model. Both get
-    ``threads`` threads. One row per (network, batch), with each network's speed relative
-    to its domain's teacher at the same batch and backend.
+    PyTorch: ``net(to_device(obs, device)).argmax(1)`` back to numpy, under
+    ``torch.inference_mode``, the network on ``device``; onnxruntime (always the CPU):
+    :meth:`poldist.deploy.OnnxPolicy.act` on the exported model. Both get ``threads`` CPU threads.
+    One row per (network, batch), with each network's speed relative to its domain's teacher at
+    the same batch and backend. On the CPU, PyTorch's and onnxruntime's actions are checked equal.
     """
     notes = []
+    if device.type != "cpu":
+        notes.append(f"torch rows on {device}, onnxruntime rows on the CPU")
     if atari and _atari_missing():
         notes.append(_atari_missing())
         atari = False
@@ -475,7 +534,7 @@ def bench_inference(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for i, (name, role, net, spec) in enumerate(inference_models(atari)):
-                net.eval()
+                net.eval().to(device)
                 policy = None
                 if not why_not:
                     save_model(Path(tmp) / f"m{i}", net, spec)
@@ -487,12 +546,13 @@ def bench_inference(
 
                     def torch_act(net: QNetwork = net, obs: np.ndarray = obs) -> np.ndarray:
                         with torch.inference_mode():
-                            return net(torch.from_numpy(obs)).argmax(1).numpy()
+                            return net(to_device(obs, device)).argmax(1).cpu().numpy()
 
                     row: dict[str, Any] = {
                         "model": name,
                         "domain": spec.domain,
                         "role": role,
+                        "device": str(device),
                         "params": count_parameters(net),
                         "batch": batch,
                         "torch_actions_per_s": rate(torch_act, batch, seconds),
@@ -500,7 +560,8 @@ def bench_inference(
                         "onnx_over_torch": None,
                     }
                     if policy is not None:
-                        np.testing.assert_array_equal(torch_act(), policy.act(obs))
+                        if device.type == "cpu":  # other devices' kernels may break near-ties otherwise
+                            np.testing.assert_array_equal(torch_act(), policy.act(obs))
                         o = rate(lambda p=policy, x=obs: p.act(x), batch, seconds)
                         row.update(
                             onnxruntime_actions_per_s=o, onnx_over_torch=o / row["torch_actions_per_s"]
@@ -550,8 +611,11 @@ def teacher_card_score(name: str = MINATAR_TEACHER) -> float:
     return float(json.loads((ZOO / name / "card.json").read_text())["eval"]["mean"])
 
 
-def bench_time_to_quality(budget: Budget, workdir: Path, seed: int = 0) -> dict[str, Any]:
-    """Training seconds to 95% of the teacher: distillation into net2 against Double DQN on net2.
+def bench_time_to_quality(
+    budget: Budget, workdir: Path, seed: int = 0, device: torch.device = CPU
+) -> dict[str, Any]:
+    """Training seconds to 95% of the teacher: distillation into net2 against Double DQN on net2,
+    both on ``device``.
 
     The bar is 95% of the teacher's reference score (1,000 episodes on reserved env seeds, the
     yardstick of percent-of-teacher everywhere); the teacher scored with the very evaluation the
@@ -571,12 +635,20 @@ def bench_time_to_quality(budget: Budget, workdir: Path, seed: int = 0) -> dict[
         checkpoint_interval=10**9,
         eval_episodes=budget.ttq_eval_episodes,
         seed=seed,
+        device=str(device),
     )
     eval_seed = cfg.seed + 10**6  # Distiller's and train_dqn's evaluation seed
     distiller = Distiller(cfg, workdir / "distill")
     teacher = distiller.tasks[0].teacher
     card = teacher_card_score()
-    paired = evaluate(teacher, distiller.tasks[0].spec, cfg.eval_episodes, epsilon=0.05, seed=eval_seed).mean
+    paired = evaluate(
+        teacher,
+        distiller.tasks[0].spec,
+        cfg.eval_episodes,
+        epsilon=0.05,
+        seed=eval_seed,
+        device=teacher.device,
+    ).mean
     teacher_score = float(np.mean(reference_returns(MINATAR_TEACHER)))  # the yardstick (issue 18)
     target = 0.95 * teacher_score
     curve: list[dict[str, float]] = []
@@ -618,6 +690,7 @@ def bench_time_to_quality(budget: Budget, workdir: Path, seed: int = 0) -> dict[
         eval_interval=budget.dqn_eval_interval,
         eval_episodes=cfg.eval_episodes,
         checkpoint_interval=10**12,  # no periodic checkpoints (writing the memory is not training)
+        device=str(device),
     )
     clock: dict[str, float] = {"start": 0.0, "eval": 0.0}
     dqn_curve: list[dict[str, float]] = []
@@ -919,6 +992,7 @@ def run_bench(
     *,
     sections: Sequence[str] | None = None,
     seed: int = 0,
+    device: str | torch.device = "auto",
 ) -> dict[str, Any]:
     """Run the benchmark sections, print a table for each, and return (and write) every number.
 
@@ -928,12 +1002,15 @@ def run_bench(
         out_json: where to write the JSON (parents created); None: not written.
         sections: a subset of :data:`SECTIONS` (profiling one section); default all.
         seed: seeds of envs, networks and samplers.
+        device: where the networks run (:func:`~poldist.networks.resolve_device`: ``auto``,
+            ``cpu``, ``cuda``, ``mps``); checked before anything runs.
 
     Returns:
-        ``{"date", "machine", "quick", "atari", "wall_seconds", "notes", <section>: {...}}`` with
+        ``{"date", "machine", "device", "quick", "atari", "wall_seconds", "notes", <section>: {...}}`` with
         sections ``update_efficiency``, ``collection_efficiency``, ``inference``,
         ``time_to_quality``, ``memory``.
     """
+    dev = resolve_device(device)
     chosen = tuple(SECTIONS if sections is None else sections)
     unknown = set(chosen) - set(SECTIONS)
     if unknown:
@@ -947,6 +1024,7 @@ def run_bench(
     result: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
+        "device": str(dev),
         "quick": quick,
         "atari": atari,
         "notes": [atari_note] if atari_note else [],
@@ -954,25 +1032,25 @@ def run_bench(
     m = result["machine"]
     print(
         f"poldist bench{' --quick' if quick else ''}: {m['cpu_model']}, {m['cpu_count']} cores, "
-        f"torch {m['torch_version']} on {m['torch_threads']} thread(s), load average "
+        f"torch {m['torch_version']} on {m['torch_threads']} thread(s), networks on {dev}, load average "
         f"{', '.join(f'{x:.2f}' for x in m.get('load_average_1_5_15min', []))}",
         flush=True,
     )
     try:
         if "update" in chosen:
-            res = result["update_efficiency"] = bench_update(budget, seed)
+            res = result["update_efficiency"] = bench_update(budget, seed, dev)
             _print_section(
                 f"1. update efficiency (target library/bare >= {UPDATE_TARGET})", _update_table(res)
             )
         if "collection" in chosen:
-            res = result["collection_efficiency"] = bench_collection(budget, atari, seed, not quick)
+            res = result["collection_efficiency"] = bench_collection(budget, atari, seed, not quick, dev)
             _print_section("2. collection efficiency", _collection_table(res), res["notes"])
         if "inference" in chosen:
-            res = result["inference"] = bench_inference(1, budget.inference_seconds, atari)
+            res = result["inference"] = bench_inference(1, budget.inference_seconds, atari, device=dev)
             _print_section("3. inference (1 thread)", inference_table(res["rows"]), res["notes"])
         if "time_to_quality" in chosen:
             with tempfile.TemporaryDirectory(prefix="poldist-bench-") as tmp:
-                res = result["time_to_quality"] = bench_time_to_quality(budget, Path(tmp), seed)
+                res = result["time_to_quality"] = bench_time_to_quality(budget, Path(tmp), seed, dev)
             _print_section("4. time to 95% of the teacher (training time only)", _ttq_table(res))
         if "memory" in chosen:
             res = result["memory"] = bench_memory(budget, atari, seed)
@@ -997,9 +1075,10 @@ def run_bench(
 def report_text(result: dict[str, Any]) -> str:
     """The tables :func:`run_bench` printed, rebuilt from its JSON result (for RESULTS.md)."""
     m = result["machine"]
+    on = f", networks on {result['device']}" if "device" in result else ""  # absent in older JSON
     parts = [
         f"{result['date']}: {m['cpu_model']}, {m['cpu_count']} cores, torch {m['torch_version']} on "
-        f"{m['torch_threads']} thread(s), load average at start "
+        f"{m['torch_threads']} thread(s){on}, load average at start "
         + ", ".join(f"{x:.2f}" for x in m.get("load_average_1_5_15min", []))
     ]
     sections = [
@@ -1032,6 +1111,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", type=Path, default=Path("runs/bench.json"), help="raw numbers (default: %(default)s)"
     )
     parser.add_argument(
+        "--device",
+        default="auto",
+        help="where the networks run: auto (CUDA if available, else MPS, else CPU) | cpu | cuda "
+        "(or cuda:N) | mps; env stepping, replay memories, onnxruntime and Ray actors stay on the CPU "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--only",
         default="",
         help=f"comma-separated sections to run (profiling), from {','.join(SECTIONS)}; default all",
@@ -1041,14 +1127,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark from parsed :func:`add_arguments` flags."""
     only = [s.strip() for s in args.only.split(",") if s.strip()] or None
-    return run_bench(quick=args.quick, atari=args.atari, out_json=args.json, sections=only)
+    return run_bench(
+        quick=args.quick, atari=args.atari, out_json=args.json, sections=only, device=args.device
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m poldist.bench [--quick] [--no-atari] [--json PATH] [--only SECTIONS]``."""
+    """``python -m poldist.bench [--quick] [--no-atari] [--json PATH] [--only SECTIONS] [--device D]``."""
     parser = argparse.ArgumentParser(prog="python -m poldist.bench", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    run_from_args(parser.parse_args(argv))
+    try:
+        run_from_args(parser.parse_args(argv))
+    except PoldistError as e:  # e.g. --device cuda without CUDA: one line, as the poldist command
+        print(f"python -m poldist.bench: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -146,10 +146,12 @@ def _cmd_distill(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from poldist.envs import make_env_spec
     from poldist.evaluation import evaluate
+    from poldist.networks import resolve_device
     from poldist.runs import write_json
     from poldist.teachers import check_teacher_fits, load_teacher
 
-    model = load_teacher(args.checkpoint, task=args.task, env_id=args.env_id)
+    device = resolve_device(args.device)
+    model = load_teacher(args.checkpoint, task=args.task, env_id=args.env_id, device=device)
     spec = model.env
     if args.env_id:
         spec = make_env_spec(args.env_id)
@@ -162,6 +164,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         seed=args.seed,
         num_envs=args.num_envs,
         max_total_steps=args.max_steps,
+        device=device,
     )
     print(f"{spec.env_id}: {res}")
     if args.json:
@@ -172,6 +175,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                 "checkpoint": str(args.checkpoint),
                 "epsilon": args.epsilon,
                 "seed": args.seed,
+                "device": str(device),
                 **res.to_dict(),
             },
         )
@@ -367,6 +371,7 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``poldist`` argument parser with all subcommands."""
     from poldist.dqn import DQNConfig
+    from poldist.networks import DEVICE_HELP
 
     parser = argparse.ArgumentParser(
         prog="poldist",
@@ -414,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="env-step budget over all envs (unfinished episodes dropped)",
     )
     p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + " (default: 'auto')")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
