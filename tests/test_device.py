@@ -201,7 +201,8 @@ def test_a_checkpoint_loads_onto_a_device_with_the_same_outputs(tmp_path: Path, 
     with torch.no_grad():
         want = net(to_device(obs, module_device(net))).cpu()
         got = teacher(to_device(obs, teacher.device)).cpu()
-    assert torch.equal(want, got)
+    # on the CPU exactly; a GPU may pick another kernel for another module instance
+    assert torch.equal(want, got) if device == "cpu" else torch.allclose(want, got, atol=1e-6)
     on_cpu = load_teacher(tmp_path / "m", device=torch.device("cpu"))
     with torch.no_grad():
         assert torch.allclose(on_cpu(torch.as_tensor(obs)), want, atol=1e-5)
