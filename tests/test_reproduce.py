@@ -235,7 +235,16 @@ def test_online_experiment_keeps_each_seeds_small_files(tmp_path) -> None:
     assert (tmp_path / "results" / "plots" / "online.png").exists()
 
 
-def test_report_multitask_table_and_target(tmp_path) -> None:
+@pytest.fixture
+def card_yardstick(monkeypatch):
+    """Made-up multi-task numbers use the shipped games' names: keep their own teacher scores as the
+    yardstick (tests/test_study.py checks the rescoring against reference scores)."""
+    from poldist import report
+
+    monkeypatch.setattr(report, "reference_mean", lambda teacher: None)
+
+
+def test_report_multitask_table_and_target(tmp_path, card_yardstick) -> None:
     """Two seeds of made-up multi-task results: per-game table, aggregates, the target verdict."""
     games = ["minatar/breakout", "minatar/freeway"]
     for seed, (kl, dqn) in enumerate([((90.0, 100.0), (50.0, 60.0)), ((96.0, 98.0), (40.0, 70.0))]):
@@ -434,7 +443,7 @@ def test_status_table_counts_what_exists(tmp_path) -> None:
     assert "| online | 0/1 | 0/1 | 1/1 done |" in table
 
 
-def test_report_multitask_methods_from_any_seed(tmp_path) -> None:
+def test_report_multitask_methods_from_any_seed(tmp_path, card_yardstick) -> None:
     """A seed whose DQN is still running does not hide another seed's DQN column."""
     from poldist.report import multitask_section
 
@@ -452,7 +461,7 @@ def test_report_multitask_methods_from_any_seed(tmp_path) -> None:
     assert "| seeds |  | 2 | 1 |" in table and set(agg) == {"multi_dist_kl", "multi_dqn"}
 
 
-def test_multitask_checks_compare_with_single_game_distillation(tmp_path) -> None:
+def test_multitask_checks_compare_with_single_game_distillation(tmp_path, card_yardstick) -> None:
     """The 'what we checked' text: multi-task vs single-game percent per game, the reading
     (within 3 points or not), per-seed geometric means and the linear-heads exploration."""
     from poldist.report import _multitask_checks

@@ -312,11 +312,14 @@ def rescore_multitask(per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Multi-task ``results.json`` contents with every ``<method>_percent`` against the reference score."""
     out = []
     for res in per_seed:
+        if "per_game" not in res:
+            out.append(res)
+            continue
         per_game = {}
         for game, row in res["per_game"].items():
             ref = reference_mean(game)
-            row = dict(row, card_score=row.get("card_score", row["teacher_score"]))
-            if ref is not None:
+            row = dict(row, card_score=row.get("card_score", row.get("teacher_score")))
+            if ref is not None:  # methods with a raw score are rescored; a bare percent stays as it is
                 row["teacher_score"] = ref
                 for m in [k for k in row if f"{k}_percent" in row]:
                     row[f"{m}_percent"] = percent_of_teacher(row[m], ref)
@@ -327,6 +330,8 @@ def rescore_multitask(per_seed: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def multitask_geomeans(res: dict[str, Any]) -> dict[str, float]:
     """``method -> geometric mean percent`` of one multi-task ``results.json``, against the reference."""
+    if not res.get("per_game"):  # older explorations: only the aggregate was kept
+        return dict(res.get("geometric_mean_percent", {}))
     res = rescore_multitask([res])[0]
     methods = [k[: -len("_percent")] for k in next(iter(res["per_game"].values())) if k.endswith("_percent")]
     return {
@@ -633,7 +638,11 @@ def multitask_section(paths: list[Path]) -> tuple[str, dict[str, dict[str, Any]]
     rows = []
     for i, game in enumerate(games):
         t = per_seed[0]["per_game"][game]
-        row = [game, f"{t['teacher_score']:.2f} (card {t['card_score']:.2f})"]
+        card = t.get("card_score", t["teacher_score"])
+        row = [
+            game,
+            f"{t['teacher_score']:.2f}" + (f" (card {card:.2f})" if card != t["teacher_score"] else ""),
+        ]
         for m in methods:
             scores = [r["per_game"][game][m] for r in per_seed if m in r["per_game"][game]]
             pct = list(matrices[m][:, i])

@@ -207,7 +207,7 @@ MINATAR_PAPER_DQN = {
 
 
 def zoo_table(markdown: bool = False) -> str:
-    """The shipped teachers with their model-card numbers, beside the MinAtar paper's DQN."""
+    """The shipped teachers with their reference and model-card scores, beside the MinAtar paper's DQN."""
     from poldist.cli import format_table
 
     rows = []
@@ -219,9 +219,11 @@ def zoo_table(markdown: bool = False) -> str:
         e, r = card["eval"], card["random_policy"]
         game = name.split("/", 1)[1]
         paper = MINATAR_PAPER_DQN.get(game) if name.startswith("minatar/") else None
+        ref = card.get("reference")
         rows.append(
             [
                 name,
+                f"{ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}]" if ref else "-",
                 f"{e['mean']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]",
                 f"{r['mean']:.2f}",
                 f"~{paper:g}" if paper is not None else "-",
@@ -229,7 +231,15 @@ def zoo_table(markdown: bool = False) -> str:
                 f"{card['train_wall_seconds'] / 60:.0f} min",
             ]
         )
-    headers = ["teacher", "score [95% CI]", "random", "MinAtar paper DQN", "env steps", "train time"]
+    headers = [
+        "teacher",
+        "reference score [95% CI]",
+        "card score [95% CI]",
+        "random",
+        "MinAtar paper DQN",
+        "env steps",
+        "train time",
+    ]
     if not markdown:
         return format_table(headers, rows)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
