@@ -73,6 +73,41 @@ def unpack(packed: Path, parent: Path) -> None:
     print(f"{run}: checkpoint whole; rerun the run's command to resume it")
 
 
+def weights(run: Path, out: Path, half: bool) -> None:
+    """Write the online network of stopped DQN run ``run`` as a model checkpoint ``out`` (optionally
+    in half precision): what a warm start (``--init-weights``) needs when the whole state is too large
+    to carry (an Atari replay memory is hundreds of MB)."""
+    from poldist.checkpoints import save_checkpoint
+
+    ckpt = load_checkpoint(run / "state")
+    model = load_checkpoint(run / "teacher", blobs=False) if (run / "teacher").exists() else None
+    prefix = "online."
+    tensors = {k[len(prefix) :]: v for k, v in ckpt.tensors.items() if k.startswith(prefix)}
+    if not tensors:
+        raise PoldistError(f"{run}/state holds no online network (not a train-teacher run)")
+    if half:
+        tensors = {k: v.half() for k, v in tensors.items()}
+    if model is not None:
+        meta = {k: v for k, v in model.metadata.items() if k not in ("format", "format_version", "files")}
+    else:  # an unfinished run has no teacher/ yet: rebuild its model metadata from the state's config
+        from dataclasses import replace
+
+        from poldist.dqn import config_from_dict, teacher_architecture
+        from poldist.envs import make_env_spec
+        from poldist.networks import student_architecture
+
+        cfg = config_from_dict(ckpt.metadata["config"])
+        spec = make_env_spec(cfg.env_id)
+        arch = replace(
+            student_architecture(teacher_architecture(spec), cfg.network), head_hidden=cfg.head_hidden
+        )
+        meta = {"kind": "model", "architecture": arch.to_dict(), "envs": [spec.to_dict()], "output_kind": "q"}
+    meta["carried_from"] = {"run": run.name, "counters": ckpt.metadata["counters"], "half": half}
+    save_checkpoint(out, tensors, meta)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"{out}: {size / 1e6:.1f} MB ({'half' if half else 'full'} precision)")
+
+
 def main() -> None:
     """Parse the subcommand and run it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -83,9 +118,18 @@ def main() -> None:
     u = sub.add_parser("unpack", help="PACKED.tar.xz PARENT_DIR")
     u.add_argument("packed", type=Path)
     u.add_argument("parent", type=Path)
+    w = sub.add_parser("weights", help="RUN_DIR OUT_DIR: the DQN's online network alone (a warm start)")
+    w.add_argument("run", type=Path)
+    w.add_argument("out", type=Path)
+    w.add_argument("--half", action="store_true", help="store the weights in half precision")
     args = parser.parse_args()
     try:
-        pack(args.run, args.out) if args.cmd == "pack" else unpack(args.packed, args.parent)
+        if args.cmd == "pack":
+            pack(args.run, args.out)
+        elif args.cmd == "unpack":
+            unpack(args.packed, args.parent)
+        else:
+            weights(args.run, args.out, args.half)
     except (PoldistError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
 

@@ -65,3 +65,27 @@ def test_compact_blob_bit_packs_an_older_memory_blob_losslessly():
     again.load_bytes(compact)
     for k in mem.data:
         np.testing.assert_array_equal(again.data[k], mem.data[k])
+
+
+def test_weights_carry_warm_starts_a_new_run(tmp_path):
+    """An unfinished run's online network alone (half precision) starts a new run (--init-weights)."""
+    from dataclasses import replace
+
+    from poldist.checkpoints import load_model
+
+    run = tmp_path / "dqn"
+    train_dqn(replace(_cfg(3_000), checkpoint_interval=1_000), run)
+    (run / "teacher").rename(tmp_path / "finished-teacher")  # as if stopped before the end
+    carry_run.weights(run, tmp_path / "online", half=True)
+    net, meta = load_model(tmp_path / "online")
+    state = load_checkpoint(run / "state").tensors
+    assert meta["carried_from"]["counters"]["step"] == 3_000 and meta["carried_from"]["half"]
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[f"online.{k}"].half().float())
+    warm = replace(_cfg(600), init_weights=str(tmp_path / "online"), eps_start=0.01, learning_starts=10**6)
+    train_dqn(warm, tmp_path / "warm")  # no update: the weights are the carried ones
+    warmed, _ = load_model(tmp_path / "warm" / "teacher")
+    assert all(torch.equal(a, b) for a, b in zip(warmed.state_dict().values(), net.state_dict().values()))
+    wrong = replace(warm, network="net3")
+    with pytest.raises(PoldistError, match="init-weights"):
+        train_dqn(wrong, tmp_path / "wrong")

@@ -83,6 +83,10 @@ class DQNConfig:
     # or kl | nll | mse | erd, KL/ERD at the teacher's default temperature
     kickstart_loss: str = "auto"
     device: str = field(default="auto", metadata={"help": DEVICE_HELP})
+    # warm start: the online and target networks start from this model checkpoint's weights (same
+    # architecture); the memory, optimizer and counters start afresh (e.g. a run carried to another
+    # machine as its network alone: scripts/carry_run.py weights)
+    init_weights: str = ""
 
 
 def teacher_architecture(spec: EnvSpec) -> Architecture:
@@ -204,6 +208,16 @@ def final_observations(
     return stored_next, terminated
 
 
+def _init_from(net: QNetwork, path: str) -> None:
+    """Copy a model checkpoint's weights into ``net`` (half-precision weights are widened)."""
+    from poldist.checkpoints import load_model
+
+    source, _ = load_model(path)
+    if source.arch != net.arch:
+        raise PoldistError(f"--init-weights {path}: its network {source.arch} is not this run's {net.arch}")
+    net.load_state_dict({k: v.float() for k, v in source.state_dict().items()})
+
+
 def train_dqn(
     cfg: DQNConfig,
     run_dir: str | Path,
@@ -255,6 +269,8 @@ def train_dqn(
     )
     # built on the CPU (its RNG draws the initial weights whatever the device), then moved
     online, target = QNetwork(arch).to(device), QNetwork(arch).to(device)
+    if cfg.init_weights and not resume:
+        _init_from(online, cfg.init_weights)
     target.load_state_dict(online.state_dict())
     optimizer = adam(online.parameters(), lr=cfg.lr, eps=1.5e-4)
     games = [_Game(spec, _game_memory(spec, cfg.buffer_size)) for spec in specs]
