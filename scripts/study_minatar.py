@@ -28,28 +28,19 @@ from typing import Any
 
 from poldist.distillation import DistillConfig, distill
 from poldist.evaluation import percent_of_teacher
-from poldist.reproduce import GAMES
+from poldist.reproduce import BUDGETS, GAMES
 from poldist.runs import resume_or_clear, write_json
 from poldist.zoo import reference_returns
 
 # The base: the compression experiment's 40k budget (KL at the paper's tau 0.01, RMSProp 1e-3,
 # batch 256, 20 fresh teacher transitions per update into a 200k memory), with env seeds that no
 # two run seeds share, and a final score over 200 episodes.
-BASE = DistillConfig(
+BASE = replace(
+    BUDGETS["40k"],
     loss="kl",
     tau=0.01,
-    updates=40_000,
-    batch_size=256,
-    lr=1e-3,
-    optimizer="rmsprop",
-    transitions_per_update=20.0,
-    learning_starts=10_000,
-    memory_size=200_000,
-    eval_interval=5_000,
     eval_episodes=10,
     final_eval_episodes=200,
-    evaluate_teacher=False,  # the denominator is the teacher's reference score
-    agreement_states=5_000,
     checkpoint_interval=10_000,
     env_seeds="disjoint",
 )
