@@ -74,6 +74,22 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 
+# Recipe candidates: several changes at once, tried once the one-change rows say which help
+COMBOS: dict[str, tuple[str, dict[str, Any]]] = {
+    "tau1-cosine": ("temperature 1 and a cosine learning rate", {"tau": 1.0, "lr_schedule": "cosine"}),
+    "tau1-cosine-long": (
+        "temperature 1, cosine learning rate, 120k updates",
+        {
+            "tau": 1.0,
+            "lr_schedule": "cosine",
+            "updates": 120_000,
+            "eval_interval": 15_000,
+            "checkpoint_interval": 30_000,
+        },
+    ),
+}
+VARIANTS.update(COMBOS)
+
 # MinAtar student families for the study of conv capacity: size -> (conv filters, hidden units).
 # The shipped net2/net3 keep 4 of the teacher's 16 filters; these keep 8 or 16 at the same budget.
 WIDTHS = {
