@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup setup-sb3 clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Stable-Baselines3 with OpenCV, for scripts/train_sb3_pong.py (not needed by the library or its tests)
+setup-sb3: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test,sb3]"
 
 demo: $(STAMP)
 	$(BIN)/poldist demo $(if $(GAME),--game $(GAME))

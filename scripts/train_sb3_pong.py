@@ -1,0 +1,104 @@
+"""Train a Pong agent with Stable-Baselines3 itself, to be a teacher brought from elsewhere (issue 19).
+
+PPO with RL Zoo's published Atari hyper-parameters (``hyperparams/ppo.yml``, ``atari``: 8 envs,
+``AtariWrapper``, 4 stacked frames, ``n_steps`` 128, ``n_epochs`` 4, ``batch_size`` 256, learning
+rate and clip range falling linearly from 2.5e-4 and 0.1, ``vf_coef`` 0.5, ``ent_coef`` 0.01), on
+``PongNoFrameskip-v4``, saved with SB3's own ``model.save``. The result is distilled exactly as the
+README tells a user to::
+
+    poldist distill --teacher runs/sb3-pong/ppo-PongNoFrameskip-v4.zip --student net2 --out runs/sb3-pong-net2
+
+Needs OpenCV for SB3's Atari wrappers: ``pip install -e '.[sb3]'`` (``make setup-sb3``). Resumable
+across sessions: a checkpoint is saved every ``--checkpoint-steps`` env steps, and a rerun of the same
+command continues from the newest one with the learning-rate and clip-range schedules where they were
+(the total budget stays ``--total-steps``)::
+
+    .venv/bin/python scripts/train_sb3_pong.py --total-steps 10000000 --out runs/sb3-pong
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+ENV_ID = "PongNoFrameskip-v4"
+
+
+def linear(start: float):
+    """RL Zoo's ``lin_<start>``: the value falls linearly from ``start`` to 0 over training."""
+    return lambda progress_remaining: progress_remaining * start
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--total-steps", type=int, default=10_000_000, help="env steps in all (RL Zoo: 10M)")
+    p.add_argument("--checkpoint-steps", type=int, default=250_000, help="env steps between checkpoints")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--out", type=Path, default=Path("runs/sb3-pong"), help="run directory")
+    args = p.parse_args(argv)
+
+    import ale_py
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import CheckpointCallback
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = VecFrameStack(make_atari_env(ENV_ID, n_envs=8, seed=args.seed), n_stack=4)
+    checkpoints = sorted(
+        args.out.glob("ppo_pong_*_steps.zip"), key=lambda f: int(re.findall(r"(\d+)_steps", f.name)[0])
+    )
+    if checkpoints:
+        model = PPO.load(checkpoints[-1], env=env)  # its schedules read progress from num_timesteps
+        print(f"resuming from {checkpoints[-1].name} ({model.num_timesteps:,} steps)", flush=True)
+    else:
+        model = PPO(
+            "CnnPolicy",
+            env,
+            n_steps=128,
+            n_epochs=4,
+            batch_size=256,
+            learning_rate=linear(2.5e-4),
+            clip_range=linear(0.1),
+            vf_coef=0.5,
+            ent_coef=0.01,
+            seed=args.seed,
+            verbose=1,
+            tensorboard_log=str(args.out / "tb"),
+        )
+    done = model.num_timesteps
+    start = time.perf_counter()
+    if done < args.total_steps:
+        callback = CheckpointCallback(
+            save_freq=max(1, args.checkpoint_steps // 8), save_path=str(args.out), name_prefix="ppo_pong"
+        )
+        # SB3 counts the schedules' progress over num_timesteps + the steps asked for now
+        model.learn(args.total_steps - done, callback=callback, reset_num_timesteps=False)
+    final = args.out / f"ppo-{ENV_ID}.zip"
+    model.save(final)
+    log = args.out / "train_log.json"
+    history = json.loads(log.read_text()) if log.exists() else []
+    history.append(
+        {
+            "from_steps": done,
+            "to_steps": model.num_timesteps,
+            "wall_seconds": time.perf_counter() - start,
+            "command": " ".join(["python", "scripts/train_sb3_pong.py", *(argv or sys.argv[1:])]),
+        }
+    )
+    log.write_text(json.dumps(history, indent=2))
+    print(f"saved {final} after {model.num_timesteps:,} env steps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
