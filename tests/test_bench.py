@@ -115,3 +115,28 @@ def test_main_prints_tables_and_writes_json(tmp_path: Path, capsys: pytest.Captu
 def test_unknown_section_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown sections"):
         bench.run_bench(quick=True, atari=False, sections=["nope"])
+
+
+def test_atari_dqn_section_pieces() -> None:
+    """Section 6's two loops run (in-process here; the bench runs each in a subprocess) and its
+    table shows every ratio."""
+    from poldist import bench_dqn
+
+    bare = bench_dqn.bare_dqn(steps=64, learning_starts=32, buffer_rows=96, threads=1)
+    assert bare["steps_per_second"] > 0 and bare["peak_rss_mb"] > 0
+    ours = bench_dqn.poldist_dqn(steps=64, learning_starts=32, buffer_rows=96, threads=1)
+    assert ours["train_wall_seconds"] > 0
+    res = {
+        "steps_per_second": {"poldist-1": 60.0, "bare-1": 50.0, "poldist-2": 90.0, "bare-2": 75.0},
+        "ratio_1_thread": 1.2,
+        "ratio_2_threads": 1.2,
+        "ratio_2_threads_vs_bare_1": 1.8,
+        "memory_rows": 1000,
+        "peak_rss_mb": {"poldist": 500.0, "bare": 1000.0},
+        "settings": "s",
+        "repeats": 2,
+    }
+    table = bench_dqn.dqn_atari_table(res)
+    assert "60.0" in table and "50.0" in table and "0.50" in table
+    summary = {row[0]: row for row in bench._summary({"dqn_atari": res})}
+    assert summary["Atari DQN steps/s: poldist 2 threads/bare 1"][1:] == ["1.80", ">= 1.5", "yes"]

@@ -80,7 +80,7 @@ from poldist.runs import machine_info
 from poldist.teachers import ZOO, NetworkTeacher, load_teacher
 from poldist.zoo import reference_returns
 
-SECTIONS = ("update", "collection", "inference", "time_to_quality", "memory")
+SECTIONS = ("update", "collection", "inference", "time_to_quality", "memory", "dqn_atari")
 SIZES = ("net1", "net2", "net3")
 ATARI_ID = "ALE/Breakout-v5"
 MINATAR_TEACHER = "minatar/breakout"
@@ -88,6 +88,7 @@ PAPER_MEMORY = 540_000  # transitions in the paper's distillation replay memory
 ATARI_MEMORY_TARGET_GB = 5.0
 UPDATE_TARGET = 0.7
 TTQ_TARGET = 10.0
+DQN_TARGET = 1.5  # issue 19: Atari teacher training at 1.5x CleanRL's dqn_atari.py as measured (1 thread)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,10 @@ class Budget:
     dqn_learning_starts: int
     dqn_eval_interval: int
     dqn_buffer_size: int
+    atari_dqn_steps: int = 6_000  # section 6: agent steps timed after learning starts, per run
+    atari_dqn_learning_starts: int = 3_000
+    atari_dqn_repeats: int = 2
+    atari_dqn_memory_rows: int = 50_000  # transitions in the peak-memory runs
 
 
 FULL = Budget(
@@ -144,6 +149,10 @@ QUICK = Budget(
     dqn_learning_starts=1_000,
     dqn_eval_interval=1_000,
     dqn_buffer_size=5_000,
+    atari_dqn_steps=40,
+    atari_dqn_learning_starts=40,
+    atari_dqn_repeats=1,
+    atari_dqn_memory_rows=200,
 )
 
 
@@ -979,7 +988,23 @@ def _summary(result: dict[str, Any]) -> list[list[Any]]:
                         "yes" if gb < ATARI_MEMORY_TARGET_GB else "no",
                     ]
                 )
+    if "dqn_atari" in result:
+        d = result["dqn_atari"]
+        out.append(["Atari DQN steps/s: poldist/bare, 1 thread each", f"{d['ratio_1_thread']:.2f}", "-", "-"])
+        v = d["ratio_2_threads_vs_bare_1"]
+        out.append(
+            [
+                "Atari DQN steps/s: poldist 2 threads/bare 1",
+                f"{v:.2f}",
+                f">= {DQN_TARGET}",
+                _met(v, DQN_TARGET),
+            ]
+        )
     return out
+
+
+def _met(value: float, target: float) -> str:
+    return "yes" if value >= target else "no"
 
 
 # --------------------------------------------------------------------------- entry points
@@ -1055,6 +1080,19 @@ def run_bench(
         if "memory" in chosen:
             res = result["memory"] = bench_memory(budget, atari, seed)
             _print_section("5. replay memory", _memory_table(res), res["notes"])
+        if "dqn_atari" in chosen and atari and dev.type == "cpu":
+            from poldist.bench_dqn import bench_dqn_atari, dqn_atari_table
+
+            res = result["dqn_atari"] = bench_dqn_atari(
+                budget.atari_dqn_steps,
+                budget.atari_dqn_learning_starts,
+                budget.atari_dqn_repeats,
+                budget.atari_dqn_memory_rows,
+            )
+            _print_section(
+                "6. Atari Double DQN (Pong): poldist train-teacher against a bare CleanRL-style loop",
+                dqn_atari_table(res),
+            )
     finally:
         torch.set_num_threads(threads_before)
     result["wall_seconds"] = time.perf_counter() - start

@@ -208,6 +208,37 @@ def bench_dqn_atari(
     }
 
 
+def dqn_atari_table(res: dict[str, Any]) -> str:
+    """Plain-text table of :func:`bench_dqn_atari`'s numbers."""
+    from poldist.cli import format_table
+
+    sps = res["steps_per_second"]
+    rows = [
+        [
+            "agent steps/s, 1 torch thread",
+            f"{sps['poldist-1']:.1f}",
+            f"{sps['bare-1']:.1f}",
+            f"{res['ratio_1_thread']:.2f}",
+        ],
+        [
+            "agent steps/s, 2 torch threads",
+            f"{sps['poldist-2']:.1f}",
+            f"{sps['bare-2']:.1f}",
+            f"{res['ratio_2_threads']:.2f}",
+        ],
+        [
+            f"peak resident memory (MB), {res['memory_rows']:,} transitions",
+            f"{res['peak_rss_mb']['poldist']:.0f}",
+            f"{res['peak_rss_mb']['bare']:.0f}",
+            f"{res['peak_rss_mb']['poldist'] / res['peak_rss_mb']['bare']:.2f}",
+        ],
+    ]
+    return format_table(["measure", "poldist (Double DQN)", "bare (DQN)", "ratio"], rows) + (
+        f"\n{res['settings']}; learning phase only, median of {res['repeats']} alternated runs; "
+        "the memory runs fill the memory and write poldist's checkpoint"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=4000, help="agent steps timed after learning starts")
