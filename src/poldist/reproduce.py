@@ -14,8 +14,9 @@ everything is there. A run's identity is its cell (game, student, loss, temperat
 budget, seed): the KL(0.01) teacher-size student is shared by the losses and control experiments,
 the KL(0.01) net1 student by kickstart and the standard-budget compression runs.
 
-Scores are percent of the teacher's score on its model card (100 episodes, epsilon 0.05), so
-every cell has the same denominator; the student is scored with the same epsilon.
+Scores are percent of the teacher's reference score (1,000 episodes at epsilon 0.05 on env seeds
+no run uses; the model card's 100-episode score where a teacher has none), so every cell has the
+same denominator; the student is scored with the same epsilon, and its every final return is kept.
 """
 
 from __future__ import annotations
@@ -221,13 +222,17 @@ def run_cell(
     run = runs / cell.name
     resume = resume_or_clear(run)
     card = teacher_card(cell.game)
+    # the yardstick: the teacher's reference score where it has one (issue 18), else its card's
+    reference = card.get("reference", {}).get("returns")
+    yardstick = sum(reference) / len(reference) if reference else card["eval"]["mean"]
     if cell.method == "distill":
         cfg = cell.config(budget)
         summary = distill(cfg, run, resume=resume)
         task = summary["tasks"][0]
-        score, ci = task["student_score"], task["student_ci"]
+        score, ci, returns = task["student_score"], task["student_ci"], task.get("student_returns")
         extra = {
             "agreement": task["agreement"],
+            **{k: task[k] for k in ("regret", "agreement_by_gap", "gap_shares", "tau") if k in task},
             "transitions": task["transitions"],
             "student_params": summary["student_params"],
             "teacher_params": summary["teacher_params"],
@@ -242,7 +247,7 @@ def run_cell(
         net = load_teacher(run / "teacher")
         episodes = (budget or BUDGET).final_eval_episodes
         final = evaluate(net, net.env, episodes, seed=cell.seed + 2 * 10**6)
-        score, ci = final.mean, [final.ci_low, final.ci_high]
+        score, ci, returns = final.mean, [final.ci_low, final.ci_high], final.returns
         extra = {
             "agreement": None,
             "transitions": summary["env_steps"],
@@ -257,10 +262,12 @@ def run_cell(
         **asdict(cell),
         "variant": cell.variant,
         "teacher": f"minatar/{cell.game}",
-        "teacher_score": card["eval"]["mean"],
+        "teacher_score": yardstick,
+        "card_score": card["eval"]["mean"],
         "student_score": score,
         "student_ci": ci,
-        "percent_of_teacher": percent_of_teacher(score, card["eval"]["mean"]),
+        "student_returns": returns,
+        "percent_of_teacher": percent_of_teacher(score, yardstick),
         **extra,
         "compression": extra["student_params"] / extra["teacher_params"],
         "machine": summary["machine"],
