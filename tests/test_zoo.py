@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from poldist.evaluation import evaluate
 from poldist.teachers import ZOO, load_teacher, zoo_names
@@ -26,3 +27,28 @@ def test_shipped_teacher_is_small_and_whole(name):
     assert len(weights) == 1 and weights[0].stat().st_size < 1_000_000
     assert {"meta.json", "card.json", "MODEL_CARD.md", "curve.png"} <= {f.name for f in files}
     assert load_teacher(name).output_kind == "q"
+
+
+def test_publish_in_half_precision_checks_the_score(tmp_path, monkeypatch):
+    """A teacher published with half=True: half-size weights, its card compares the half- and
+    full-precision scores on the same episodes, names the network, and gets a reference score."""
+    import poldist.teachers
+    from poldist import zoo
+    from poldist.dqn import DQNConfig, train_dqn
+
+    run = tmp_path / "run"
+    cfg = DQNConfig(total_steps=1_500, learning_starts=500, buffer_size=2_000, eval_interval=1_500)
+    train_dqn(cfg, run)
+    monkeypatch.setattr(zoo, "ZOO", tmp_path / "zoo")
+    monkeypatch.setattr(poldist.teachers, "ZOO", tmp_path / "zoo")
+    dest = zoo.publish_teacher(run, "minatar/tiny", episodes=4, reference_episodes=3, half=True, notes="N.")
+    card = json.loads((dest / "card.json").read_text())
+    check = card["half_precision_check"]
+    assert check["episodes"] == 4 and card["eval"]["mean"] == check["half_precision_mean"]
+    assert card["network"] == "MinAtar's DQN network" and card["reference"]["episodes"] == 3
+    full = sum(f.stat().st_size for f in (run / "teacher").glob("*.safetensors"))
+    half = sum(f.stat().st_size for f in dest.glob("*.safetensors"))
+    assert half < 0.6 * full
+    text = (dest / "MODEL_CARD.md").read_text()
+    assert "half precision" in text and "\n\nN." in text
+    assert all(p.dtype == torch.float32 for p in load_teacher("minatar/tiny").net.parameters())

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from poldist.checkpoints import load_checkpoint
+from poldist.checkpoints import load_checkpoint, save_checkpoint
 from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
 from poldist.evaluation import evaluate
@@ -40,6 +40,8 @@ def publish_teacher(
     episodes: int = 100,
     seed: int = 12345,
     reference_episodes: int = 1000,
+    half: bool = False,
+    notes: str = "",
 ) -> Path:
     """Copy ``<run_dir>/teacher`` into the zoo as ``name`` and write its model card.
 
@@ -49,6 +51,10 @@ def publish_teacher(
         episodes: evaluation episodes for the teacher and for the random policy.
         seed: evaluation seed (recorded in the card).
         reference_episodes: episodes of the reference score (:func:`reference_score`); 0: none.
+        half: store the weights in half precision (half the file; the card records the score of
+            the half-precision network, and ``half_precision_check`` compares it with the full one
+            on the same episodes).
+        notes: a paragraph for the model card (e.g. where the hyper-parameters come from).
 
     Returns:
         The zoo directory of the teacher.
@@ -61,12 +67,29 @@ def publish_teacher(
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for f in ckpt.metadata["files"].values():
-        shutil.copy2(src / f["file"], dest / f["file"])
-    shutil.copy2(src / "meta.json", dest / "meta.json")
+    half_check = None
+    if half:
+        full = load_teacher(src)
+        full_score = evaluate(full, full.env, episodes, epsilon=0.05, seed=seed)
+        meta = {k: v for k, v in ckpt.metadata.items() if k not in ("format", "format_version", "files")}
+        save_checkpoint(
+            dest, {k: v.half() for k, v in ckpt.tensors.items()}, {**meta, "half_precision": True}
+        )
+    else:
+        for f in ckpt.metadata["files"].values():
+            shutil.copy2(src / f["file"], dest / f["file"])
+        shutil.copy2(src / "meta.json", dest / "meta.json")
 
     teacher = load_teacher(dest)
     score = evaluate(teacher, teacher.env, episodes, epsilon=0.05, seed=seed)
+    if half:
+        half_check = {
+            "full_precision_mean": full_score.mean,
+            "half_precision_mean": score.mean,
+            "same_returns": full_score.returns == score.returns,
+            "episodes": episodes,
+            "seed": seed,
+        }
     random = evaluate(
         lambda o: torch.zeros(len(o), teacher.n_actions), teacher.env, episodes, epsilon=1.0, seed=seed
     )
@@ -87,7 +110,11 @@ def publish_teacher(
         "eval": {"episodes": episodes, "epsilon": 0.05, "seed": seed, **score.to_dict()},
         "random_policy": {"episodes": episodes, "seed": seed, **random.to_dict()},
         "evaluate_command": f"poldist evaluate {name} --episodes {episodes} --seed {seed}",
+        "network": "Nature DQN" if teacher.env.domain == "atari" else "MinAtar's DQN network",
+        "notes": notes,
     }
+    if half_check is not None:
+        card["half_precision_check"] = half_check
     write_json(dest / "card.json", card)
     plot_learning_curve(
         run_dir / "evals.csv",
@@ -155,6 +182,16 @@ def _card_markdown(card: dict[str, Any]) -> str:
     score = f"**{e['mean']:.2f}** (95% CI {e['ci_low']:.2f} to {e['ci_high']:.2f})"
     random = f"{r['mean']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f})"
     cmds = "\n".join(card["commands"]) or "(not recorded)"
+    network = card.get("network", "MinAtar's DQN network")
+    notes = f"\n\n{card['notes']}" if card.get("notes") else ""
+    if card.get("half_precision_check"):
+        h = card["half_precision_check"]
+        same = "the same returns episode for episode" if h["same_returns"] else "different returns"
+        notes += (
+            f"\n\nWeights stored in half precision: {h['half_precision_mean']:.2f} against "
+            f"{h['full_precision_mean']:.2f} in full precision over the same {h['episodes']} episodes "
+            f"(seed {h['seed']}; {same})."
+        )
     reference = ""
     if "reference" in card:
         ref = card["reference"]
@@ -166,8 +203,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
         score = score.replace("**", "")
     return f"""# Teacher `{card["name"]}`
 
-Double-DQN teacher for `{card["env_id"]}` (MinAtar's DQN network, {card["parameters"]:,} parameters),
-trained by this library.
+Double-DQN teacher for `{card["env_id"]}` ({network}, {card["parameters"]:,} parameters),
+trained by this library.{notes}
 
 | | |
 |---|---|
