@@ -84,6 +84,14 @@ def _cmd_train_teacher(args: argparse.Namespace) -> None:
     print(f"teacher checkpoint: {Path(args.out) / 'teacher'}")
 
 
+def _check_capture_path(args: argparse.Namespace) -> None:
+    """Refuse a bad ``--capture-video`` file name before any work."""
+    if getattr(args, "capture_video", None) is not None:
+        from poldist.record import check_video_path
+
+        check_video_path(args.capture_video)
+
+
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A plain-text table; floats get 2 decimals."""
     cells = [
@@ -150,6 +158,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from poldist.runs import write_json
     from poldist.teachers import check_teacher_fits, load_teacher
 
+    _check_capture_path(args)
+    if args.capture_video is not None and args.episodes < 1:
+        raise PoldistError(f"--episodes must be at least 1, got {args.episodes}")
     device = resolve_device(args.device)
     model = load_teacher(args.checkpoint, task=args.task, env_id=args.env_id, device=device)
     spec = model.env
@@ -167,6 +178,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         device=device,
     )
     print(f"{spec.env_id}: {res}")
+    if args.capture_video is not None:
+        from poldist.record import capture_episode
+
+        rec = capture_episode(
+            model,
+            spec,
+            args.capture_video,
+            name=str(args.checkpoint),
+            episodes=args.episodes,
+            seed=args.seed,
+            epsilon=args.epsilon,
+            num_envs=args.num_envs,
+            max_total_steps=args.max_steps,
+            device=device,
+        )
+        print(rec)
     if args.json:
         write_json(
             args.json,
@@ -179,6 +206,27 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
                 **res.to_dict(),
             },
         )
+
+
+def _cmd_record(args: argparse.Namespace) -> None:
+    from poldist.networks import resolve_device
+    from poldist.record import record
+
+    rec = record(
+        args.checkpoint,
+        args.out,
+        vs=args.vs,
+        episodes=args.episodes,
+        seed=args.seed,
+        epsilon=args.epsilon,
+        max_steps=args.max_steps,
+        task=args.task,
+        env_id=args.env_id,
+        fps=args.fps,
+        scale=args.scale,
+        device=resolve_device(args.device),
+    )
+    print(rec)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -368,6 +416,9 @@ def _cmd_zoo(args: argparse.Namespace) -> None:
     print(zoo_table(markdown=args.markdown))
 
 
+_CAPTURE_HELP = "also record the first episode of the {what} (same seed and protocol) to this .gif or .mp4"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``poldist`` argument parser with all subcommands."""
     from poldist.dqn import DQNConfig
@@ -420,7 +471,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", type=Path, help="also write the result here")
     p.add_argument("--device", default="auto", help=DEVICE_HELP + " (default: 'auto')")
+    p.add_argument("--capture-video", type=Path, help=_CAPTURE_HELP.format(what="evaluation"))
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "record",
+        help="a video (GIF or MP4) of a teacher or student playing, or of two side by side",
+        description="Play with the evaluation protocol (epsilon 0.05, the env settings of the "
+        "checkpoint) and write a video: MinAtar grids in MinAtar's colours, Atari screens in RGB, "
+        "each panel headed by its name, the step and the running score. --vs: a second agent on the "
+        "same env seed beside the first. GIF needs only Pillow; MP4 the video extra "
+        "(pip install 'poldist[video]').",
+    )
+    p.add_argument("checkpoint", help="checkpoint directory, shipped name (e.g. minatar/breakout) or file")
+    p.add_argument("--vs", help="a second agent on the same env and seed, drawn to the right")
+    p.add_argument("--out", required=True, help="the video to write: FILE.gif or FILE.mp4")
+    p.add_argument("--episodes", type=int, default=1, help="episodes of each agent (default 1)")
+    p.add_argument("--seed", type=int, default=12345, help="env seed (default 12345)")
+    p.add_argument("--epsilon", type=float, default=0.05, help="epsilon-greedy play (default 0.05)")
+    p.add_argument("--max-steps", type=int, default=None, help="at most this many steps per agent")
+    p.add_argument("--task", type=int, default=0, help="head of a multi-task network")
+    p.add_argument("--env-id", default="", help="play this env (default: the checkpoint's)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (default MinAtar 10, Atari 15)")
+    p.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help="pixels per MinAtar cell (default 20) or per Atari screen pixel (default 2)",
+    )
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + " (default: 'auto')")
+    p.set_defaults(func=_cmd_record)
 
     p = sub.add_parser(
         "demo",
