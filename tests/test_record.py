@@ -1,6 +1,7 @@
 """Videos: MinAtar rendering, GIF/MP4 encoding, --vs panels, Atari RGB screens, capture of an
 evaluation's first episode, and the one-line errors of ``poldist record``."""
 
+import csv
 import json
 
 import gymnasium as gym
@@ -238,3 +239,67 @@ def test_evaluate_capture_video(capsys, tmp_path, random_breakout):
     frames = rec.read_gif(video)
     assert frames.shape[0] - 1 in res["lengths"]  # copy 0's first episode, one frame per step and one
     assert _error(capsys, [*argv, "--capture-video", str(tmp_path / "x.webm")]).endswith(".gif or .mp4")
+
+
+def _spy_final_evaluation(monkeypatch, module):
+    """Record every ``evaluate`` call of ``module`` and every ``capture_episode`` call."""
+    import poldist.evaluation
+
+    calls = {"evaluate": [], "capture": []}
+
+    def spy_evaluate(policy, spec, episodes=30, **kw):
+        res = poldist.evaluation.evaluate(policy, spec, episodes, **kw)
+        calls["evaluate"].append(({"episodes": episodes, "num_envs": 8, "epsilon": 0.05, **kw}, res))
+        return res
+
+    def spy_capture(*args, **kw):
+        recording = real_capture(*args, **kw)
+        calls["capture"].append(({"num_envs": 8, **kw}, recording))
+        return recording
+
+    real_capture = rec.capture_episode
+    monkeypatch.setattr(module, "evaluate", spy_evaluate)
+    monkeypatch.setattr(rec, "capture_episode", spy_capture)
+    return calls
+
+
+def _assert_captured_final(calls):
+    """The capture replayed the last evaluation's settings, and its episode is one of it."""
+    (final_kw, res), ((cap_kw, recording),) = calls["evaluate"][-1], calls["capture"]
+    for key in ("episodes", "seed", "epsilon", "num_envs"):
+        assert cap_kw[key] == final_kw[key], key
+    agent = recording.agents[0]
+    assert len(agent.returns) == 1 and (agent.returns[0], agent.lengths[0]) in zip(res.returns, res.lengths)
+    assert recording.path.exists() and recording.frames == agent.lengths[0] + 1
+
+
+def test_distill_capture_video_is_the_final_evaluation(capsys, tmp_path, monkeypatch):
+    import poldist.distillation
+
+    video, out = tmp_path / "student.gif", tmp_path / "run"
+    argv = ["distill", "--teacher", "minatar/breakout", "--out", str(out), "--capture-video", str(video)]
+    small = ["--updates", "4", "--batch-size", "8", "--learning-starts", "64", "--memory-size", "256"]
+    small += ["--eval-interval", "4", "--eval-episodes", "1", "--final-eval-episodes", "3"]
+    small += ["--agreement-states", "32", "--no-evaluate-teacher", "--device", "cpu"]
+    assert _error(capsys, [*argv[:-1], str(tmp_path / "s.png"), *small]).endswith(".gif or .mp4")
+    assert not out.exists()
+    calls = _spy_final_evaluation(monkeypatch, poldist.distillation)
+    assert main([*argv, *small]) == 0
+    _assert_captured_final(calls)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tasks"][0]["student_returns"] == calls["evaluate"][-1][1].returns
+
+
+def test_train_teacher_capture_video_is_the_final_evaluation(capsys, tmp_path, monkeypatch):
+    import poldist.dqn
+
+    video, out = tmp_path / "teacher.gif", tmp_path / "run"
+    argv = ["train-teacher", "--out", str(out), "--capture-video", str(video), "--total-steps", "64"]
+    argv += ["--num-envs", "2", "--learning-starts", "32", "--buffer-size", "128", "--eval-interval", "64"]
+    argv += ["--eval-episodes", "3", "--checkpoint-interval", "64", "--device", "cpu"]
+    calls = _spy_final_evaluation(monkeypatch, poldist.dqn)
+    assert main(argv) == 0
+    _assert_captured_final(calls)
+    with (out / "evals.csv").open() as f:
+        final = list(csv.DictReader(f))[-1]
+    assert float(final["score"]) == pytest.approx(calls["evaluate"][-1][1].mean)

@@ -79,9 +79,13 @@ def _cmd_train_teacher(args: argparse.Namespace) -> None:
     from poldist.dqn import DQNConfig, train_dqn
 
     cfg = _build_config(DQNConfig, args)
+    _check_capture_path(args)
     summary = train_dqn(cfg, args.out, resume=args.resume, on_start=_record_command)
     print(json.dumps(summary["final_eval"], indent=2))
     print(f"teacher checkpoint: {Path(args.out) / 'teacher'}")
+    if args.capture_video is not None:
+        # the final evaluation of train_dqn: seed + 10**6, eval_epsilon, eval_episodes, 8 copies
+        _capture_final(args, Path(args.out) / "teacher", cfg.seed + 10**6, cfg.eval_episodes, cfg)
 
 
 def _check_capture_path(args: argparse.Namespace) -> None:
@@ -90,6 +94,28 @@ def _check_capture_path(args: argparse.Namespace) -> None:
         from poldist.record import check_video_path
 
         check_video_path(args.capture_video)
+
+
+def _capture_final(args: argparse.Namespace, checkpoint: Path, seed: int, episodes: int, cfg: Any) -> None:
+    """Record the first episode of a run's final evaluation of ``checkpoint`` (task 0) again."""
+    from poldist.networks import resolve_device
+    from poldist.record import capture_episode
+    from poldist.teachers import load_teacher
+
+    device = resolve_device(cfg.device)
+    model = load_teacher(checkpoint, device=device)
+    epsilon = getattr(cfg, "eval_epsilon", 0.05)
+    rec = capture_episode(
+        model,
+        model.env,
+        args.capture_video,
+        name=str(checkpoint),
+        episodes=episodes,
+        seed=seed,
+        epsilon=epsilon,
+        device=device,
+    )
+    print(rec)
 
 
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -137,6 +163,7 @@ def _cmd_distill(args: argparse.Namespace) -> None:
     from poldist.plots import plot_learning_curve
 
     cfg = _build_config(DistillConfig, args)
+    _check_capture_path(args)
     summary = distill(cfg, args.out, resume=args.resume)
     out = Path(args.out)
     plot_learning_curve(
@@ -149,6 +176,12 @@ def _cmd_distill(args: argparse.Namespace) -> None:
     print(
         f"student checkpoint: {out / 'student'}\nplot: {out / 'curve.png'}\nsummary: {out / 'summary.json'}"
     )
+    if args.capture_video is not None:
+        from poldist.envs import run_env_seed
+
+        # the final evaluation of distill: its "final" env seed, epsilon 0.05, 8 copies
+        seed = run_env_seed(cfg.env_seeds, cfg.seed, "final")
+        _capture_final(args, out / "student", seed, cfg.final_eval_episodes, cfg)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -430,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    _add_run_command(
+    p = _add_run_command(
         sub,
         "train-teacher",
         DQNConfig,
@@ -438,10 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a Double-DQN teacher",
         description="Train a Double-DQN teacher on one env; writes <out>/teacher.",
     )
+    p.add_argument("--capture-video", type=Path, help=_CAPTURE_HELP.format(what="final evaluation"))
 
     from poldist.distillation import DistillConfig
 
-    _add_run_command(
+    p = _add_run_command(
         sub,
         "distill",
         DistillConfig,
@@ -450,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distil a teacher (checkpoint dir or shipped name) into a smaller student; "
         "writes <out>/student, <out>/summary.json and <out>/curve.png.",
     )
+    p.add_argument("--capture-video", type=Path, help=_CAPTURE_HELP.format(what="student's final evaluation"))
 
     p = sub.add_parser(
         "evaluate",
