@@ -51,6 +51,7 @@ import torch
 from poldist.envs import EnvSpec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import epsilon_greedy
+from poldist.networks import resolve_device
 
 # obs (B, C, H, W) uint8 tensor -> outputs (B, n_actions), as poldist.evaluation.Policy
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -722,9 +723,9 @@ def _load_agents(
             )
         if not env_id and other.env.settings != spec.settings:
             diff = sorted(
-                k
-                for k in set(other.env.settings) | set(spec.settings)
-                if other.env.settings.get(k) != spec.settings.get(k)
+                key
+                for key in set(other.env.settings) | set(spec.settings)
+                if other.env.settings.get(key) != spec.settings.get(key)
             )
             raise PoldistError(
                 f"--vs {vs} plays {spec.env_id} with other settings than {checkpoint} ({', '.join(diff)}): "
@@ -783,8 +784,6 @@ def record(
     """
     _check_options(episodes, epsilon, max_steps, fps, scale)
     out = check_video_path(out)
-    from poldist.networks import resolve_device
-
     dev = resolve_device(device)
     agents, spec = _load_agents(checkpoint, vs, task, env_id, dev)
     names = [str(checkpoint)] + ([str(vs)] if vs is not None else [])
