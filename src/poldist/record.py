@@ -326,9 +326,9 @@ class VideoWriter:
         try:
             if self.kind == "gif":
                 first, *rest = self._gif_frames
-                # optimize: pixels unchanged since the previous frame become transparent (long
-                # runs for LZW); a fixed palette is written once, as the global colour table
-                shared = {} if self._palette_image is None else {"palette": first.getpalette()}
+                # optimize: pixels unchanged since the previous frame become transparent (long runs
+                # for LZW), each frame's colour table trimmed to its colours. (Passing the fixed
+                # palette as one global table saves ~2% more but costs Pillow ~40 ms a frame.)
                 first.save(
                     self._tmp,
                     format="GIF",
@@ -337,7 +337,6 @@ class VideoWriter:
                     duration=max(20, round(1000 / self.fps / 10) * 10),
                     loop=0,
                     optimize=True,
-                    **shared,
                 )
                 self._gif_frames = []
             else:
