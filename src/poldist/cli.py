@@ -382,6 +382,8 @@ def _cmd_publish_teacher(args: argparse.Namespace) -> None:
         episodes=args.episodes,
         seed=args.seed,
         reference_episodes=args.reference_episodes,
+        half=args.half,
+        notes=args.notes,
     )
     print((dest / "MODEL_CARD.md").read_text())
     print(f"published: {dest}")
@@ -649,6 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1000,
         help="episodes of the reference score, the yardstick of percent-of-teacher (0: none)",
+    )
+    p.add_argument(
+        "--half",
+        action="store_true",
+        help="store the weights in half precision; the card compares the score with full precision",
+    )
+    p.add_argument(
+        "--notes", default="", help="a paragraph for the model card (e.g. where the settings come from)"
     )
     p.set_defaults(func=_cmd_publish_teacher)
 
