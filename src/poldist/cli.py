@@ -276,7 +276,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from poldist.evaluation import percent_of_teacher
     from poldist.plots import plot_learning_curve
     from poldist.runs import write_json
-    from poldist.zoo import reference_returns
+    from poldist.zoo import reference_mean
 
     game = args.game.lower().replace("-", "_")
     out = Path(args.out or f"runs/demo-{game}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -290,6 +290,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         final_eval_episodes=args.episodes,
         seed=args.seed,
     )
+    reference = reference_mean(cfg.teacher)  # the yardstick (issue 18), checked before any work
+    if reference is None:
+        raise PoldistError(f"{cfg.teacher} has no reference score: poldist reference-score {cfg.teacher}")
     print(
         f"poldist demo: distilling the shipped MinAtar {game} teacher into a {cfg.student} student "
         f"({cfg.updates:,} KL updates of batch {cfg.batch_size}, tau 0.01), run directory {out}"
@@ -304,8 +307,6 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         teacher_scores=[task["teacher_score"]],
         task_names=[f"{task['env_id']}: {cfg.student} student (KL) vs teacher"],
     )
-    ref_returns = reference_returns(cfg.teacher)
-    reference = sum(ref_returns) / len(ref_returns)  # the yardstick (issue 18)
     demo = {
         "env_id": task["env_id"],
         "teacher_reference_score": reference,

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from poldist.errors import PoldistError
 from poldist.evaluation import bootstrap_ci, geometric_mean, percent_of_teacher
 
 # The paper's Atari figures next to ours (PAPER.md); None where the paper gives a shape, not a number.
@@ -287,12 +286,9 @@ def _short_budget_note(raw: list[dict[str, Any]], games: list[str]) -> str:
 
 def reference_mean(teacher: str) -> float | None:
     """The mean of shipped teacher ``teacher``'s reference score, or ``None`` if it has none."""
-    from poldist.zoo import reference_returns
+    from poldist import zoo
 
-    try:
-        return float(np.mean(reference_returns(teacher)))
-    except PoldistError:
-        return None
+    return zoo.reference_mean(teacher)
 
 
 def rescore(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

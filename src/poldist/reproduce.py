@@ -35,6 +35,7 @@ from poldist.networks import count_parameters
 from poldist.online import OnlineConfig, online_distill
 from poldist.runs import resume_or_clear, write_json
 from poldist.teachers import ZOO, load_teacher
+from poldist.zoo import reference_mean
 
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 
@@ -223,8 +224,8 @@ def run_cell(
     resume = resume_or_clear(run)
     card = teacher_card(cell.game)
     # the yardstick: the teacher's reference score where it has one (issue 18), else its card's
-    reference = card.get("reference", {}).get("returns")
-    yardstick = sum(reference) / len(reference) if reference else card["eval"]["mean"]
+    reference = reference_mean(f"minatar/{cell.game}")
+    yardstick = card["eval"]["mean"] if reference is None else reference
     if cell.method == "distill":
         cfg = cell.config(budget)
         summary = distill(cfg, run, resume=resume)

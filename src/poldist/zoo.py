@@ -177,6 +177,15 @@ def reference_returns(name: str) -> list[float]:
     return card["reference"]["returns"]
 
 
+def reference_mean(name: str) -> float | None:
+    """The mean of shipped teacher ``name``'s reference score, or ``None`` if it has none."""
+    try:
+        returns = reference_returns(name)
+    except PoldistError:
+        return None
+    return sum(returns) / len(returns)
+
+
 def _card_markdown(card: dict[str, Any]) -> str:
     e, r = card["eval"], card["random_policy"]
     score = f"**{e['mean']:.2f}** (95% CI {e['ci_low']:.2f} to {e['ci_high']:.2f})"
