@@ -149,7 +149,10 @@ def study_curves(
                 continue
             steps = sorted(set.intersection(*(set(c) for c in curves)))
             ax.plot(steps, [np.mean([c[x] for c in curves]) for x in steps], lw=1.2, label=variant)
+    from matplotlib.ticker import FuncFormatter
+
     for ax, game in zip(axes[0], games):
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
         ax.axhline(100, color="k", lw=0.8, ls="--")
         ax.set_title(game, fontsize=9)
         ax.set_xlabel("updates", fontsize=8)
