@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from cli_errors import one_line_error
 
 from poldist.checkpoints import save_model
 from poldist.cli import main
@@ -20,12 +21,7 @@ def teacher_dir(tmp_path):
     return save_model(tmp_path / "teacher", QNetwork(minatar_dqn(4, 3)), spec)
 
 
-def _error(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("poldist: error: "), err
-    return err
+_error = one_line_error
 
 
 def test_unknown_env_id(capsys, tmp_path):

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from cli_errors import one_line_error
 
 from poldist import record as rec
 from poldist.checkpoints import save_model
@@ -42,12 +43,7 @@ def atari_teacher(tmp_path):
     return save_model(tmp_path / "atari", QNetwork(nature_dqn(spec.n_actions)), spec)
 
 
-def _error(capsys, argv):
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2
-    assert len(err.splitlines()) == 1 and err.startswith("poldist: error: "), err
-    return err
+_error = one_line_error
 
 
 # --- rendering -------------------------------------------------------------------------------
