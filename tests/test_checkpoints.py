@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from poldist.checkpoints import (
     META,
     load_checkpoint,
     load_model,
+    metadata_digest,
     model_envs,
     pack_optimizer,
     save_checkpoint,
@@ -41,9 +44,13 @@ def _weights_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.safetensors"))
 
 
-def _rewrite_meta(directory: Path, edit) -> None:
+def _rewrite_meta(directory: Path, edit, *, rehash: bool = True) -> None:
+    """Edit ``meta.json``; ``rehash`` also updates its own hash, as a tool that writes wrong but
+    self-consistent metadata would (so the schema checks, not the hash, must catch the edit)."""
     meta = json.loads((directory / META).read_text())
     edit(meta)
+    if rehash:
+        meta["meta_sha256"] = metadata_digest(meta)
     (directory / META).write_text(json.dumps(meta))
 
 
@@ -555,3 +562,91 @@ def test_unpacked_state_differs_from_fresh_optimizer() -> None:
         n(x).pow(2).sum().backward()
         o.step()
     assert not all(torch.equal(a, b) for a, b in zip(net.parameters(), net2.parameters()))
+
+
+# ------------------------------------------------------------------ metadata that cannot lie (issue 21)
+
+
+def test_an_edited_metadata_value_is_refused(saved: Path) -> None:
+    """The edits that made a teacher silently act otherwise: its output kind, its sticky actions."""
+    for edit in (
+        lambda m: m.update(output_kind="logits"),
+        lambda m: m["envs"][0]["settings"].update(sticky_action_prob=0.25),
+    ):
+        original = (saved / META).read_text()
+        _rewrite_meta(saved, edit, rehash=False)
+        with pytest.raises(PoldistError, match="does not match its meta_sha256"):
+            load_model(saved)
+        (saved / META).write_text(original)
+        load_model(saved)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_one_character_change_is_refused_or_harmless(saved: Path, data: st.DataObject) -> None:
+    """Any one-character change of meta.json is an error, or leaves the same metadata (whitespace)."""
+    original = (saved / META).read_text()
+    _, meta = load_model(saved)
+    i = data.draw(st.integers(0, len(original) - 1), label="position")
+    char = data.draw(st.sampled_from(list('0123456789abcdeflqtx.-" ,:{}[]\n')), label="character")
+    (saved / META).write_text(original[:i] + char + original[i + 1 :])
+    try:
+        _, edited = load_model(saved)
+    except PoldistError as e:
+        assert "\n" not in str(e)
+    else:
+        assert edited == meta
+    finally:
+        (saved / META).write_text(original)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(output_kind="qq"), r"output_kind must be one of \['logits', 'q'\]"),
+        (
+            lambda m: m["envs"][0]["settings"].update(sticky_action_prob=1.5),
+            "sticky_action_prob must be at most 1",
+        ),
+        (
+            lambda m: m["envs"][0]["settings"].update(sticky_action_prob="0.1"),
+            "sticky_action_prob must be a float",
+        ),
+        (
+            lambda m: m["envs"][0]["settings"].update(difficulty_ramping=1),
+            "difficulty_ramping must be a bool",
+        ),
+        (lambda m: m["envs"][0]["settings"].update(colour="red"), r"unknown fields \['colour'\]"),
+        (lambda m: m["envs"][0].pop("domain"), r"envs\[0\]: missing field 'domain'"),
+        (lambda m: m["envs"][0].update(domain="atari"), "is not a atari env id"),
+        (lambda m: m["envs"][0].update(obs_shape=[4, 10]), "obs_shape must be a list of 3 ints"),
+        (lambda m: m["envs"][0].update(obs_shape=[7, 10, 10]), "does not fit MinAtar/Breakout-v1"),
+        (lambda m: m["envs"][0].update(n_actions=6), "n_actions 6 does not fit"),
+        (lambda m: m["envs"][0].update(env_id="MinAtar/Freeway-v1"), "settings.game disagree"),
+        (lambda m: m.update(envs=[]), "envs is empty"),
+        (lambda m: m.update(envs={"a": 1}), "envs must be a list"),
+        (lambda m: m["architecture"].update(hidden="128"), "hidden must be an int"),
+        (lambda m: m["architecture"].update(convs=[[16, 3]]), r"convs\[0\]: convs must be a list of 3 ints"),
+        (lambda m: m["architecture"].update(n_actions=[3, 3]), "1 envs for 2 output heads"),
+        (lambda m: m["architecture"].update(n_actions=[4]), "head 0 has 4 outputs but its env"),
+        (lambda m: m.update(format_version=3), "format_version 3 is not one this poldist reads"),
+    ],
+)
+def test_wrong_but_self_consistent_metadata_is_one_line(saved: Path, edit, message: str) -> None:
+    _rewrite_meta(saved, edit)
+    with pytest.raises(PoldistError, match=message) as e:
+        load_model(saved)
+    assert "\n" not in str(e.value)
+
+
+def test_checkpoints_of_format_1_without_a_metadata_hash_still_load(saved: Path) -> None:
+    """Checkpoints written before the hash (the Pong run, other users' runs) load, schema-checked."""
+    _rewrite_meta(saved, lambda m: (m.pop("meta_sha256"), m.update(format_version=1)), rehash=False)
+    net, meta = load_model(saved)
+    assert meta["format_version"] == 1
+    _rewrite_meta(saved, lambda m: m.update(output_kind="Q"), rehash=False)
+    with pytest.raises(PoldistError, match="output_kind must be one of"):
+        load_model(saved)
+    _rewrite_meta(saved, lambda m: m.pop("format_version"), rehash=False)
+    with pytest.raises(PoldistError, match="format_version None"):
+        load_model(saved)

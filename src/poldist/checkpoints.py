@@ -7,7 +7,9 @@ A checkpoint is a directory::
     memory-<sha12>.npz             # optional blobs (replay memory), numpy without pickle
 
 Data files carry their content hash in their names and ``meta.json`` lists them
-with their full sha256. Each file is written to a temporary name, flushed, fsynced and
+with their full sha256; ``meta.json`` holds the sha256 of its own content too (``meta_sha256``,
+over its canonical JSON without that field), so a changed metadata value is refused on load,
+not silently used. Each file is written to a temporary name, flushed, fsynced and
 renamed, and ``meta.json`` is renamed into place only after the data files are whole, so
 a reader sees either the previous complete checkpoint or the new one, never half of
 one; files no longer referenced are removed afterwards.
@@ -36,9 +38,12 @@ from poldist import __version__
 from poldist.envs import EnvSpec
 from poldist.errors import PoldistError
 from poldist.networks import Architecture, QNetwork
+from poldist.schema import require
 
 FORMAT = "poldist-checkpoint"
-FORMAT_VERSION = 1
+# 2: meta.json carries meta_sha256, the hash of its own canonical JSON; 1 (before 0.3) does not
+FORMAT_VERSION = 2
+OUTPUT_KINDS = ("q", "logits")
 META = "meta.json"
 
 # writes a blob's content into a binary file object open for writing (seekable, at offset 0)
@@ -142,6 +147,8 @@ def save_checkpoint(
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__}
     meta.update(metadata)
     meta["files"] = files
+    meta = json.loads(json.dumps(meta))  # the form a reader sees (tuples are lists), hashed below
+    meta["meta_sha256"] = metadata_digest(meta)
     _atomic_write(directory / META, json.dumps(meta, indent=2, sort_keys=True).encode())
     keep = {f["file"] for f in files.values()} | {META}
     for p in directory.iterdir():  # stale data files of the previous checkpoint, temp files of a killed write
@@ -171,6 +178,18 @@ def load_checkpoint(directory: str | Path, *, blobs: bool = True) -> Checkpoint:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "files" not in meta:
         raise PoldistError(f"{meta_path} is not a {FORMAT} metadata file")
     directory = meta_path.parent
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise PoldistError(
+            f"{meta_path}: format_version {version!r} is not one this poldist reads (1 to {FORMAT_VERSION}); "
+            "a newer poldist wrote it, or the file was edited"
+        )
+    recorded = meta.get("meta_sha256")
+    if (version >= 2 or recorded is not None) and recorded != metadata_digest(meta):
+        raise PoldistError(
+            f"corrupted checkpoint {directory}: {META} does not match its meta_sha256 "
+            "(edited or damaged); restore it from the original"
+        )
     files = meta["files"]
     if (
         not isinstance(files, dict)
@@ -194,6 +213,13 @@ def load_checkpoint(directory: str | Path, *, blobs: bool = True) -> Checkpoint:
     except Exception as e:  # safetensors' error type moved between versions
         raise PoldistError(f"corrupted checkpoint {directory}: bad weights file ({e})") from e
     return Checkpoint(tensors, meta, loaded)
+
+
+def metadata_digest(meta: dict[str, Any]) -> str:
+    """sha256 (hex) of a checkpoint's metadata: its canonical JSON (sorted keys, no spaces)
+    without the ``meta_sha256`` field itself."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def require_metadata(ckpt: Checkpoint, keys: tuple[str, ...], directory: str | Path) -> None:
@@ -248,8 +274,9 @@ def load_model(directory: str | Path) -> tuple[QNetwork, dict[str, Any]]:
     missing = [k for k in ("architecture", "envs", "output_kind") if k not in meta]
     if missing:
         raise PoldistError(f"checkpoint {directory} metadata lacks keys {missing}")
+    arch = model_architecture(meta, directory)
     try:
-        net = QNetwork(Architecture.from_dict(meta["architecture"]))
+        net = QNetwork(arch)
         net.load_state_dict(ckpt.tensors)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise PoldistError(f"checkpoint {directory}: weights do not fit its architecture ({e})") from e
@@ -257,9 +284,35 @@ def load_model(directory: str | Path) -> tuple[QNetwork, dict[str, Any]]:
     return net, meta
 
 
-def model_envs(meta: dict[str, Any]) -> list[EnvSpec]:
-    """The env spec of each task of a model checkpoint's metadata."""
-    return [EnvSpec.from_dict(e) for e in meta["envs"]]
+def model_architecture(meta: dict[str, Any], directory: str | Path = "") -> Architecture:
+    """The architecture of a model checkpoint's metadata, checked against its envs and output kind.
+
+    Raises:
+        PoldistError: one line naming the field that is wrong: a wrong type or value, an output
+            kind other than ``q`` / ``logits``, or a head whose action count is not its env's.
+    """
+    where = f"checkpoint {directory}" if directory else "checkpoint metadata"
+    require(meta, "output_kind", where, "str", choices=OUTPUT_KINDS)
+    arch = Architecture.from_dict(meta.get("architecture"), f"{where}: architecture")
+    envs = model_envs(meta, directory)
+    if len(envs) != len(arch.n_actions):
+        raise PoldistError(f"{where}: {len(envs)} envs for {len(arch.n_actions)} output heads")
+    for i, (spec, n) in enumerate(zip(envs, arch.n_actions, strict=True)):
+        if spec.n_actions != n:
+            raise PoldistError(
+                f"{where}: head {i} has {n} outputs but its env {spec.env_id} has {spec.n_actions} actions"
+            )
+    return arch
+
+
+def model_envs(meta: dict[str, Any], directory: str | Path = "") -> list[EnvSpec]:
+    """The env spec of each task of a model checkpoint's metadata (each checked, see
+    :meth:`EnvSpec.from_dict`)."""
+    where = f"checkpoint {directory}" if directory else "checkpoint metadata"
+    envs = require(meta, "envs", where, "list")
+    if not envs:
+        raise PoldistError(f"{where}: envs is empty")
+    return [EnvSpec.from_dict(e, f"{where}: envs[{i}]") for i, e in enumerate(envs)]
 
 
 def pack_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from poldist.errors import PoldistError
+from poldist.schema import require, require_ints, require_like
 
 MINATAR_GAMES = {
     # game: (channels, minimal action count)
@@ -45,6 +46,33 @@ _ALE_ID = re.compile(r"^ALE/(?P<game>[A-Za-z]+)-v5$")
 # ids of Atari agents trained elsewhere (RL Zoo / CleanRL: NoFrameskip-v4; envpool: <Game>-v5); they
 # name the same games without sticky actions, which is the library's ALE/<Game>-v5 setting
 _ATARI_ALIAS = re.compile(r"^(?P<game>[A-Za-z]+)(NoFrameskip-v4|-v5)$")
+
+
+# Each domain's env settings and their defaults (the game is filled in from the env id); a
+# checkpoint records them, and EnvSpec.from_dict checks a recorded one against these.
+_MINATAR_SETTINGS: dict[str, Any] = {
+    "game": "",
+    "use_minimal_action_set": True,
+    "sticky_action_prob": 0.1,
+    "difficulty_ramping": True,
+    "noop_max": 0,
+    "max_episode_steps": 10_000,
+}
+_ATARI_SETTINGS: dict[str, Any] = {
+    "game": "",
+    "frameskip": 4,
+    "stack_num": 4,
+    "img_height": 84,
+    "img_width": 84,
+    "grayscale": True,
+    "maxpool": True,
+    "repeat_action_probability": 0.0,
+    "noop_max": 30,
+    "max_num_frames_per_episode": 108_000,
+    "full_action_space": False,
+    "use_fire_reset": True,
+    "episodic_life": False,
+}
 
 
 # Env seeds. A vector env of N copies seeds copy i with s + i, so two seeds less than N apart
@@ -111,15 +139,51 @@ class EnvSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EnvSpec:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, d: dict[str, Any], where: str = "env spec") -> EnvSpec:
+        """Inverse of :meth:`to_dict`, checked: every field's type and allowed values, the
+        domain and observation shape against the env id, and the settings against the domain's.
+
+        Args:
+            d: the JSON form.
+            where: what ``d`` is, for the error message (e.g. ``"checkpoint runs/x: envs[0]"``).
+
+        Raises:
+            PoldistError: one line naming the field that is wrong.
+        """
+        env_id = require(d, "env_id", where, "str")
+        domain = require(d, "domain", where, "str", choices=("atari", "minatar"))
+        shape = require_ints(d, "obs_shape", where, length=3, minimum=1)
+        n_actions = require(d, "n_actions", where, "int", minimum=1)
+        obs_scale = require(d, "obs_scale", where, "float")
+        settings = require(d, "settings", where, "dict", default={})
+        if not obs_scale > 0:
+            raise PoldistError(f"{where}: obs_scale must be positive, got {obs_scale!r}")
+        m = _MINATAR_ID.match(env_id)
+        if (domain == "minatar") != bool(m) or (domain == "atari" and not _ALE_ID.match(env_id)):
+            raise PoldistError(f"{where}: env_id {env_id!r} is not a {domain} env id")
+        if m:
+            require_like(settings, _MINATAR_SETTINGS, f"{where}.settings")
+            game = MINATAR_NAMES.get(m["game"])
+            if game is None or settings.get("game", game) != game:
+                raise PoldistError(
+                    f"{where}: env_id {env_id!r} and settings.game disagree or name no MinAtar game"
+                )
+            channels, minimal = MINATAR_GAMES[game]
+            expected, actions = (channels, 10, 10), (minimal if m["version"] == "1" else 6)
+        else:
+            require_like(settings, _ATARI_SETTINGS, f"{where}.settings")
+            full = {**_ATARI_SETTINGS, **settings}
+            expected, actions = (full["stack_num"], full["img_height"], full["img_width"]), None
+            if n_actions > 18:
+                raise PoldistError(f"{where}: n_actions must be at most 18 for Atari, got {n_actions}")
+        if tuple(shape) != expected:
+            raise PoldistError(
+                f"{where}: obs_shape {shape} does not fit {env_id} (expected {list(expected)})"
+            )
+        if actions is not None and n_actions != actions:
+            raise PoldistError(f"{where}: n_actions {n_actions} does not fit {env_id} (expected {actions})")
         return cls(
-            env_id=d["env_id"],
-            domain=d["domain"],
-            obs_shape=tuple(d["obs_shape"]),
-            n_actions=int(d["n_actions"]),
-            obs_scale=float(d["obs_scale"]),
-            settings=dict(d.get("settings", {})),
+            env_id, domain, (shape[0], shape[1], shape[2]), n_actions, float(obs_scale), dict(settings)
         )
 
 
@@ -161,14 +225,7 @@ def make_env_spec(env_id: str, **settings: Any) -> EnvSpec:
             )
         channels, minimal = MINATAR_GAMES[game]
         minimal_set = m["version"] == "1"
-        s = {
-            "game": game,
-            "use_minimal_action_set": minimal_set,
-            "sticky_action_prob": 0.1,
-            "difficulty_ramping": True,
-            "noop_max": 0,
-            "max_episode_steps": 10_000,
-        }
+        s = {**_MINATAR_SETTINGS, "game": game, "use_minimal_action_set": minimal_set}
         _update_settings(s, settings, env_id)
         return EnvSpec(env_id, "minatar", (channels, 10, 10), minimal if minimal_set else 6, 1.0, s)
     alias = _ATARI_ALIAS.match(env_id)
@@ -177,21 +234,7 @@ def make_env_spec(env_id: str, **settings: Any) -> EnvSpec:
     m = _ALE_ID.match(env_id)
     if m:
         game = _ale_game(m["game"])
-        s = {
-            "game": game,
-            "frameskip": 4,
-            "stack_num": 4,
-            "img_height": 84,
-            "img_width": 84,
-            "grayscale": True,
-            "maxpool": True,
-            "repeat_action_probability": 0.0,
-            "noop_max": 30,
-            "max_num_frames_per_episode": 108_000,
-            "full_action_space": False,
-            "use_fire_reset": True,
-            "episodic_life": False,
-        }
+        s = {**_ATARI_SETTINGS, "game": game}
         _update_settings(s, settings, env_id)
         n_actions = _ale_action_count(game, s["full_action_space"])
         return EnvSpec(env_id, "atari", (4, 84, 84), n_actions, 1.0 / 255.0, s)

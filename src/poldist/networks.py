@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from poldist.errors import PoldistError
+from poldist.schema import require, require_ints
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,31 @@ class Architecture:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Architecture:
-        """Inverse of :meth:`to_dict`."""
+    def from_dict(cls, d: dict[str, Any], where: str = "architecture") -> Architecture:
+        """Inverse of :meth:`to_dict`, with every field's type and range checked.
+
+        Raises:
+            PoldistError: one line naming the field that is wrong (``where`` says whose).
+        """
+        obs_shape = require_ints(d, "obs_shape", where, length=3, minimum=1)
+        convs = require(d, "convs", where, "list")
+        for i in range(len(convs)):
+            require_ints({"convs": convs[i]}, "convs", f"{where}.convs[{i}]", length=3, minimum=1)
+        hidden = require(d, "hidden", where, "int", minimum=1)
+        n_actions = require_ints(d, "n_actions", where, minimum=1)
+        if not n_actions:
+            raise PoldistError(f"{where}: n_actions must list at least one head")
+        head_hidden = require(d, "head_hidden", where, "int", minimum=0, default=0)
+        obs_scale = require(d, "obs_scale", where, "float", default=1.0)
+        if not obs_scale > 0:
+            raise PoldistError(f"{where}: obs_scale must be positive, got {obs_scale!r}")
         return cls(
-            obs_shape=tuple(d["obs_shape"]),
-            convs=tuple(tuple(c) for c in d["convs"]),
-            hidden=int(d["hidden"]),
-            n_actions=tuple(d["n_actions"]),
-            head_hidden=int(d.get("head_hidden", 0)),
-            obs_scale=float(d.get("obs_scale", 1.0)),
+            obs_shape=(obs_shape[0], obs_shape[1], obs_shape[2]),
+            convs=tuple((c[0], c[1], c[2]) for c in convs),
+            hidden=hidden,
+            n_actions=tuple(n_actions),
+            head_hidden=head_hidden,
+            obs_scale=float(obs_scale),
         )
 
 

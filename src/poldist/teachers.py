@@ -150,7 +150,7 @@ def load_teacher(
         return teacher
     path = resolve_checkpoint(name_or_path)
     net, meta = load_model(path)
-    envs = model_envs(meta)
+    envs = model_envs(meta, path)
     if not 0 <= task < len(envs):
         raise PoldistError(f"{path} has {len(envs)} task(s); task {task} does not exist")
     return NetworkTeacher(net.to(device), envs[task], meta["output_kind"], task, str(name_or_path))
