@@ -72,6 +72,26 @@ def _safe_torch_load(source: Any) -> Any:
         return torch.load(source, map_location="cpu", weights_only=True)
 
 
+def _refused(source: str, error: Exception) -> PoldistError:
+    """The one-line error for a file ``torch.load(weights_only=True)`` refused.
+
+    torch's own message advises re-running with ``weights_only=False``, the one step that would
+    run whatever code the file carries; it is not repeated. A file refused for holding Python
+    objects gets how to convert it, if trusted, into plain tensors; any other failure says the
+    file is not a readable torch file.
+    """
+    text = str(error)
+    if "Weights only load failed" in text or "Unsupported global" in text or "pickle" in text.lower():
+        return PoldistError(
+            f"{source} holds pickled Python objects besides tensors, and poldist never unpickles files "
+            "(unpickling can run any code). If you trust it, save only its tensors from the code that "
+            "made it: torch.save(model.state_dict(), 'plain.pt') for a CleanRL network, "
+            "model.save('plain.zip') for a Stable-Baselines3 model"
+        )
+    first = text.splitlines()[0][:200] if text else ""
+    return PoldistError(f"{source} is not a readable torch file ({type(error).__name__}: {first})")
+
+
 def is_external(path: str | Path) -> bool:
     """Whether ``path`` names a file format these loaders read (by its suffix)."""
     return Path(path).suffix.lower() in SB3_SUFFIXES + CLEANRL_SUFFIXES
@@ -223,10 +243,7 @@ def read_sb3_zip(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tens
     try:
         sd = _safe_torch_load(io.BytesIO(raw_weights))
     except Exception as e:  # UnpicklingError, RuntimeError, ... (the type varies across torch versions)
-        raise PoldistError(
-            f"{path}: policy.pth is not a plain tensor state dict and is not loaded "
-            f"(it would need unpickling code): {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-        ) from e
+        raise _refused(f"{path}: policy.pth", e) from e
     return data, dict(_check_tensors(sd, f"{path}: policy.pth")), version
 
 
@@ -411,10 +428,7 @@ def load_cleanrl_teacher(path: str | Path, env_id: str, **env_settings: Any) -> 
     try:
         sd = _safe_torch_load(path)
     except Exception as e:  # UnpicklingError, RuntimeError, ... (the type varies across torch versions)
-        raise PoldistError(
-            f"{source} is not a plain tensor state dict and is not loaded "
-            f"(it would need unpickling code): {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-        ) from e
+        raise _refused(source, e) from e
     if isinstance(sd, Mapping) and "model_weights" in sd:
         raise PoldistError(f"{source} looks like a C51 (distributional) checkpoint, which is not supported")
     sd = _check_tensors(sd, source)
