@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from poldist.bench import machine_info
 from poldist.dqn import double_dqn_loss
 from poldist.networks import QNetwork, adam, minatar_dqn
+from poldist.runs import machine_info
 
 CHANNELS = (4, 4, 7, 10, 6)  # Asterix, Breakout, Freeway, Seaquest, Space Invaders
 

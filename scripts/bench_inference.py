@@ -1,9 +1,9 @@
 """Inference speed of deployed policies: PyTorch vs onnxruntime, in actions per second.
 
-A thin wrapper around the inference section of ``python -m poldist.bench`` (the code lives in
-:func:`poldist.bench.bench_inference`), for timing inference alone with other threads or timings:
-the shipped MinAtar Breakout teacher and students of it (net1, net2, net3) at batch 1 and 256,
-``--atari`` adds the Nature-DQN network and its students on 84x84 frames::
+A thin wrapper around the inference section of ``poldist bench`` (the code lives in
+:func:`poldist.experiments.bench_inference.bench_inference`), for timing inference alone with
+other threads or timings: the shipped MinAtar Breakout teacher and students of it (net1, net2,
+net3) at batch 1 and 256, ``--atari`` adds the Nature-DQN network and its students on 84x84 frames::
 
     .venv/bin/python scripts/bench_inference.py --threads 1 --json runs/bench_inference.json
 """
@@ -15,7 +15,8 @@ import json
 import time
 from pathlib import Path
 
-from poldist.bench import bench_inference, inference_table, machine_info
+from poldist.experiments.bench_inference import bench_inference, inference_table
+from poldist.runs import machine_info
 
 
 def main() -> None:

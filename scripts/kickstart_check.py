@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from poldist.reproduce import GAMES, teacher_card
+from poldist.experiments.reproduce import GAMES, teacher_card
 from poldist.runs import write_json
 
 # name -> extra flags (with the default --decay 100 the weight stays almost constant).

@@ -23,12 +23,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from poldist.cli import format_table
 from poldist.distillation import DistillConfig, distill
 from poldist.dqn import DQNConfig, train_dqn
 from poldist.evaluation import evaluate, geometric_mean, percent_of_teacher
-from poldist.plots import plot_learning_curve
+from poldist.plotting import plot_learning_curve
 from poldist.runs import resume_or_clear, write_json
+from poldist.tables import format_table
 from poldist.teachers import ZOO, load_teacher, zoo_names
 
 EPISODES = 100

@@ -28,7 +28,7 @@ from typing import Any
 
 from poldist.distillation import DistillConfig, distill
 from poldist.evaluation import percent_of_teacher
-from poldist.reproduce import BUDGETS, GAMES
+from poldist.experiments.reproduce import BUDGETS, GAMES
 from poldist.runs import resume_or_clear, write_json
 from poldist.zoo import reference_returns
 

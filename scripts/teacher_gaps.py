@@ -14,9 +14,9 @@ import argparse
 
 import numpy as np
 
-from poldist.cli import format_table
 from poldist.distillation import DistillConfig, TeacherControl, build_tasks, collect
 from poldist.runs import write_json
+from poldist.tables import format_table
 from poldist.teachers import zoo_names
 
 EDGES = (0.0, 0.01, 0.03, 0.1, 0.3, float("inf"))

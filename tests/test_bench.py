@@ -1,4 +1,4 @@
-"""The benchmark (poldist.bench): quick mode runs end to end and records every section.
+"""The benchmark (poldist.experiments.bench): quick mode runs end to end and records every section.
 
 No timing assertions: the machine is noisy. Only that every rate and ratio was measured
 (positive and finite) and that the JSON holds no NaN or infinity.
@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from poldist import bench
 from poldist.envs import MINATAR_NAMES
+from poldist.experiments import bench
+from poldist.experiments.bench_common import onnx_missing
 
 SECTION_KEYS = ("update_efficiency", "collection_efficiency", "inference", "time_to_quality", "memory")
 
@@ -72,7 +73,7 @@ def _check_result(result: dict[str, Any]) -> None:
     inference = result["inference"]
     assert {r["role"] for r in inference["rows"]} == {"teacher", "net1", "net2", "net3"}
     assert {r["batch"] for r in inference["rows"]} == {1, 256}
-    onnx = bench._onnx_missing() is None
+    onnx = onnx_missing() is None
     for r in inference["rows"]:
         _positive(r, "torch_actions_per_s", "torch_over_teacher")
         if onnx:
@@ -120,7 +121,7 @@ def test_unknown_section_is_refused() -> None:
 def test_atari_dqn_section_pieces() -> None:
     """Section 6's two loops run (in-process here; the bench runs each in a subprocess) and its
     table shows every ratio."""
-    from poldist import bench_dqn
+    from poldist.experiments import bench_dqn
 
     bare = bench_dqn.bare_dqn(steps=64, learning_starts=32, buffer_rows=96, threads=1)
     assert bare["steps_per_second"] > 0 and bare["peak_rss_mb"] > 0

@@ -10,9 +10,9 @@ import pytest
 
 from poldist.cli import main
 from poldist.errors import PoldistError
-from poldist.online import OnlineConfig
-from poldist.report import aggregate_intervals, seed_matrix, write_report
-from poldist.reproduce import (
+from poldist.experiments.report import write_report
+from poldist.experiments.report_stats import aggregate_intervals, seed_matrix
+from poldist.experiments.reproduce import (
     BUDGET,
     DQN_BUDGET,
     GAMES,
@@ -22,6 +22,7 @@ from poldist.reproduce import (
     run_experiment,
     run_online,
 )
+from poldist.online import OnlineConfig
 
 TINY = replace(
     BUDGET,
@@ -239,9 +240,9 @@ def test_online_experiment_keeps_each_seeds_small_files(tmp_path) -> None:
 def card_yardstick(monkeypatch):
     """Made-up multi-task numbers use the shipped games' names: keep their own teacher scores as the
     yardstick (tests/test_study.py checks the rescoring against reference scores)."""
-    from poldist import report
+    from poldist.experiments import report_stats
 
-    monkeypatch.setattr(report, "reference_mean", lambda teacher: None)
+    monkeypatch.setattr(report_stats, "reference_mean", lambda teacher: None)
 
 
 def test_report_multitask_table_and_target(tmp_path, card_yardstick) -> None:
@@ -309,7 +310,7 @@ def test_report_multitask_table_and_target(tmp_path, card_yardstick) -> None:
 
 def test_online_tracking_by_hand(tmp_path) -> None:
     """Points in the first 10% are left out; the ratio is of summed scores; ties count as 'at'."""
-    from poldist.report import online_tracking
+    from poldist.experiments.sections_other import online_tracking
 
     run = tmp_path / "breakout-seed4"
     run.mkdir()
@@ -325,7 +326,7 @@ def test_online_tracking_by_hand(tmp_path) -> None:
 
 def test_gaps_note_states_what_the_data_say(tmp_path) -> None:
     """The note's comparisons come from the records, not from the text."""
-    from poldist.report import _gaps_note
+    from poldist.experiments.sections_single_game import _gaps_note
 
     gaps = tmp_path / "gaps.json"
     gaps.write_text(
@@ -348,7 +349,7 @@ def test_gaps_note_states_what_the_data_say(tmp_path) -> None:
 def test_kickstart_check_table_by_hand(tmp_path) -> None:
     """One table per run length; rows grouped by lr; the experiment's own cells of that length
     and the plain-distillation reference come from the raw records."""
-    from poldist.report import kickstart_check_section
+    from poldist.experiments.sections_single_game import kickstart_check_section
 
     assert kickstart_check_section(tmp_path / "missing", [], tmp_path) == []
     check, raw_dir = tmp_path / "check", tmp_path / "raw"
@@ -376,7 +377,7 @@ def test_kickstart_check_table_by_hand(tmp_path) -> None:
         "a, seed 3, 100,000 env steps, kickstart weight held nearly constant (99% of its start at the end)"
         in text
     )
-    from poldist.report import _weight_schedule
+    from poldist.experiments.sections_single_game import _weight_schedule
 
     assert _weight_schedule(0.5) == "falling to 0 over the first 50% of the run"
     assert _weight_schedule(1.0) == "falling to 0 over the whole run"
@@ -390,7 +391,7 @@ def test_kickstart_check_table_by_hand(tmp_path) -> None:
 
 
 def test_ranking_says_which_neighbours_the_intervals_cannot_separate() -> None:
-    from poldist.report import _ranking
+    from poldist.experiments.sections_single_game import _ranking
 
     agg = {"b": {"geomean": [80.0, 70.0, 86.0]}, "a-tau1": {"geomean": [90.0, 85.0, 95.0]}}
     agg["c"] = {"geomean": [50.0, 40.0, 60.0]}
@@ -401,7 +402,7 @@ def test_ranking_says_which_neighbours_the_intervals_cannot_separate() -> None:
 
 def test_kickstart_ahead_counts_by_hand(tmp_path) -> None:
     """Seed means per evaluation; only seeds both variants have and steps every run evaluated."""
-    from poldist.report import kickstart_ahead
+    from poldist.experiments.sections_single_game import kickstart_ahead
 
     curves = {  # (variant, seed) -> scores at steps 100, 200 (and 300 for one run only)
         ("kickstart-mse-lr0.0005", 0): [4.0, 1.0, 9.0],
@@ -426,7 +427,7 @@ def test_kickstart_ahead_counts_by_hand(tmp_path) -> None:
 
 
 def test_status_table_counts_what_exists(tmp_path) -> None:
-    from poldist.report import status_table
+    from poldist.experiments.report import status_table
 
     raw = tmp_path / "reproduce" / "raw"
     raw.mkdir(parents=True)
@@ -445,7 +446,7 @@ def test_status_table_counts_what_exists(tmp_path) -> None:
 
 def test_report_multitask_methods_from_any_seed(tmp_path, card_yardstick) -> None:
     """A seed whose DQN is still running does not hide another seed's DQN column."""
-    from poldist.report import multitask_section
+    from poldist.experiments.sections_multitask import multitask_section
 
     paths = []
     for seed, methods in enumerate([("multi_dist_kl",), ("multi_dist_kl", "multi_dqn")]):
@@ -464,7 +465,7 @@ def test_report_multitask_methods_from_any_seed(tmp_path, card_yardstick) -> Non
 def test_multitask_checks_compare_with_single_game_distillation(tmp_path, card_yardstick) -> None:
     """The 'what we checked' text: multi-task vs single-game percent per game, the reading
     (within 3 points or not), per-seed geometric means and the linear-heads exploration."""
-    from poldist.report import _multitask_checks
+    from poldist.experiments.sections_multitask import _multitask_checks
 
     agg = {
         "multi_dist_kl": {"geomean": [80.0, 0, 0], "per_game": {"breakout": 90.0}, "per_seed": [79.0, 81.0]},
@@ -478,8 +479,11 @@ def test_multitask_checks_compare_with_single_game_distillation(tmp_path, card_y
     }
     linear = tmp_path / "explore-linear-heads-seed0"
     linear.mkdir()
+    students = {"multi_dist_kl": {"tau": 0.01, "head_hidden": 0}, "multi_dqn": {"head_hidden": 0}}
     (linear / "results.json").write_text(
-        json.dumps({"geometric_mean_percent": {"multi_dist_kl": 81.0, "multi_dqn": 50.0}})
+        json.dumps(
+            {"geometric_mean_percent": {"multi_dist_kl": 81.0, "multi_dqn": 50.0}, "students": students}
+        )
     )
     text = _multitask_checks(agg, losses, tmp_path)
     assert "multi-dist-kl 80.0% against single-game kl-tau0.01 82.0% (breakout 90.0 vs 92.0)" in text
@@ -491,3 +495,28 @@ def test_multitask_checks_compare_with_single_game_distillation(tmp_path, card_y
     # without section 1 or the exploration, the text says only what it can
     bare = _multitask_checks(agg, None, tmp_path / "nowhere")
     assert "single-game" not in bare and "linear heads" not in bare
+
+
+def test_multitask_explorations_found_by_recorded_settings(tmp_path, card_yardstick) -> None:
+    """The softer-target exploration is the one whose recorded setting is the main KL student's at
+    tau 0.1, whatever its folder is called; one with another network does not count."""
+    from poldist.experiments.sections_multitask import _multitask_checks, find_exploration
+
+    def write(folder: str, geo: dict, students: dict) -> None:
+        (tmp_path / folder).mkdir()
+        payload = {"geometric_mean_percent": geo, "students": students}
+        (tmp_path / folder / "results.json").write_text(json.dumps(payload))
+
+    main = {"tau": 0.01, "head_hidden": 128, "student": "teacher"}
+    write("seed0", {"multi_dist_kl": 80.0}, {"multi_dist_kl": main})
+    write("explore-a", {"multi_dist_kl": 70.0}, {"multi_dist_kl": {"tau": 0.1}})  # linear heads
+    write("explore-b", {"multi_dist_kl": 90.0}, {"multi_dist_kl": {**main, "tau": 0.1}})
+    assert find_exploration(tmp_path, {"multi_dist_kl": {"tau": 0.1}})["geometric_mean_percent"] == {
+        "multi_dist_kl": 70.0
+    }
+    assert find_exploration(tmp_path, {"multi_dqn": {}}) is None
+    agg = {"multi_dist_kl": {"geomean": [80.0, 0, 0], "per_game": {}, "per_seed": [80.0]}}
+    text = _multitask_checks(agg, None, tmp_path)
+    assert "A softer target, KL tau 0.1 with the same network (one seed, explorations below), " in text
+    assert "reached 90.0% against tau 0.01's 80.0%." in text
+    assert "linear heads" not in text  # no exploration records the main setting with linear heads

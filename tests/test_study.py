@@ -13,7 +13,7 @@ import pytest
 from poldist import zoo
 from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
-from poldist.study_report import group_intervals, near_tie_table, study_table
+from poldist.experiments.study_report import group_intervals, near_tie_table, study_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,10 +47,10 @@ def test_reference_score_goes_into_the_card(tmp_path, monkeypatch) -> None:
 
 
 def test_report_rescores_records_against_the_reference(monkeypatch) -> None:
-    from poldist import report
+    from poldist.experiments import report_stats
 
-    monkeypatch.setattr(report, "reference_mean", lambda t: {"minatar/a": 20.0}.get(t))
-    recs = report.rescore(
+    monkeypatch.setattr(report_stats, "reference_mean", lambda t: {"minatar/a": 20.0}.get(t))
+    recs = report_stats.rescore(
         [
             {
                 "teacher": "minatar/a",
@@ -64,11 +64,11 @@ def test_report_rescores_records_against_the_reference(monkeypatch) -> None:
     assert recs[0]["percent_of_teacher"] == 75.0 and recs[0]["card_score"] == 10.0
     assert recs[0]["teacher_score"] == 20.0
     assert recs[1]["percent_of_teacher"] == 50.0  # no reference: the card stays the yardstick
-    mt = report.rescore_multitask(
+    mt = report_stats.rescore_multitask(
         [{"per_game": {"minatar/a": {"teacher_score": 10.0, "m": 30.0, "m_percent": 300.0}}}]
     )
     assert mt[0]["per_game"]["minatar/a"]["m_percent"] == 150.0
-    assert report.multitask_geomeans(
+    assert report_stats.multitask_geomeans(
         {"per_game": {"minatar/a": {"teacher_score": 10.0, "m": 30.0, "m_percent": 300.0}}}
     ) == {"m": pytest.approx(150.0)}
 

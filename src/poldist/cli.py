@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from poldist.errors import PoldistError
+from poldist.tables import format_table
 
 
 def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -118,19 +119,6 @@ def _capture_final(args: argparse.Namespace, checkpoint: Path, seed: int, episod
     print(rec)
 
 
-def format_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A plain-text table; floats get 2 decimals."""
-    cells = [
-        [f"{c:,.2f}" if isinstance(c, float) else f"{c:,}" if isinstance(c, int) else str(c) for c in row]
-        for row in rows
-    ]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
-    return "\n".join(out)
-
-
 def _distill_table(summary: dict[str, Any]) -> str:
     rows = []
     for t in summary["tasks"]:
@@ -160,7 +148,7 @@ def _distill_table(summary: dict[str, Any]) -> str:
 
 def _cmd_distill(args: argparse.Namespace) -> None:
     from poldist.distillation import DistillConfig, distill
-    from poldist.plots import plot_learning_curve
+    from poldist.plotting import plot_learning_curve
 
     cfg = _build_config(DistillConfig, args)
     _check_capture_path(args)
@@ -274,7 +262,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
     from poldist.distillation import DistillConfig, distill
     from poldist.evaluation import percent_of_teacher
-    from poldist.plots import plot_learning_curve
+    from poldist.plotting import plot_learning_curve
     from poldist.runs import write_json
     from poldist.zoo import reference_mean
 
@@ -413,7 +401,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
-    from poldist.reproduce import run_experiment, run_online
+    from poldist.experiments.reproduce import run_experiment, run_online
 
     if args.experiment == "online":
         for d in run_online(_int_list(args.seeds), runs=args.runs):
@@ -441,14 +429,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from poldist.report import write_report
+    from poldist.experiments.report import write_report
 
     path = write_report(Path(args.results), Path(args.out))
     print(f"wrote {path} (plots in {Path(args.results) / 'plots'})")
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from poldist.bench import run_from_args
+    from poldist.experiments.bench import run_from_args
 
     run_from_args(args)
 
@@ -624,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="RESULTS.md", help="the Markdown file to write")
     p.set_defaults(func=_cmd_report)
 
-    from poldist import bench
+    from poldist.experiments import bench
 
     p = sub.add_parser(
         "bench",

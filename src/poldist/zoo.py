@@ -21,8 +21,9 @@ from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
 from poldist.evaluation import evaluate
 from poldist.networks import count_parameters
-from poldist.plots import plot_learning_curve
+from poldist.plotting import plot_learning_curve
 from poldist.runs import machine_info, write_json
+from poldist.tables import format_table
 from poldist.teachers import ZOO, load_teacher, zoo_names
 
 
@@ -254,8 +255,6 @@ MINATAR_PAPER_DQN = {
 
 def zoo_table(markdown: bool = False) -> str:
     """The shipped teachers with their reference and model-card scores, beside the MinAtar paper's DQN."""
-    from poldist.cli import format_table
-
     rows = []
     for name in zoo_names():
         card_path = ZOO / name / "card.json"

@@ -1,4 +1,4 @@
-"""RESULTS.md's study section: what holds MinAtar students back (``scripts/study_minatar.py``).
+"""RESULTS.md section 5b: what holds MinAtar students back (``scripts/study_minatar.py``).
 
 Reads ``<results>/study/raw/*.json`` (one record per run: variant, student size, game, seed, every
 final episode's return, agreement with the teacher by top-2 gap) and the ``.evals.csv`` learning
@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from poldist.evaluation import percent_intervals
+from poldist.experiments.report_stats import ReportContext
+from poldist.plotting import study_curves
 from poldist.runs import EvalLog
 
 GAME_ORDER = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
@@ -116,26 +118,20 @@ def near_tie_table(groups: dict[tuple[str, str], dict[str, Any]], variant: str =
     return "\n".join(lines)
 
 
-def study_curves(
+def study_curve_data(
     groups: dict[tuple[str, str], dict[str, Any]],
     raw_dir: Path,
     references: dict[str, list[float]],
-    path: Path,
     size: str = "net2",
-) -> Path:
-    """Learning curves: percent of the reference score against updates, one panel per game, one
-    line per variant of student ``size`` (mean over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    games = [g for g in GAME_ORDER if g in references]
-    fig, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 3.2), squeeze=False)
+) -> dict[str, dict[str, list[dict[int, float]]]]:
+    """``variant -> game -> [per seed: {updates: percent of the reference score}]`` of student
+    ``size``, from each run's ``.evals.csv`` beside its raw file; variants in the table's order."""
+    out: dict[str, dict[str, list[dict[int, float]]]] = {}
     for (variant, s), g in sorted(groups.items(), key=lambda kv: _order(kv[0])):
         if s != size:
             continue
-        for ax, game in zip(axes[0], games):
+        per_game = out.setdefault(variant, {})
+        for game in [g for g in GAME_ORDER if g in references]:
             ref = float(np.mean(references[game]))
             curves = []
             for r in g["records"]:
@@ -145,22 +141,54 @@ def study_curves(
                 if csv_path.exists():
                     rows = EvalLog.read(csv_path)
                     curves.append({int(row["updates"]): 100 * row["score"] / ref for row in rows})
-            if not curves:
-                continue
-            steps = sorted(set.intersection(*(set(c) for c in curves)))
-            ax.plot(steps, [np.mean([c[x] for c in curves]) for x in steps], lw=1.2, label=variant)
-    from matplotlib.ticker import FuncFormatter
+            if curves:
+                per_game[game] = curves
+    return out
 
-    for ax, game in zip(axes[0], games):
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
-        ax.axhline(100, color="k", lw=0.8, ls="--")
-        ax.set_title(game, fontsize=9)
-        ax.set_xlabel("updates", fontsize=8)
-        ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("% of reference score")
-    axes[0][-1].legend(fontsize=6)
-    fig.suptitle(f"Study, {size} students (seed 0; eval 10 episodes per point)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+
+def study_lines(ctx: ReportContext) -> list[str]:
+    """Section 5b: the study table, its learning curves and where base students disagree."""
+    raw_dir = ctx.results / "study" / "raw"
+    records = load_study(raw_dir)
+    if not records:
+        return ["No raw results yet: `python scripts/study_minatar.py --list`.", ""]
+    refs = reference_returns_of(records)
+    groups = group_intervals(records, refs)
+    games = [g for g in GAME_ORDER if g in refs]
+    base = records[0]["config"]
+    parts = [
+        "Every row is the base recipe with one change (column `change`). Base: KL at tau "
+        f"{base['tau']:g}, {base['optimizer']} lr {base['lr']:g}, batch {base['batch_size']}, "
+        f"{base['updates']:,} updates, {base['transitions_per_update']:g} fresh teacher transitions per "
+        f"update into a {base['memory_size']:,}-transition memory, teacher acting at epsilon "
+        f"{base['epsilon']:g}. Percent of the teacher's reference score (1,000 episodes on env seeds no "
+        f"run uses), scored over {base['final_eval_episodes']} episodes per run; [95% interval] of a "
+        "two-stage bootstrap (seeds, then episodes within each seed, and the reference episodes), so "
+        "a single seed's interval covers episode noise only. In brackets after the geometric mean: "
+        "the change against the net2 base. `min/run`: training minutes of one core per run on this "
+        "machine (other jobs ran beside it). Seed 0 is the tuning set: the recipe chosen here is "
+        "reported on other seeds.",
+        "",
+        study_table(groups, games),
+        "",
+    ]
+    for size in sorted({r["size"] for r in records}):
+        if sum(1 for (_, s) in groups if s == size) > 1:
+            curve = study_curves(
+                study_curve_data(groups, raw_dir, refs, size),
+                games,
+                ctx.plots / f"study_{size}.png",
+                f"Study, {size} students (seed 0; eval 10 episodes per point)",
+            )
+            parts += [f"![study {size}]({ctx.link(curve)})", ""]
+    ties = near_tie_table(groups)
+    if ties:
+        parts += [
+            "Where base students disagree with their teacher: the share of fresh teacher states in each "
+            "bin of the teacher's gap between its two best Q-values, and the student's greedy agreement "
+            "in that bin; `Q regret`: the mean Q-value the teacher loses by the student's action.",
+            "",
+            ties,
+            "",
+        ]
+    return parts + ["Command per row: in each raw file (`results/study/raw/*.json`, `command`).", ""]

@@ -15,7 +15,7 @@ Two measurements, each side in a fresh subprocess so that its peak resident memo
   loop's buffer of the same size (observations stored once, as CleanRL's
   ``optimize_memory_usage=True`` does).
 
-``python -m poldist.bench_dqn --json results/bench/dqn_atari.json`` (a few minutes;
+``python -m poldist.experiments.bench_dqn --json results/bench/dqn_atari.json`` (a few minutes;
 ``--steps`` and ``--memory-rows`` scale it).
 """
 
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from poldist.envs import make_env_spec, make_vector_env
 from poldist.networks import QNetwork, nature_dqn
+from poldist.tables import format_table
 
 ENV_ID = "ALE/Pong-v5"
 
@@ -143,7 +144,7 @@ def poldist_dqn(
 
 def _in_subprocess(fn: str, **kwargs: Any) -> dict[str, Any]:
     code = (
-        "import json, sys; from poldist import bench_dqn; "
+        "import json, sys; from poldist.experiments import bench_dqn; "
         f"print(json.dumps(bench_dqn.{fn}(**json.loads(sys.argv[1]))))"
     )
     out = subprocess.run(
@@ -210,8 +211,6 @@ def bench_dqn_atari(
 
 def dqn_atari_table(res: dict[str, Any]) -> str:
     """Plain-text table of :func:`bench_dqn_atari`'s numbers."""
-    from poldist.cli import format_table
-
     sps = res["steps_per_second"]
     rows = [
         [
@@ -240,6 +239,7 @@ def dqn_atari_table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m poldist.experiments.bench_dqn [--steps N] [--memory-rows N] [--json PATH]``."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=4000, help="agent steps timed after learning starts")
     p.add_argument("--learning-starts", type=int, default=2000, help="agent steps before updates start")

@@ -1,0 +1,238 @@
+"""Benchmark section 2, collection efficiency: teacher-labelled transitions/s of
+:func:`~poldist.distillation.collect` against stepping the same vector env with random actions
+(and with the teacher's greedy actions), and the Ray backend against the local one."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from poldist.distillation import DistillConfig, TeacherControl, collect, make_student
+from poldist.envs import make_vector_env
+from poldist.experiments.bench_common import (
+    CPU,
+    MINATAR_TEACHER,
+    Budget,
+    atari_missing,
+    filled_task,
+    paired_rates,
+    random_atari_teacher,
+    rate,
+)
+from poldist.networks import to_device
+from poldist.tables import format_table
+from poldist.teachers import NetworkTeacher
+
+
+def _collection_row(
+    label: str,
+    cfg: DistillConfig,
+    teacher: NetworkTeacher | None,
+    budget: Budget,
+    seed: int,
+    device: torch.device = CPU,
+) -> dict[str, Any]:
+    """``collect()`` against random-action and teacher-acting bare loops, each on its own vector env.
+
+    The teacher (and the student ``collect`` is given) on ``device``: each vector step's
+    observations go there and the outputs or actions come back, in the library and the bare
+    teacher-acting loop alike.
+    """
+    task = filled_task(cfg, [teacher] if teacher else None, 0, seed)
+    task.teacher.net.to(device)
+    student = make_student(cfg, [task]).to(device)
+    controller = TeacherControl(cfg.epsilon)
+    rng = np.random.default_rng(seed)
+    n = cfg.num_envs
+
+    def library_collect() -> None:
+        collect(task, controller, student, n, rng)  # one vector step: n transitions
+
+    spec = task.spec
+    bare_env = make_vector_env(spec, n, seed + 1)
+    bare_env.reset(seed=seed + 1)
+
+    def bare_step() -> None:
+        bare_env.step(rng.integers(0, spec.n_actions, n))
+
+    act_env = make_vector_env(spec, n, seed + 2)
+    state = {"obs": act_env.reset(seed=seed + 2)[0]}
+    net = task.teacher.net
+
+    def bare_teacher_step() -> None:
+        # the least a teacher-acting loop must do: one forward pass and one env step
+        with torch.inference_mode():
+            actions = net(to_device(state["obs"], device)).argmax(1).cpu().numpy()
+        state["obs"] = act_env.step(actions)[0]
+
+    try:
+        r = paired_rates(
+            {
+                "collect": (library_collect, n),
+                "bare_random": (bare_step, n),
+                "bare_teacher": (bare_teacher_step, n),
+            },
+            budget.seconds,
+            budget.rounds,
+        )
+    finally:
+        for env in (task.env, bare_env, act_env):
+            env.close()
+    lib, bare, bare_t = (r[k]["median"] for k in ("collect", "bare_random", "bare_teacher"))
+    return {
+        "env_id": spec.env_id,
+        "device": str(device),
+        "teacher": label,
+        "num_envs": n,
+        "memory_class": type(task.memory).__name__,
+        "collect_transitions_per_s": lib,
+        "bare_random_steps_per_s": bare,
+        "bare_teacher_steps_per_s": bare_t,
+        "ratio": lib / bare,
+        "ratio_vs_bare_teacher": lib / bare_t,
+        "rounds": {k: v["rounds"] for k, v in r.items()},
+    }
+
+
+def ray_missing() -> str | None:
+    """Why Ray rows cannot be measured (ray missing), or None."""
+    return (
+        None
+        if importlib.util.find_spec("ray") is not None
+        else "ray rows skipped: ray not installed (pip install 'poldist[ray]')"
+    )
+
+
+def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = (1, 2)) -> dict[str, Any]:
+    """Transitions/s that reach the learner's memory: the local backend against Ray actors.
+
+    MinAtar Breakout, shipped teacher, teacher-driven, 8 envs per actor, on a local Ray (started
+    here unless one is running). Each call takes one chunk's worth (``DEFAULT_CHUNK`` vector steps
+    of 8 envs), so the local side is :func:`~poldist.distillation.collect` of the same size; a
+    Ray side's rate includes the learner waiting for actors and adding chunks to the memory. Its
+    warm-up first takes the chunks the actors played while the other sides were timed.
+    """
+    from poldist.ray_backend import DEFAULT_CHUNK, DEFAULT_IN_FLIGHT, RayCollector, init_ray
+
+    started = init_ray("", num_cpus=min(2, os.cpu_count() or 1))
+    collectors: list[RayCollector] = []
+    try:
+        base = DistillConfig(teacher=MINATAR_TEACHER, memory_size=20_000, seed=seed)
+        task = filled_task(base, None, 0, seed)
+        student = make_student(base, [task])
+        controller = TeacherControl(base.epsilon)
+        rng = np.random.default_rng(seed)
+        n = DEFAULT_CHUNK * base.num_envs
+        fns: dict[str, tuple[Callable[[], Any], int]] = {
+            "local": (lambda: collect(task, controller, student, n, rng), 1)
+        }
+        for k in actors:
+            c = RayCollector(DistillConfig(teacher=MINATAR_TEACHER, ray_actors=k, seed=seed), [task])
+            collectors.append(c)
+            fns[f"ray_{k}"] = (lambda c=c: c.collect(task, controller, student, n, rng), k)
+        per: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(budget.rounds):  # alternated, as paired_rates, with a warm-up per side
+            for name, (fn, k) in fns.items():
+                per[name].append(rate(fn, n, budget.seconds, warmup=k * DEFAULT_IN_FLIGHT + 1))
+        task.env.close()
+    finally:
+        for c in collectors:
+            c.close()
+        if started:
+            import ray
+
+            ray.shutdown()
+    local = statistics.median(per["local"])
+    rows = [{"backend": "local", "actors": 0, "transitions_per_s": local, "ratio_vs_local": 1.0}]
+    for k in actors:
+        r = statistics.median(per[f"ray_{k}"])
+        rows.append({"backend": "ray", "actors": k, "transitions_per_s": r, "ratio_vs_local": r / local})
+    for row, rounds in zip(rows, per.values()):
+        row.update(env_id=task.spec.env_id, num_envs=base.num_envs, chunk_steps=DEFAULT_CHUNK, rounds=rounds)
+    return {"rows": rows}
+
+
+def bench_collection(
+    budget: Budget, atari: bool, seed: int = 0, ray_rows: bool = True, device: torch.device = CPU
+) -> dict[str, Any]:
+    """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs,
+    the teacher on ``device``; with ``ray_rows``, also the Ray backend with 1 and 2 local actors
+    (:func:`bench_ray_collection`; its actors and its local side on the CPU)."""
+    rows = [
+        _collection_row(MINATAR_TEACHER, DistillConfig(teacher=MINATAR_TEACHER), None, budget, seed, device)
+    ]
+    notes = []
+    skip = "Atari skipped: --no-atari" if not atari else atari_missing()
+    if skip:
+        notes.append(skip)
+    else:
+        teacher = random_atari_teacher(seed)
+        # a small memory: only the rows the timing writes are touched
+        cfg = DistillConfig(teacher="", memory_size=20_000)
+        rows.append(_collection_row("nature-dqn (random weights)", cfg, teacher, budget, seed, device))
+    result: dict[str, Any] = {"rows": rows, "notes": notes}
+    ray_skip = "ray rows skipped: --quick (Ray starts in seconds)" if not ray_rows else ray_missing()
+    if ray_skip:
+        notes.append(ray_skip)
+    else:
+        result["ray_rows"] = bench_ray_collection(budget, seed)["rows"]
+        if device.type != "cpu":
+            notes.append("ray rows on the CPU: Ray actors always are, and so is their local baseline")
+    return result
+
+
+def collection_table(res: dict[str, Any]) -> str:
+    """Section 2's rows (and the Ray rows, if measured) as plain-text tables."""
+    return format_table(
+        [
+            "env",
+            "teacher",
+            "envs",
+            "collect() trans/s",
+            "random steps/s",
+            "collect/random",
+            "teacher-acting steps/s",
+            "collect/teacher-acting",
+        ],
+        [
+            [
+                r["env_id"],
+                r["teacher"],
+                r["num_envs"],
+                round(r["collect_transitions_per_s"]),
+                round(r["bare_random_steps_per_s"]),
+                f"{r['ratio']:.2f}",
+                round(r["bare_teacher_steps_per_s"]),
+                f"{r['ratio_vs_bare_teacher']:.2f}",
+            ]
+            for r in res["rows"]
+        ],
+    ) + ray_table(res.get("ray_rows", []))
+
+
+def ray_table(rows: list[dict[str, Any]]) -> str:
+    """The Ray backend against the local one (empty when not measured)."""
+    if not rows:
+        return ""
+    table = format_table(
+        ["env", "backend", "actors", "envs/actor", "chunk (steps)", "trans/s to memory", "ray/local"],
+        [
+            [
+                r["env_id"],
+                r["backend"],
+                r["actors"] or "-",
+                r["num_envs"],
+                r["chunk_steps"],
+                round(r["transitions_per_s"]),
+                f"{r['ratio_vs_local']:.2f}",
+            ]
+            for r in rows
+        ],
+    )
+    return "\n\nteacher play in Ray actors (local Ray, teacher-driven):\n" + table

@@ -1,0 +1,210 @@
+"""Benchmark section 4, time to quality: training seconds for a net2 student to reach 95% of its
+teacher by distillation, against Double DQN from scratch on the same network."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import torch
+
+from poldist import dqn as dqn_module
+from poldist.distillation import DistillConfig, Distiller
+from poldist.dqn import DQNConfig, train_dqn
+from poldist.evaluation import evaluate
+from poldist.experiments.bench_common import CPU, MINATAR_TEACHER, TTQ_TARGET, Budget
+from poldist.networks import QNetwork, count_parameters
+from poldist.tables import format_table
+from poldist.teachers import ZOO
+from poldist.zoo import reference_returns
+
+
+def teacher_card_score(name: str = MINATAR_TEACHER) -> float:
+    """The shipped teacher's score from its model card (100 episodes at epsilon 0.05)."""
+    return float(json.loads((ZOO / name / "card.json").read_text())["eval"]["mean"])
+
+
+def bench_time_to_quality(
+    budget: Budget, workdir: Path, seed: int = 0, device: torch.device = CPU
+) -> dict[str, Any]:
+    """Training seconds to 95% of the teacher: distillation into net2 against Double DQN on net2,
+    both on ``device``.
+
+    The bar is 95% of the teacher's reference score (1,000 episodes on reserved env seeds, the
+    yardstick of percent-of-teacher everywhere); the teacher scored with the very evaluation the
+    student and the DQN get (``eval_episodes`` episodes, seed ``seed + 10**6``, epsilon 0.05) and
+    its model card's score are recorded alongside.
+    Evaluation time is excluded on both sides.
+    """
+    cfg = DistillConfig(
+        teacher=MINATAR_TEACHER,
+        student="net2",
+        loss="kl",
+        batch_size=256,
+        lr=1e-3,
+        learning_starts=budget.ttq_learning_starts,
+        updates=10**9,  # never the last update: Distiller.run then neither evaluates nor checkpoints
+        eval_interval=10**9,  # we evaluate between the timed chunks ourselves
+        checkpoint_interval=10**9,
+        eval_episodes=budget.ttq_eval_episodes,
+        seed=seed,
+        device=str(device),
+    )
+    eval_seed = cfg.seed + 10**6  # Distiller's and train_dqn's evaluation seed
+    distiller = Distiller(cfg, workdir / "distill")
+    teacher = distiller.tasks[0].teacher
+    card = teacher_card_score()
+    paired = evaluate(
+        teacher,
+        distiller.tasks[0].spec,
+        cfg.eval_episodes,
+        epsilon=0.05,
+        seed=eval_seed,
+        device=teacher.device,
+    ).mean
+    teacher_score = float(np.mean(reference_returns(MINATAR_TEACHER)))  # the yardstick (issue 18)
+    target = 0.95 * teacher_score
+    curve: list[dict[str, float]] = []
+    train_s, reached = 0.0, False
+    try:
+        while train_s < budget.ttq_distill_max_s:
+            start = time.perf_counter()
+            distiller.run(distiller.updates + budget.ttq_chunk, show_progress=False)
+            train_s += time.perf_counter() - start
+            distiller_eval = distiller.evaluate_student(cfg.eval_episodes, eval_seed)[0].mean
+            curve.append({"updates": distiller.updates, "train_seconds": train_s, "score": distiller_eval})
+            if distiller_eval >= target:
+                reached = True
+                break
+    finally:
+        for task in distiller.tasks:
+            task.env.close()
+        distiller.writer.close()
+    distill = {
+        "reached": reached,
+        "train_seconds": train_s,
+        "updates": distiller.updates,
+        "updates_per_s_incl_collection": distiller.updates / train_s,
+        "best_score": max(p["score"] for p in curve),
+        "final_score": curve[-1]["score"],
+        "params": count_parameters(distiller.student),
+        "curve": curve,
+    }
+
+    # Double DQN from scratch on the same network, stopped at the target or at 10x the distillation time
+    cap = min(TTQ_TARGET * train_s, budget.ttq_dqn_max_s)
+    dcfg = DQNConfig(
+        env_id=teacher.env.env_id,
+        network="net2",
+        seed=seed,
+        total_steps=budget.dqn_total_steps,
+        learning_starts=budget.dqn_learning_starts,
+        buffer_size=budget.dqn_buffer_size,
+        eval_interval=budget.dqn_eval_interval,
+        eval_episodes=cfg.eval_episodes,
+        checkpoint_interval=10**12,  # no periodic checkpoints (writing the memory is not training)
+        device=str(device),
+    )
+    clock: dict[str, float] = {"start": 0.0, "eval": 0.0}
+    dqn_curve: list[dict[str, float]] = []
+    dqn_reached = False
+    real_evaluate = dqn_module.evaluate
+
+    def timed_evaluate(*args: Any, **kwargs: Any) -> Any:
+        # train_dqn's wall clock counts its evaluations; time them to take them out
+        t0 = time.perf_counter()
+        try:
+            return real_evaluate(*args, **kwargs)
+        finally:
+            clock["eval"] += time.perf_counter() - t0
+
+    def on_start(_run_dir: Path) -> None:
+        clock["start"] = time.perf_counter()
+
+    def on_eval(step: int, _net: QNetwork, results: list) -> bool:
+        nonlocal dqn_reached
+        t = time.perf_counter() - clock["start"] - clock["eval"]
+        dqn_curve.append({"env_steps": step, "train_seconds": t, "score": results[0].mean})
+        dqn_reached = results[0].mean >= target
+        return dqn_reached or t >= cap
+
+    with mock.patch.object(dqn_module, "evaluate", timed_evaluate):
+        summary = train_dqn(dcfg, workdir / "dqn", on_start=on_start, on_eval=on_eval)
+    dqn_s = dqn_curve[-1]["train_seconds"]
+    dqn = {
+        "reached": dqn_reached,
+        "train_seconds": dqn_s,
+        "time_cap_seconds": cap,
+        "env_steps": summary["env_steps"],
+        "updates": summary["updates"],
+        "best_score": max(p["score"] for p in dqn_curve),
+        "final_score": dqn_curve[-1]["score"],
+        "curve": dqn_curve,
+    }
+    return {
+        "env_id": teacher.env.env_id,
+        "network": "net2",
+        "teacher_score": teacher_score,
+        "teacher_score_source": "reference score (1,000 episodes on reserved env seeds)",
+        "teacher_paired_score": paired,
+        "teacher_paired_source": f"as the student: {cfg.eval_episodes} episodes, seed {eval_seed}",
+        "teacher_card_score": card,
+        "target_fraction": 0.95,
+        "target_score": target,
+        "distillation": distill,
+        "dqn": dqn,
+        # a lower bound while the DQN has not reached the target; undefined if distillation did not
+        "ratio": dqn_s / train_s,
+        "ratio_is_lower_bound": reached and not dqn_reached,
+        "ratio_valid": reached,
+        "target_ratio": TTQ_TARGET,
+        "config": {"distill_chunk_updates": budget.ttq_chunk, "dqn_eval_interval": dcfg.eval_interval},
+    }
+
+
+def ttq_table(res: dict[str, Any]) -> str:
+    """Section 4 as a plain-text table and what it shows."""
+    d, q = res["distillation"], res["dqn"]
+    table = format_table(
+        ["method", "network", "reached target", "train seconds", "updates", "best score", "last score"],
+        [
+            [
+                "distillation (KL)",
+                res["network"],
+                "yes" if d["reached"] else "no",
+                d["train_seconds"],
+                d["updates"],
+                d["best_score"],
+                d["final_score"],
+            ],
+            [
+                "Double DQN",
+                res["network"],
+                "yes" if q["reached"] else "no",
+                q["train_seconds"],
+                q["updates"],
+                q["best_score"],
+                q["final_score"],
+            ],
+        ],
+    )
+    lines = [
+        table,
+        f"teacher {res['teacher_score']:.2f} ({res['teacher_score_source']}; model card: "
+        f"{res['teacher_card_score']:.2f}), target {res['target_score']:.2f} (95%)",
+    ]
+    if not res["ratio_valid"]:
+        lines.append("distillation did not reach the target within its budget: no ratio")
+    elif res["ratio_is_lower_bound"]:
+        lines.append(
+            f"DQN did not reach the target in {q['train_seconds']:.1f} s "
+            f"(cap {q['time_cap_seconds']:.1f} s): distillation is more than {res['ratio']:.1f}x faster "
+            f"(best DQN score {q['best_score']:.2f})"
+        )
+    else:
+        lines.append(f"distillation is {res['ratio']:.1f}x faster than DQN")
+    return "\n".join(lines)

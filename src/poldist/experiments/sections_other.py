@@ -1,0 +1,123 @@
+"""RESULTS.md sections 4 and 6: online distillation (``poldist reproduce online``) and speed and
+memory (the latest ``poldist bench`` output)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from poldist.experiments.report_stats import ReportContext
+from poldist.plotting import online_plot
+from poldist.tables import md_table
+
+# What limits each ratio: from profiling the bench's sections (cProfile and per-part timings).
+BENCH_LIMITS = """What limits each (read off the tables above, and a cProfile of sections 1-2):
+
+- **Updates**: the library's update is the bare loop's (backward, convolution, RMSProp step) plus
+  the uint8 minibatch gather from the replay memory and its conversion; the ratio is that overhead.
+- **Collection**: `collect()` runs near the bare teacher-acting loop (`collect/teacher-acting`), far
+  below random stepping: the teacher's forward pass per vector step, not the library, is the limit.
+  More envs per vector env (`--num-envs`) amortise it. Ray actors on the same 2 cores as the learner
+  cannot beat local play; they pay off with cores the learner does not use.
+- **Inference**: at batch 1 per-call overhead dominates, so small students gain little under
+  PyTorch and more under onnxruntime; at batch 256 compute dominates and the students' gain grows.
+- **Time to quality**: distillation reaches 95% of the teacher within seconds of training; Double
+  DQN on the same small network from scratch has 10x that time.
+- **Memory**: Atari rows are dominated by the one stored frame (frame deduplication)."""
+
+
+def _online_rows(csv_path: Path) -> list[dict[str, float]]:
+    with open(csv_path) as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def _online_seed(csv_path: Path) -> int:
+    return int(json.loads((csv_path.parent / "config.json").read_text())["seed"])
+
+
+def online_section(csv_paths: list[Path]) -> str:
+    """Teacher and student score at the start, middle and end of each seed's run."""
+    rows = []
+    for path in csv_paths:
+        r = _online_rows(path)
+        for point in (r[0], r[len(r) // 2], r[-1]):
+            rows.append(
+                [
+                    str(_online_seed(path)),
+                    f"{int(point['teacher_env_steps']):,}",
+                    f"{point['teacher_score']:.2f}",
+                    f"{point['student_score']:.2f}",
+                ]
+            )
+    return md_table(["seed", "teacher env steps", "teacher score", "student score"], rows)
+
+
+def online_tracking(csv_paths: list[Path]) -> str:
+    """How closely the student follows: its score over the teacher's at the same points.
+
+    Points in the first 10% of training (both near zero, a ratio of noise) are left out; the
+    ratio is of the summed scores, so a point where the teacher scores 0 does not divide by 0.
+    """
+    parts = []
+    for path in csv_paths:
+        r = _online_rows(path)
+        late = [p for p in r if p["teacher_env_steps"] > 0.1 * r[-1]["teacher_env_steps"]]
+        teacher = sum(p["teacher_score"] for p in late)
+        student = sum(p["student_score"] for p in late)
+        ahead = sum(p["student_score"] >= p["teacher_score"] for p in late)
+        ratio = f"{100 * student / teacher:.0f}%" if teacher > 0 else "n/a"
+        parts.append(
+            f"seed {_online_seed(path)}: {ratio} of the teacher's score summed over the {len(late)} points "
+            f"after the first 10% of training, at or above it at {ahead} of them"
+        )
+    return (
+        "Paper: the student follows the learning teacher closely throughout training (a figure, no "
+        "numbers). Here: " + "; ".join(parts) + "."
+    )
+
+
+def online_lines(ctx: ReportContext) -> list[str]:
+    """Section 4: the student's and the learning teacher's scores over each seed's run."""
+    online = sorted(ctx.results.glob("online/*/online.csv"))
+    if not online:
+        return ["No results yet: `poldist reproduce online --seeds 0,1,2`.", ""]
+    plot = online_plot([_online_rows(p) for p in online], ctx.plots / "online.png")
+    cfg = json.loads((online[0].parent / "config.json").read_text())
+    return [
+        f"{cfg['env_id']}: a {cfg['student']} student distilled from a Double-DQN teacher while it "
+        f"trains ({cfg['total_steps']:,} env steps; {cfg['updates_per_interval']:,} student updates "
+        f"after each {cfg['interval']:,} teacher steps, on a {cfg['memory_size']:,}-transition memory "
+        f"of the latest teacher-labelled play); both scored over {cfg['eval_episodes']} episodes at "
+        "each point.",
+        "",
+        online_section(online),
+        "",
+        f"![online]({ctx.link(plot)})",
+        "",
+        online_tracking(online),
+        "",
+        f"Command: `poldist reproduce online --seeds {','.join(str(_online_seed(c)) for c in online)}`",
+        "",
+    ]
+
+
+def bench_lines(ctx: ReportContext) -> list[str]:
+    """Section 6: the tables of ``<results>/bench.json`` and what limits each ratio."""
+    bench_json = ctx.results / "bench.json"
+    if not bench_json.exists():
+        return ["No results yet: `poldist bench --json results/bench.json`.", ""]
+    from poldist.experiments.bench import report_text
+
+    return [
+        "Latest committed output of `poldist bench --json results/bench.json` (each ratio measured "
+        "in one run on the machine named; other jobs running at the same time depress both sides "
+        "of a ratio alike, not the ratio).",
+        "",
+        "```",
+        report_text(json.loads(bench_json.read_text())),
+        "```",
+        "",
+        BENCH_LIMITS,
+        "",
+    ]
