@@ -28,12 +28,13 @@ from poldist.cli import main  # noqa: E402
 from poldist.distillation import DistillConfig, distill  # noqa: E402
 from poldist.envs import make_env_spec  # noqa: E402
 from poldist.errors import PoldistError  # noqa: E402
-from poldist.external import (  # noqa: E402
-    convert_to_checkpoint,
+from poldist.external import convert_to_checkpoint  # noqa: E402
+from poldist.teachers import (  # noqa: E402
+    check_teacher_fits,
     load_cleanrl_teacher,
     load_sb3_teacher,
+    load_teacher,
 )
-from poldist.teachers import check_teacher_fits, load_teacher  # noqa: E402
 
 SHORT = {"max_num_frames_per_episode": 200}  # 50-step episodes keep the Atari runs fast
 

@@ -1,9 +1,10 @@
 """Teachers brought from outside: Stable-Baselines3 ``.zip`` models and CleanRL checkpoints.
 
-Each loader maps the external weights onto the library's own Nature-DQN
-:class:`~poldist.networks.QNetwork` and returns a
-:class:`~poldist.teachers.NetworkTeacher`, so distillation, student sizing and
-evaluation work unchanged. Nothing is ever unpickled: weights are read with
+Each reader maps the external weights onto the library's own Nature-DQN
+:class:`~poldist.networks.QNetwork` and returns it with its env spec and output kind
+(:class:`ExternalModel`); :mod:`poldist.teachers` wraps that as a teacher
+(``load_teacher``, ``load_sb3_teacher``, ``load_cleanrl_teacher``), so distillation, student
+sizing and evaluation work unchanged. Nothing is ever unpickled: weights are read with
 ``torch.load(..., weights_only=True)`` and a Stable-Baselines3 zip's ``data``
 entry is read as JSON, using only its plain fields (its ``:serialized:`` base64
 pickles are never decoded).
@@ -39,7 +40,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,6 @@ from poldist.checkpoints import save_model
 from poldist.envs import EnvSpec, make_env_spec
 from poldist.errors import PoldistError
 from poldist.networks import QNetwork, nature_dqn
-from poldist.teachers import NetworkTeacher
 
 SB3_SUFFIXES = (".zip",)
 CLEANRL_SUFFIXES = (".pt", ".pth", ".cleanrl_model")
@@ -363,8 +363,25 @@ def _sb3_weights(
     return _rename(sd, mapping), kind
 
 
-def load_sb3_teacher(path: str | Path, env_id: str = "", **env_settings: Any) -> NetworkTeacher:
-    """A teacher from a Stable-Baselines3 ``.zip`` (DQN, PPO or A2C with CnnPolicy on Atari).
+@dataclass(frozen=True)
+class ExternalModel:
+    """What an external file holds, in the library's terms (``teachers`` wraps it as a teacher).
+
+    Attributes:
+        net: the network, rebuilt as a :class:`~poldist.networks.QNetwork` (one head).
+        env: the env spec it plays.
+        output_kind: ``"q"`` (a DQN's Q-values) or ``"logits"`` (a policy's action logits).
+        path: the file it came from.
+    """
+
+    net: QNetwork
+    env: EnvSpec
+    output_kind: str
+    path: str
+
+
+def read_sb3_model(path: str | Path, env_id: str = "", **env_settings: Any) -> ExternalModel:
+    """The network of a Stable-Baselines3 ``.zip`` (DQN, PPO or A2C with CnnPolicy on Atari).
 
     Args:
         path: the saved model (``model.save(path)``, RL Zoo's ``<algo>-<Game>NoFrameskip-v4.zip``).
@@ -374,8 +391,8 @@ def load_sb3_teacher(path: str | Path, env_id: str = "", **env_settings: Any) ->
             :func:`~poldist.envs.make_env_spec`), e.g. ``max_num_frames_per_episode``.
 
     Returns:
-        A teacher with the policy's Q-values (DQN, ``output_kind="q"``) or action logits
-        (PPO/A2C, ``"logits"``; equal to SB3's log-probabilities up to a per-state constant).
+        The policy's Q-values (DQN, ``output_kind="q"``) or action logits (PPO/A2C,
+        ``"logits"``; equal to SB3's log-probabilities up to a per-state constant).
 
     Raises:
         PoldistError: unreadable file, a pickle where weights should be, a policy other than
@@ -395,14 +412,14 @@ def load_sb3_teacher(path: str | Path, env_id: str = "", **env_settings: Any) ->
     if weights["heads.0.weight"].shape[0] != n_actions:
         raise PoldistError(f"{source}: its output layer does not have the {n_actions} actions it records")
     net = _build_net(weights, n_actions, int(weights["trunk.7.weight"].shape[0]), source)
-    return NetworkTeacher(net, spec, kind, 0, str(path))
+    return ExternalModel(net, spec, kind, str(path))
 
 
 # --------------------------------------------------------------------------- CleanRL
 
 
-def load_cleanrl_teacher(path: str | Path, env_id: str, **env_settings: Any) -> NetworkTeacher:
-    """A teacher from a CleanRL Atari checkpoint (a torch state dict).
+def read_cleanrl_model(path: str | Path, env_id: str, **env_settings: Any) -> ExternalModel:
+    """The network of a CleanRL Atari checkpoint (a torch state dict).
 
     ``dqn_atari`` saves its ``QNetwork`` (``network.0/2/4`` convs, ``network.7`` fc,
     ``network.9`` Q-values: ``output_kind="q"``); ``ppo_atari`` its ``Agent``
@@ -455,13 +472,13 @@ def load_cleanrl_teacher(path: str | Path, env_id: str, **env_settings: Any) -> 
     n_actions = int(weights["heads.0.weight"].shape[0])
     _check_actions(n_actions, spec, source)
     net = _build_net(weights, n_actions, int(weights["trunk.7.weight"].shape[0]), source)
-    return NetworkTeacher(net, spec, kind, 0, str(path))
+    return ExternalModel(net, spec, kind, str(path))
 
 
 # --------------------------------------------------------------------------- both
 
 
-def load_external_teacher(path: str | Path, env_id: str = "", **env_settings: Any) -> NetworkTeacher:
+def read_external_model(path: str | Path, env_id: str = "", **env_settings: Any) -> ExternalModel:
     """Load an SB3 ``.zip`` or a CleanRL ``.cleanrl_model``/``.pt``/``.pth``, by its suffix.
 
     Raises:
@@ -469,9 +486,9 @@ def load_external_teacher(path: str | Path, env_id: str = "", **env_settings: An
     """
     suffix = Path(path).suffix.lower()
     if suffix in SB3_SUFFIXES:
-        return load_sb3_teacher(path, env_id, **env_settings)
+        return read_sb3_model(path, env_id, **env_settings)
     if suffix in CLEANRL_SUFFIXES:
-        return load_cleanrl_teacher(path, env_id, **env_settings)
+        return read_cleanrl_model(path, env_id, **env_settings)
     raise PoldistError(
         f"{path}: unknown teacher file type {suffix!r}; expected .zip (Stable-Baselines3) "
         "or .cleanrl_model/.pt/.pth (CleanRL)"
@@ -485,7 +502,7 @@ def convert_to_checkpoint(path: str | Path, out: str | Path, env_id: str = "", *
     :func:`~poldist.teachers.load_teacher` like any teacher, and records where it came
     from (``meta["source"]``: format, file name, sha256).
     """
-    teacher = load_external_teacher(path, env_id, **env_settings)
+    teacher = read_external_model(path, env_id, **env_settings)
     path = Path(path)
     source = {
         "format": "stable-baselines3" if path.suffix.lower() in SB3_SUFFIXES else "cleanrl",

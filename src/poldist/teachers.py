@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from poldist import external
 from poldist.checkpoints import load_model, model_envs
 from poldist.envs import EnvSpec
 from poldist.errors import PoldistError
@@ -139,15 +141,11 @@ def load_teacher(
     """
     ext_path = Path(name_or_path)
     if not ext_path.is_dir() and ext_path.suffix.lower() in (".zip", ".pt", ".pth", ".cleanrl_model"):
-        from poldist import external  # imports this module
-
         if task != 0:
             raise PoldistError(f"{ext_path.name} has 1 task; task {task} does not exist")
         if ext_path.suffix.lower() != ".zip" and not env_id:
             raise PoldistError("CleanRL checkpoints record no env: pass --env-id")
-        teacher = external.load_external_teacher(ext_path, env_id)
-        teacher.net.to(device)
-        return teacher
+        return _external_teacher(external.read_external_model(ext_path, env_id), device)
     path = resolve_checkpoint(name_or_path)
     net, meta = load_model(path)
     envs = model_envs(meta, path)
@@ -177,3 +175,17 @@ def check_teacher_fits(teacher: NetworkTeacher, spec: EnvSpec) -> None:
             f"teacher {teacher.name} was trained on {teacher.env.env_id} "
             f"({teacher.env.domain}), which preprocesses differently from {spec.env_id}"
         )
+
+
+def _external_teacher(model: external.ExternalModel, device: torch.device | str = "cpu") -> NetworkTeacher:
+    return NetworkTeacher(model.net.to(device), model.env, model.output_kind, 0, model.path)
+
+
+def load_sb3_teacher(path: str | Path, env_id: str = "", **env_settings: Any) -> NetworkTeacher:
+    """A teacher from a Stable-Baselines3 ``.zip`` (see :func:`poldist.external.read_sb3_model`)."""
+    return _external_teacher(external.read_sb3_model(path, env_id, **env_settings))
+
+
+def load_cleanrl_teacher(path: str | Path, env_id: str, **env_settings: Any) -> NetworkTeacher:
+    """A teacher from a CleanRL Atari checkpoint (see :func:`poldist.external.read_cleanrl_model`)."""
+    return _external_teacher(external.read_cleanrl_model(path, env_id, **env_settings))
