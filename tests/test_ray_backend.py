@@ -18,10 +18,10 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from poldist import bench  # noqa: E402
 from poldist.checkpoints import load_checkpoint  # noqa: E402
 from poldist.distillation import DistillConfig, Distiller, distill, make_collector  # noqa: E402
 from poldist.errors import PoldistError  # noqa: E402
+from poldist.experiments import bench_collection, bench_common  # noqa: E402
 from poldist.memory import ReplayMemory  # noqa: E402
 from poldist.ray_backend import DEFAULT_CHUNK, DEFAULT_IN_FLIGHT, RayCollector  # noqa: E402
 from poldist.teachers import load_teacher  # noqa: E402
@@ -205,11 +205,11 @@ def test_local_backend_never_imports_ray(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_ray_rows_on_the_shared_instance() -> None:
-    res = bench.bench_ray_collection(bench.QUICK, seed=0)
+    res = bench_collection.bench_ray_collection(bench_common.QUICK, seed=0)
     assert [(r["backend"], r["actors"]) for r in res["rows"]] == [("local", 0), ("ray", 1), ("ray", 2)]
     for r in res["rows"]:
         assert r["transitions_per_s"] > 0 and r["ratio_vs_local"] > 0
-    assert "Ray actors" in bench._ray_table(res["rows"])
+    assert "Ray actors" in bench_collection.ray_table(res["rows"])
 
 
 @pytest.mark.slow
