@@ -124,3 +124,53 @@ def test_zoo_lists_shipped_teachers(capsys):
     assert main(["zoo"]) == 0
     out = capsys.readouterr().out
     assert "minatar/breakout" in out and "MinAtar paper DQN" in out
+
+
+# ------------------------------------------------------------- every bad input at the edge (issue 21)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "minatar/breakout", "--episodes", "0"], "--episodes: must be at least 1, got 0"),
+        (["evaluate", "minatar/breakout", "--epsilon", "1.5"], "--epsilon: must be between 0 and 1"),
+        (["evaluate", "minatar/breakout", "--num-envs", "-2"], "--num-envs: must be at least 1"),
+        (["record", "minatar/breakout", "--out", "x.gif", "--episodes", "-1"], "--episodes: must be at least 1"),
+        (["distill", "--updates", "many", "--out", "OUT"], "--updates: invalid int value: 'many'"),
+        (["evaluat", "minatar/breakout"], "invalid choice: 'evaluat'"),
+        (["distill"], "the following arguments are required: --out"),
+    ],
+)
+def test_bad_arguments_are_one_line(capsys, tmp_path, argv, message):
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    err = _error(capsys, argv)
+    assert message in err and "--help" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ([1, 2], "must hold a JSON object of DistillConfig fields, got list"),
+        ({"updates": "10"}, "updates (--updates) must be an int, got '10'"),
+        ({"updates": 10.5}, "updates (--updates) must be an int, got 10.5"),
+        ({"lr": True}, "lr (--lr) must be a float, got True"),
+        ({"evaluate_teacher": "yes"}, "evaluate_teacher (--evaluate-teacher) must be a bool"),
+        ({"teacher": 3}, "teacher (--teacher) must be a str, got 3"),
+        ({"updatez": 10}, "unknown keys ['updatez']"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_and_creates_nothing(capsys, tmp_path, config, message):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    err = _error(capsys, ["distill", "--config", str(path), "--out", str(tmp_path / "run")])
+    assert message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_config_file_that_is_not_json_is_one_line(capsys, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_bytes(b"\xff\xfe{")
+    err = _error(capsys, ["train-teacher", "--config", str(path), "--out", str(tmp_path / "run")])
+    assert "cannot read config" in err
+    assert not (tmp_path / "run").exists()

@@ -12,10 +12,45 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from poldist.config import check_config, config_values
 from poldist.errors import PoldistError
 from poldist.tables import format_table
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a bad argument reported like every other bad input: one line, exit code 2
+    (argparse's default prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise PoldistError(f"{message} (see: {self.prog} --help)")
+
+
+def _count(minimum: int) -> Any:
+    """An argparse type: an int of at least ``minimum`` (argparse turns a refusal into one line)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _probability(text: str) -> float:
+    """An argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
 
 
 def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -56,17 +91,16 @@ def _build_config(cls: type, args: argparse.Namespace) -> Any:
     if args.config is not None:
         try:
             loaded = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise PoldistError(f"cannot read config {args.config}: {e}") from e
-        unknown = set(loaded) - names
-        if unknown:
-            raise PoldistError(f"config {args.config} has unknown keys {sorted(unknown)}")
-        values.update(loaded)
+        values.update(config_values(cls, loaded, f"config {args.config}"))
     for name in names:
         v = getattr(args, name)
         if v is not None:
             values[name] = v
-    return cls(**values)
+    cfg = cls(**values)
+    check_config(cfg)  # before anything is made on disk
+    return cfg
 
 
 def _record_command(out: str | Path) -> None:
@@ -180,8 +214,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from poldist.teachers import check_teacher_fits, load_teacher
 
     _check_capture_path(args)
-    if args.capture_video is not None and args.episodes < 1:
-        raise PoldistError(f"--episodes must be at least 1, got {args.episodes}")
     device = resolve_device(args.device)
     model = load_teacher(args.checkpoint, task=args.task, env_id=args.env_id, device=device)
     spec = model.env
@@ -455,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     from poldist.dqn import DQNConfig
     from poldist.networks import DEVICE_HELP
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="poldist",
         description="Policy distillation (Rusu et al., 2015): train teachers, distil students, evaluate.",
     )
@@ -490,17 +522,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mean episode return with epsilon-greedy play and a 95%% bootstrap CI.",
     )
     p.add_argument("checkpoint", help="checkpoint directory or shipped name (e.g. minatar/breakout)")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--epsilon", type=float, default=0.05)
-    p.add_argument("--seed", type=int, default=12345)
-    p.add_argument("--task", type=int, default=0, help="head of a multi-task network")
+    p.add_argument("--episodes", type=_count(1), default=100, help="episodes to score (default 100)")
+    p.add_argument(
+        "--epsilon", type=_probability, default=0.05, help="probability of a random action (default 0.05)"
+    )
+    p.add_argument("--seed", type=_count(0), default=12345, help="first env seed (default 12345)")
+    p.add_argument("--task", type=_count(0), default=0, help="head of a multi-task network (default 0)")
     p.add_argument("--env-id", default="", help="evaluate on this env (default: the checkpoint's)")
-    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--num-envs", type=_count(1), default=8, help="parallel envs (default 8)")
     p.add_argument(
         "--max-steps",
-        type=int,
+        type=_count(1),
         default=None,
-        help="env-step budget over all envs (unfinished episodes dropped)",
+        help="env-step budget over all envs, in env steps (unfinished episodes dropped)",
     )
     p.add_argument("--json", type=Path, help="also write the result here")
     p.add_argument("--device", default="auto", help=DEVICE_HELP + " (default: 'auto')")
@@ -519,11 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint directory, shipped name (e.g. minatar/breakout) or file")
     p.add_argument("--vs", help="a second agent on the same env and seed, drawn to the right")
     p.add_argument("--out", required=True, help="the video to write: FILE.gif or FILE.mp4")
-    p.add_argument("--episodes", type=int, default=1, help="episodes of each agent (default 1)")
-    p.add_argument("--seed", type=int, default=12345, help="env seed (default 12345)")
-    p.add_argument("--epsilon", type=float, default=0.05, help="epsilon-greedy play (default 0.05)")
-    p.add_argument("--max-steps", type=int, default=None, help="at most this many steps per agent")
-    p.add_argument("--task", type=int, default=0, help="head of a multi-task network")
+    p.add_argument("--episodes", type=_count(1), default=1, help="episodes of each agent (default 1)")
+    p.add_argument("--seed", type=_count(0), default=12345, help="env seed (default 12345)")
+    p.add_argument("--epsilon", type=_probability, default=0.05, help="epsilon-greedy play (default 0.05)")
+    p.add_argument("--max-steps", type=_count(1), default=None, help="at most this many env steps per agent")
+    p.add_argument("--task", type=_count(0), default=0, help="head of a multi-task network (default 0)")
     p.add_argument("--env-id", default="", help="play this env (default: the checkpoint's)")
     p.add_argument("--fps", type=float, default=None, help="frames per second (default MinAtar 10, Atari 15)")
     p.add_argument(
@@ -543,8 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--game", default="breakout", help="shipped MinAtar teacher (default: breakout)")
     p.add_argument("--student", default="net2", help="student size (default net2, ~7%% of the teacher)")
-    p.add_argument("--updates", type=int, default=60_000, help="student minibatch updates (batch 64)")
-    p.add_argument("--episodes", type=int, default=200, help="final evaluation episodes of each")
+    p.add_argument("--updates", type=_count(1), default=60_000, help="student minibatch updates (batch 64)")
+    p.add_argument("--episodes", type=_count(1), default=200, help="final evaluation episodes of each")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="", help="run directory (default runs/demo-<game>-<time>)")
     p.set_defaults(func=_cmd_demo)
@@ -633,7 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", help="a finished train-teacher run directory")
     p.add_argument("--name", required=True, help="short name, e.g. minatar/breakout")
-    p.add_argument("--episodes", type=int, default=100, help="episodes of the card's score (default 100)")
+    p.add_argument(
+        "--episodes", type=_count(1), default=100, help="episodes of the card's score (default 100)"
+    )
     p.add_argument("--seed", type=int, default=12345, help="env seed of the card's score")
     p.add_argument(
         "--reference-episodes",
@@ -659,15 +695,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and every return in its card.json (as 'reference') and MODEL_CARD.md. Reports divide by it.",
     )
     p.add_argument("name", help="shipped teacher, e.g. minatar/breakout, or 'all'")
-    p.add_argument("--episodes", type=int, default=1000, help="episodes (default 1000)")
+    p.add_argument("--episodes", type=_count(1), default=1000, help="episodes (default 1000)")
     p.set_defaults(func=_cmd_reference_score)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``poldist`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         args.func(args)
     except PoldistError as e:
         print(f"poldist: error: {e}", file=sys.stderr)
