@@ -520,3 +520,26 @@ def test_multitask_explorations_found_by_recorded_settings(tmp_path, card_yardst
     assert "A softer target, KL tau 0.1 with the same network (one seed, explorations below), " in text
     assert "reached 90.0% against tau 0.01's 80.0%." in text
     assert "linear heads" not in text  # no exploration records the main setting with linear heads
+
+
+def test_two_stage_geomean_against_hand_computed_values(monkeypatch) -> None:
+    """Constant returns: the interval collapses onto the point, sqrt(100 x 50) = 70.71%."""
+    from poldist.experiments import sections_single_game as sections
+
+    monkeypatch.setattr(
+        sections, "reference_returns", lambda teacher: {"ta": [10.0] * 4, "tb": [20.0] * 4}[teacher]
+    )
+    records = [
+        {"game": g, "teacher": t, "seed": s, "student_returns": [10.0] * 5}
+        for g, t in (("a", "ta"), ("b", "tb"))
+        for s in (1, 2, 3)
+    ]
+    iv = sections.two_stage_geomean(records, ["a", "b"])
+    assert iv.mean == pytest.approx(100 * np.sqrt(0.5)) and iv.ci_low == pytest.approx(iv.ci_high)
+    assert iv.ci_low == pytest.approx(iv.mean)
+    # a game without runs, or a run that did not record its returns: no two-stage interval
+    assert sections.two_stage_geomean(records, ["a", "b", "c"]) is None
+    assert (
+        sections.two_stage_geomean([*records, dict(records[0], seed=4, student_returns=None)], ["a", "b"])
+        is None
+    )

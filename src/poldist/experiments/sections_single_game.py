@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from poldist.errors import PoldistError
+from poldist.evaluation import PercentInterval, percent_intervals
 from poldist.experiments.report_stats import (
     ReportContext,
     aggregate_cell,
@@ -28,6 +30,7 @@ from poldist.experiments.report_stats import (
 )
 from poldist.plotting import bar_plot, compression_curve, kickstart_curves
 from poldist.tables import md_table
+from poldist.zoo import reference_returns
 
 # The paper's Atari figures next to ours (PAPER.md); None where the paper gives a shape, not a number.
 PAPER_LOSSES = (
@@ -79,6 +82,15 @@ def single_game_section(
     rows.append(
         ["**geometric mean**", ""] + [aggregate_cell(agg.get(v, {}).get("geomean")) for v in variants]
     )
+    two_stage = {v: two_stage_geomean(groups[v], games) for v in variants}
+    if any(iv is not None for iv in two_stage.values()):
+        rows.append(
+            ["**geometric mean, two-stage CI**", ""]
+            + [
+                aggregate_cell(None if iv is None else [iv.mean, iv.ci_low, iv.ci_high])
+                for iv in two_stage.values()
+            ]
+        )
     # aggregates use the seeds that every game has: say how many, and over how many games
     rows.append(
         ["runs in aggregates", ""]
@@ -92,6 +104,27 @@ def single_game_section(
     }
     data = {"variants": variants, "games": games, "aggregates": agg, "plot": plot, "per_game": per_game}
     return md_table(headers, rows), data
+
+
+def two_stage_geomean(records: list[dict[str, Any]], games: list[str]) -> PercentInterval | None:
+    """The geometric mean over ``games`` of percent of teacher with the two-stage bootstrap's
+    interval (seeds, then episodes within each, and the teacher's reference episodes:
+    :func:`poldist.evaluation.percent_intervals`), or ``None`` unless every game has runs that
+    recorded their episode returns and a teacher with a reference score."""
+    students: dict[str, list[list[float]]] = defaultdict(list)
+    references: dict[str, list[float]] = {}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        if not r.get("student_returns"):
+            return None
+        students[r["game"]].append(r["student_returns"])
+        if r["game"] not in references:
+            try:
+                references[r["game"]] = reference_returns(r["teacher"])
+            except PoldistError:
+                return None
+    if sorted(students) != sorted(games):
+        return None
+    return percent_intervals(dict(students), references)[1]
 
 
 def _ranking(prefix: str, data: dict[str, Any]) -> str:
