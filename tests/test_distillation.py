@@ -115,6 +115,21 @@ def test_kl_temperature_defaults_to_the_teachers_output_kind(tmp_path, kind, tau
     assert explicit.loss_fn.keywords["tau"] == 0.1
 
 
+def test_distiller_evaluates_the_untrained_student_at_its_first_run(tmp_path) -> None:
+    """Constructing a Distiller does no work; the learning curve still starts at update 0."""
+    from poldist.distillation import Distiller
+    from poldist.runs import EvalLog
+
+    cfg = DistillConfig(
+        student="net3", updates=20, learning_starts=100, memory_size=500, eval_interval=20, eval_episodes=1
+    )
+    with Distiller(cfg, tmp_path / "run") as distiller:
+        assert EvalLog.read(tmp_path / "run" / "evals.csv") == []
+        distiller.run(10, show_progress=False)
+        distiller.run(show_progress=False)
+    assert [r["updates"] for r in EvalLog.read(tmp_path / "run" / "evals.csv")] == [0, 20]
+
+
 def test_lr_factor_schedules() -> None:
     from poldist.distillation import lr_factor
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,14 +29,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from poldist.checkpoints import (
-    load_checkpoint,
-    pack_optimizer,
-    require_metadata,
-    save_checkpoint,
-    save_model,
-    unpack_optimizer,
-)
+from poldist.checkpoints import save_model
 from poldist.envs import EnvSpec, make_env_spec, make_vector_env, run_env_seed
 from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate, geometric_mean, percent_of_teacher
@@ -53,7 +45,7 @@ from poldist.networks import (
     to_device,
 )
 from poldist.progress import progress
-from poldist.runs import EvalLog, machine_info, prepare_run_dir, write_json
+from poldist.runs import RunBook, machine_info
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
 
 
@@ -502,10 +494,15 @@ def action_agreement(student: QNetwork, task: DistillTask, n_states: int, rng: n
 
 
 class Distiller:
-    """The distillation loop, steppable: :meth:`run` advances it, :meth:`finish` closes it.
+    """The distillation loop, steppable: :meth:`run` advances it, :meth:`finish` ends it.
 
     :func:`distill` runs it to the end in one call; online distillation calls :meth:`run`
-    in chunks while its teacher keeps learning in between.
+    in chunks while its teacher keeps learning in between. The first :meth:`run` (or
+    :meth:`finish`) of a run at update 0 begins with an evaluation of the untrained student
+    (call :meth:`evaluate` earlier to take it out of a timed chunk).
+
+    Usable as a context manager: leaving it closes envs, teacher-play actors and logs
+    (:meth:`close`) without a checkpoint, so a failed run keeps its last good one.
 
     The student and the teachers live on ``cfg.device`` (:attr:`device`; given ``teachers`` are
     moved there); replay memories stay in host memory and only sampled minibatches go over.
@@ -536,29 +533,30 @@ class Distiller:
         self.tasks = build_tasks(cfg, teachers, self.device)
         self.loss_fn = make_loss(cfg.loss, cfg.tau or self.tasks[0].teacher.default_tau)
         self.collector = make_collector(cfg, self.tasks)  # a bad --ray-address fails before the run dir
-        self.run_dir = prepare_run_dir(run_dir, resume=resume)
         self.controller = controller or make_controller(cfg)
-        torch.set_num_threads(cfg.torch_threads)
-        torch.manual_seed(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed)
+        self.book = RunBook(run_dir, resume=resume, seed=cfg.seed, torch_threads=cfg.torch_threads)
+        self.run_dir = self.book.dir
+        self.rng = self.book.rng
         # built on the CPU (its RNG draws the initial weights whatever the device), then moved
         self.student = make_student(cfg, self.tasks).to(self.device)
         self.optimizer = _optimizer(cfg, self.student.parameters())
         self.updates = 0
-        self._wall_before = 0.0
         # tau_gap: each task's temperature, measured once its learning starts (None: not yet)
         self.task_taus: list[float | None] = [None] * len(self.tasks)
         self._task_losses: dict[int, Loss] = {}
         if resume:
             self._restore()
-        write_json(self.run_dir / "config.json", cfg)
-        self.writer = SummaryWriter(str(self.run_dir / "tb"))
-        self.evals = EvalLog(self.run_dir / "evals.csv", resume_step=self.updates if resume else None)
-        self._start = time.perf_counter()
+        self.book.open_logs(cfg, self.updates)
         for i, task in enumerate(self.tasks):
             task.start(cfg.num_envs, self.env_seed("collect", i, self.updates))
-        if self.updates == 0:
-            self._log_eval(self.evaluate_student(cfg.eval_episodes, self.env_seed("eval")))
+        # the learning curve starts at the untrained student: evaluated before the first update
+        self._start_eval_due = self.updates == 0
+        self._closed = False
+
+    @property
+    def writer(self) -> SummaryWriter:
+        """The run's TensorBoard writer."""
+        return self.book.writer
 
     def env_seed(self, purpose: str, task: int = 0, updates: int = 0) -> int:
         """The first env seed for ``purpose`` (``collect`` for ``task`` from ``updates`` on, ``eval``
@@ -567,45 +565,33 @@ class Distiller:
 
     def wall(self) -> float:
         """Seconds of work on this run, across resumes."""
-        return self._wall_before + time.perf_counter() - self._start
+        return self.book.wall()
 
     def _restore(self) -> None:
-        ckpt = load_checkpoint(self.run_dir / "state")
-        require_metadata(ckpt, ("counters", "optimizer", "rng"), self.run_dir / "state")
-        prefix = "student."
-        self.student.load_state_dict(
-            {k[len(prefix) :]: v for k, v in ckpt.tensors.items() if k.startswith(prefix)}
-        )
-        unpack_optimizer(self.optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
+        ckpt = self.book.restore()
+        self.student.load_state_dict(RunBook.module_state(ckpt, "student"))
+        RunBook.restore_optimizer(ckpt, self.optimizer)
         c = ckpt.metadata["counters"]
-        self.updates, self._wall_before = c["updates"], c["wall_seconds"]
+        self.updates = c["updates"]
         self.task_taus = list(c.get("task_taus", self.task_taus))
         for i, task in enumerate(self.tasks):
             task.memory.load_bytes(ckpt.blobs[f"memory_{i}"])
             task.updates = c["task_updates"][i]
-        self.rng.bit_generator.state = ckpt.metadata["rng"]
-        torch.set_rng_state(ckpt.tensors["torch_rng"])
 
     def checkpoint(self) -> None:
         """Write the resumable state (student, optimizer, memories, counters, RNGs) atomically."""
-        opt_tensors, opt_info = pack_optimizer(self.optimizer)
-        tensors = {f"student.{k}": v for k, v in self.student.state_dict().items()}
-        tensors.update(opt_tensors, torch_rng=torch.get_rng_state())
-        counters = {
-            "updates": self.updates,
-            "wall_seconds": self.wall(),
-            "task_updates": [t.updates for t in self.tasks],
-            "task_taus": self.task_taus,
-        }
-        meta = {
-            "kind": "distill-state",
-            "config": asdict(self.cfg),
-            "optimizer": opt_info,
-            "rng": self.rng.bit_generator.state,
-            "counters": counters,
-        }
-        blobs = {f"memory_{i}": t.memory.write_npz for i, t in enumerate(self.tasks)}
-        save_checkpoint(self.run_dir / "state", tensors, meta, blobs)
+        self.book.save_state(
+            "distill-state",
+            self.cfg,
+            {"student": self.student},
+            self.optimizer,
+            {
+                "updates": self.updates,
+                "task_updates": [t.updates for t in self.tasks],
+                "task_taus": self.task_taus,
+            },
+            {f"memory_{i}": t.memory.write_npz for i, t in enumerate(self.tasks)},
+        )
 
     def task_loss(self, k: int) -> Loss:
         """Task ``k``'s loss: :attr:`loss_fn`, or with ``cfg.tau_gap`` its own temperature, set
@@ -642,25 +628,26 @@ class Distiller:
         self.student.train()
         return results
 
-    def _log_eval(self, results: list[EvalResult]) -> None:
-        for i, res in enumerate(results):
-            self.writer.add_scalar(f"eval/{self.tasks[i].spec.env_id}/score", res.mean, self.updates)
-            self.evals.append(
-                step=self.updates,
-                task=i,
-                updates=self.updates,
-                env_steps=self.tasks[i].memory.added,
-                wall_seconds=self.wall(),
-                score=res.mean,
-                ci_low=res.ci_low,
-                ci_high=res.ci_high,
-                episodes=res.episodes,
-            )
+    def evaluate(self) -> list[EvalResult]:
+        """Score the student now (``eval_episodes`` episodes on the ``eval`` env seeds) and log it:
+        one row per task in ``evals.csv`` at the current update."""
+        results = self.evaluate_student(self.cfg.eval_episodes, self.env_seed("eval"))
+        self.book.log_eval(
+            self.updates,
+            results,
+            env_ids=[t.spec.env_id for t in self.tasks],
+            updates=self.updates,
+            env_steps=[t.memory.added for t in self.tasks],
+        )
+        self._start_eval_due = False
+        return results
 
     def run(self, until: int | None = None, *, show_progress: bool = True) -> None:
         """Do minibatch updates until ``until`` (default ``cfg.updates``) have been done in all."""
         cfg, tasks, rng = self.cfg, self.tasks, self.rng
         until = cfg.updates if until is None else min(until, cfg.updates)
+        if self._start_eval_due:
+            self.evaluate()
         bar = progress(
             until,
             f"distil {cfg.loss} -> {cfg.student}",
@@ -697,8 +684,7 @@ class Distiller:
                 self.writer.add_scalar("train/loss", loss, self.updates)
                 self.writer.add_scalar("train/updates_per_second", self.updates / self.wall(), self.updates)
             if self.updates % cfg.eval_interval == 0 or self.updates == cfg.updates:
-                results = self.evaluate_student(cfg.eval_episodes, self.env_seed("eval"))
-                self._log_eval(results)
+                results = self.evaluate()
                 bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), loss=f"{loss:.4f}")
             if self.updates % cfg.checkpoint_interval == 0 or self.updates == cfg.updates:
                 self.checkpoint()
@@ -707,6 +693,8 @@ class Distiller:
     def finish(self) -> dict[str, Any]:
         """Final evaluation (student, teacher, agreement); save ``<run_dir>/student`` and the summary."""
         cfg, tasks = self.cfg, self.tasks
+        if self._start_eval_due:  # never run: its curve still starts at the untrained student
+            self.evaluate()
         train_wall = self.wall()
         final_seed = self.env_seed("final")
         final = self.evaluate_student(cfg.final_eval_episodes, final_seed)
@@ -738,10 +726,7 @@ class Distiller:
                     percent_of_teacher=percent_of_teacher(res.mean, t_res.mean),
                 )
             per_task.append(entry)
-        for task in tasks:
-            task.env.close()
-        self.collector.close()
-        self.writer.close()
+        self.close()
         n_student = count_parameters(self.student)
         teacher_params = count_parameters(tasks[0].teacher.net)
         summary = {
@@ -769,8 +754,24 @@ class Distiller:
                 "config": asdict(cfg),
             },
         )
-        write_json(self.run_dir / "summary.json", summary)
+        self.book.write_summary(summary)
         return summary
+
+    def close(self) -> None:
+        """Close envs, teacher-play actors and logs; no checkpoint is written."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self.tasks:
+            task.env.close()
+        self.collector.close()  # Ray actors must not outlive the run
+        self.book.close()
+
+    def __enter__(self) -> Distiller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def distill(
@@ -788,10 +789,6 @@ def distill(
     Returns:
         The summary (also in ``<run_dir>/summary.json``).
     """
-    distiller = Distiller(cfg, run_dir, resume=resume, teachers=teachers, controller=controller)
-    try:
+    with Distiller(cfg, run_dir, resume=resume, teachers=teachers, controller=controller) as distiller:
         distiller.run()
-    except BaseException:
-        distiller.collector.close()  # Ray actors must not outlive a failed run
-        raise
-    return distiller.finish()
+        return distiller.finish()

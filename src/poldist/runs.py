@@ -7,6 +7,10 @@
       state/           latest resumable checkpoint (weights, optimizer, memory, counters)
       tb/              TensorBoard logs
       evals.csv        periodic evaluations (step, score, CI)
+      summary.json     the finished run's summary
+
+:class:`RunBook` keeps that layout for a job: the directory, the seeds and RNGs, the clock across
+resumes, the logs and the resumable checkpoint's shared part (RNG states, optimizer, counters).
 """
 
 from __future__ import annotations
@@ -17,13 +21,30 @@ import os
 import platform
 import shutil
 import tempfile
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
+from poldist.checkpoints import (
+    Blob,
+    Checkpoint,
+    load_checkpoint,
+    pack_optimizer,
+    require_metadata,
+    save_checkpoint,
+    unpack_optimizer,
+)
 from poldist.errors import PoldistError
+
+if TYPE_CHECKING:  # tensorboard is imported when a run opens its logs, not by readers of evals.csv
+    from torch.utils.tensorboard import SummaryWriter
+
+    from poldist.evaluation import EvalResult
 
 
 def machine_info() -> dict[str, Any]:
@@ -142,3 +163,134 @@ def resume_or_clear(run_dir: str | Path, checkpoint_in: str = "") -> bool:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     return False
+
+
+class RunBook:
+    """The bookkeeping of one long job (teacher training, distillation), in the layout above.
+
+    Used in three steps, because the job builds its networks between them (they draw their
+    initial weights from the torch RNG seeded here)::
+
+        book = RunBook(run_dir, resume=..., seed=cfg.seed, torch_threads=cfg.torch_threads)
+        ...build networks and optimizer from book.rng / the seeded torch RNG...
+        if resume: ckpt = book.restore(); ...load the job's own tensors from ckpt...
+        book.open_logs(cfg, resume_step)  # config.json, tb/, evals.csv; the clock starts
+
+    Then :meth:`log_eval` for every evaluation, :meth:`save_state` for checkpoints,
+    :meth:`write_summary` at the end and :meth:`close`.
+    """
+
+    def __init__(self, run_dir: str | Path, *, resume: bool, seed: int, torch_threads: int):
+        self.dir = prepare_run_dir(run_dir, resume=resume)
+        self.resume = resume
+        torch.set_num_threads(torch_threads)
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.wall_before = 0.0  # seconds of work before this process (resumes)
+        self._start = time.perf_counter()
+        self.writer: SummaryWriter | None = None
+        self.evals: EvalLog | None = None
+
+    def restore(self) -> Checkpoint:
+        """Load ``<dir>/state`` and restore the shared part: both RNGs and the clock.
+
+        Returns:
+            The checkpoint, whose tensors (see :meth:`module_state`), optimizer state
+            (:meth:`restore_optimizer`), counters and blobs the job restores itself.
+        """
+        ckpt = load_checkpoint(self.dir / "state")
+        require_metadata(ckpt, ("counters", "optimizer", "rng"), self.dir / "state")
+        self.wall_before = ckpt.metadata["counters"]["wall_seconds"]
+        self.rng.bit_generator.state = ckpt.metadata["rng"]
+        torch.set_rng_state(ckpt.tensors["torch_rng"])
+        return ckpt
+
+    @staticmethod
+    def module_state(ckpt: Checkpoint, prefix: str) -> dict[str, torch.Tensor]:
+        """The state dict saved under ``prefix`` (e.g. ``"online"``) by :meth:`save_state`."""
+        start = f"{prefix}."
+        return {k[len(start) :]: v for k, v in ckpt.tensors.items() if k.startswith(start)}
+
+    @staticmethod
+    def restore_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
+        """Load the optimizer state saved by :meth:`save_state` into ``optimizer``."""
+        unpack_optimizer(optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
+
+    def open_logs(self, config: Any, resume_step: int) -> None:
+        """Write ``config.json``, open TensorBoard and ``evals.csv`` (cut back to ``resume_step``
+        on a resume: rows after the checkpoint are made again) and start the clock."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        write_json(self.dir / "config.json", config)
+        self.writer = SummaryWriter(str(self.dir / "tb"))
+        self.evals = EvalLog(self.dir / "evals.csv", resume_step=resume_step if self.resume else None)
+        self._start = time.perf_counter()
+
+    def wall(self) -> float:
+        """Seconds of work on this run, across resumes."""
+        return self.wall_before + time.perf_counter() - self._start
+
+    def log_eval(
+        self,
+        step: int,
+        results: Sequence[EvalResult],
+        *,
+        env_ids: Sequence[str],
+        updates: int,
+        env_steps: Sequence[int],
+    ) -> None:
+        """Log one evaluation, a row per task: TensorBoard ``eval/<env_id>/score`` and ``evals.csv``.
+
+        ``step`` is the run's own time axis (DQN: env steps; distillation: updates);
+        ``env_steps``: each task's env steps so far.
+        """
+        assert self.writer is not None and self.evals is not None, "open_logs first"
+        for i, res in enumerate(results):
+            self.writer.add_scalar(f"eval/{env_ids[i]}/score", res.mean, step)
+            self.evals.append(
+                step=step,
+                task=i,
+                updates=updates,
+                env_steps=env_steps[i],
+                wall_seconds=self.wall(),
+                score=res.mean,
+                ci_low=res.ci_low,
+                ci_high=res.ci_high,
+                episodes=res.episodes,
+            )
+
+    def save_state(
+        self,
+        kind: str,
+        config: Any,
+        modules: Mapping[str, torch.nn.Module],
+        optimizer: torch.optim.Optimizer,
+        counters: dict[str, Any],
+        blobs: Mapping[str, Blob],
+    ) -> None:
+        """Write the resumable checkpoint ``<dir>/state`` atomically.
+
+        Tensors: each module's state dict under ``<prefix>.``, the optimizer's (``optim.*``) and
+        the torch RNG (``torch_rng``); metadata: ``kind``, ``config``, ``optimizer``, ``rng`` (the
+        numpy generator) and ``counters`` with ``wall_seconds`` added.
+        """
+        opt_tensors, opt_info = pack_optimizer(optimizer)
+        tensors = {f"{prefix}.{k}": v for prefix, m in modules.items() for k, v in m.state_dict().items()}
+        tensors.update(opt_tensors, torch_rng=torch.get_rng_state())
+        meta = {
+            "kind": kind,
+            "config": asdict(config) if is_dataclass(config) else config,
+            "optimizer": opt_info,
+            "rng": self.rng.bit_generator.state,
+            "counters": {**counters, "wall_seconds": self.wall()},
+        }
+        save_checkpoint(self.dir / "state", tensors, meta, blobs)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        """Write ``summary.json``."""
+        write_json(self.dir / "summary.json", summary)
+
+    def close(self) -> None:
+        """Close the TensorBoard writer (the CSV is written row by row)."""
+        if self.writer is not None:
+            self.writer.close()
