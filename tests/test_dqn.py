@@ -10,6 +10,7 @@ from poldist.checkpoints import load_checkpoint
 from poldist.distillation import DistillConfig, TeacherControl, build_tasks, collect
 from poldist.dqn import (
     DQNConfig,
+    DQNTrainer,
     double_dqn_loss,
     kickstart_loss_name,
     kickstart_weight,
@@ -17,6 +18,7 @@ from poldist.dqn import (
     train_dqn,
 )
 from poldist.errors import PoldistError
+from poldist.runs import EvalLog
 from poldist.teachers import load_teacher
 
 
@@ -70,6 +72,36 @@ def test_train_dqn_short_run_and_resume(tmp_path):
     state = load_checkpoint(tmp_path / "run" / "state")
     assert state.metadata["counters"]["step"] == 6_000
     assert summary["updates"] == pytest.approx((6_000 - 1_000) * cfg.updates_per_step, abs=2)
+
+
+def test_dqn_trainer_run_in_steps_is_train_dqn_in_one_call(tmp_path):
+    """run(until) in chunks gives the very network of one call; a checkpoint due at a step is
+    written when training leaves that step, so work done between two run() calls precedes it."""
+    cfg = DQNConfig(
+        total_steps=3_000,
+        learning_starts=500,
+        buffer_size=3_000,
+        eval_interval=1_000,
+        eval_episodes=1,
+        checkpoint_interval=1_000,
+        target_update=50,
+    )
+    whole = train_dqn(cfg, tmp_path / "whole")
+    with DQNTrainer(cfg, tmp_path / "steps", show_progress=False) as trainer:
+        assert trainer.next_eval == 1_000
+        results = trainer.run(trainer.next_eval)
+        assert trainer.step == 1_000 and len(results) == 1  # evaluated at the step it stopped at
+        assert not (tmp_path / "steps" / "state").exists()  # its checkpoint: once training moves on
+        assert trainer.run(1_500) is None  # no evaluation falls due at 1,504
+        assert load_checkpoint(tmp_path / "steps" / "state").metadata["counters"]["step"] == 1_000
+        trainer.run(10**9)  # capped at total_steps
+        summary = trainer.finish()
+    assert summary["env_steps"] == whole["env_steps"] == 3_000 and summary["updates"] == whole["updates"]
+    assert not summary["stopped_early"]
+    steps_rows, whole_rows = (EvalLog.read(tmp_path / r / "evals.csv") for r in ("steps", "whole"))
+    assert [(r["step"], r["score"]) for r in steps_rows] == [(r["step"], r["score"]) for r in whole_rows]
+    a, b = (load_teacher(tmp_path / r / "teacher").net.state_dict() for r in ("steps", "whole"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_multi_task_dqn_baseline_has_one_head_and_memory_per_game(tmp_path):

@@ -1,12 +1,12 @@
 """Teacher training: Double DQN (van Hasselt et al., 2016) on vector envs.
 
-Read top to bottom: config, the pure update step, then the loop (collect with an
-epsilon schedule, store, update, sync the target, evaluate, checkpoint).
+Read top to bottom: config, the pure update step, then :class:`DQNTrainer`, the loop (collect
+with an epsilon schedule, store, update, sync the target, evaluate, checkpoint), steppable like
+:class:`poldist.distillation.Distiller`; :func:`train_dqn` runs it to the end.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -17,14 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
-from poldist.checkpoints import (
-    load_checkpoint,
-    pack_optimizer,
-    require_metadata,
-    save_checkpoint,
-    save_model,
-    unpack_optimizer,
-)
+from poldist.checkpoints import save_model
 from poldist.envs import EnvSpec, make_env_spec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate
@@ -42,7 +35,7 @@ from poldist.networks import (
     to_device,
 )
 from poldist.progress import progress
-from poldist.runs import EvalLog, machine_info, prepare_run_dir, write_json
+from poldist.runs import EvalLog, RunBook, machine_info
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
 
 
@@ -120,10 +113,6 @@ def linear_epsilon(step: int, cfg: DQNConfig) -> float:
     """Epsilon at env step ``step``: linear from ``eps_start`` to ``eps_end``, then flat."""
     frac = min(1.0, step / max(1.0, cfg.eps_fraction * cfg.total_steps))
     return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
-
-
-def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    return rng.bit_generator.state
 
 
 @dataclass
@@ -218,15 +207,8 @@ def _init_from(net: QNetwork, path: str) -> None:
     net.load_state_dict({k: v.float() for k, v in source.state_dict().items()})
 
 
-def train_dqn(
-    cfg: DQNConfig,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    on_start: Callable[[Path], None] | None = None,
-    on_eval: Callable[[int, QNetwork, list[EvalResult]], bool | None] | None = None,
-) -> dict[str, Any]:
-    """Train a Double-DQN teacher; write ``<run_dir>/teacher`` (model checkpoint).
+class DQNTrainer:
+    """Double-DQN teacher training, steppable: :meth:`run` advances it, :meth:`finish` ends it.
 
     Several comma-separated env ids train the paper's multi-task DQN baseline: one network
     with one head per game, one replay memory per game, every game's envs stepped in turn
@@ -235,208 +217,308 @@ def train_dqn(
     Networks (online, target, kickstarting teachers) live on ``cfg.device``; the replay
     memories stay in host memory (uint8 numpy) and only sampled minibatches go to the device.
 
-    ``on_start(run_dir)`` is called once the run directory is validated (the CLI records
-    its command line there). ``on_eval(env_step, online_network, results)`` is called after
-    each periodic evaluation, one result per game (online distillation follows the
-    learning teacher there); if it returns True, training stops there (a time-to-score
-    benchmark stops once its target is reached).
+    An evaluation falls due every ``eval_interval`` env steps and at ``total_steps``; a
+    checkpoint every ``checkpoint_interval`` and at ``total_steps``. A checkpoint due at a step is
+    written when training leaves that step (the next :meth:`run`) or by :meth:`finish`, so what a
+    caller does between two :meth:`run` calls (online distillation: a chunk of student updates on
+    the teacher just evaluated) belongs to it, and a resume never skips that work.
 
-    Returns:
-        The final summary (also written to ``<run_dir>/summary.json``).
+    Usable as a context manager: leaving it closes envs and logs (:meth:`close`) without a
+    checkpoint, so a failed run keeps its last good one.
+
+    Args:
+        cfg: hyper-parameters.
+        run_dir: run directory (see :mod:`poldist.runs`).
+        resume: continue from ``<run_dir>/state``.
+        show_progress: a progress bar over ``cfg.total_steps``.
     """
-    ids = [e.strip() for e in cfg.env_id.split(",") if e.strip()]
-    specs = [make_env_spec(e) for e in ids]  # fails before any work on a bad id
-    device = resolve_device(cfg.device)  # an unknown or absent device fails before the run dir
-    kick_teachers = _kickstart_teachers(cfg, specs, device) if cfg.kickstart_teacher else []
-    kick_loss = (
-        make_loss(kickstart_loss_name(cfg, kick_teachers[0]), kick_teachers[0].default_tau)
-        if kick_teachers
-        else None
-    )
-    run_dir = prepare_run_dir(run_dir, resume=resume)
-    if on_start is not None:
-        on_start(run_dir)
-    torch.set_num_threads(cfg.torch_threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
 
-    arch = student_architecture(teacher_architecture(specs[0]), cfg.network)
-    arch = replace(
-        arch,
-        obs_shape=(max(s.obs_shape[0] for s in specs), *arch.obs_shape[1:]),  # fewer channels: padded
-        n_actions=tuple(s.n_actions for s in specs),
-        head_hidden=cfg.head_hidden,
-    )
-    # built on the CPU (its RNG draws the initial weights whatever the device), then moved
-    online, target = QNetwork(arch).to(device), QNetwork(arch).to(device)
-    if cfg.init_weights and not resume:
-        _init_from(online, cfg.init_weights)
-    target.load_state_dict(online.state_dict())
-    optimizer = adam(online.parameters(), lr=cfg.lr, eps=1.5e-4)
-    games = [_Game(spec, _game_memory(spec, cfg.buffer_size)) for spec in specs]
-    step = updates = 0
-    wall_before = update_debt = 0.0
-    if resume:
-        ckpt = load_checkpoint(run_dir / "state")
-        require_metadata(ckpt, ("counters", "optimizer", "rng"), run_dir / "state")
-        online.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("online.")})
-        target.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")})
-        unpack_optimizer(optimizer, ckpt.tensors, ckpt.metadata["optimizer"])
-        for i, game in enumerate(games):  # "memory": single-game checkpoints of version 0.1.0
+    def __init__(
+        self, cfg: DQNConfig, run_dir: str | Path, *, resume: bool = False, show_progress: bool = True
+    ):
+        self.cfg = cfg
+        ids = [e.strip() for e in cfg.env_id.split(",") if e.strip()]
+        specs = [make_env_spec(e) for e in ids]  # fails before any work on a bad id
+        self.device = resolve_device(cfg.device)  # an unknown or absent device fails before the run dir
+        self.kick_teachers = _kickstart_teachers(cfg, specs, self.device) if cfg.kickstart_teacher else []
+        self.kick_loss = (
+            make_loss(kickstart_loss_name(cfg, self.kick_teachers[0]), self.kick_teachers[0].default_tau)
+            if self.kick_teachers
+            else None
+        )
+        self.book = RunBook(run_dir, resume=resume, seed=cfg.seed, torch_threads=cfg.torch_threads)
+        self.run_dir = self.book.dir
+        self.rng = self.book.rng
+
+        arch = student_architecture(teacher_architecture(specs[0]), cfg.network)
+        arch = replace(
+            arch,
+            obs_shape=(max(s.obs_shape[0] for s in specs), *arch.obs_shape[1:]),  # fewer channels: padded
+            n_actions=tuple(s.n_actions for s in specs),
+            head_hidden=cfg.head_hidden,
+        )
+        # built on the CPU (its RNG draws the initial weights whatever the device), then moved
+        self.online, self.target = QNetwork(arch).to(self.device), QNetwork(arch).to(self.device)
+        if cfg.init_weights and not resume:
+            _init_from(self.online, cfg.init_weights)
+        self.target.load_state_dict(self.online.state_dict())
+        self.optimizer = adam(self.online.parameters(), lr=cfg.lr, eps=1.5e-4)
+        self.games = [_Game(spec, _game_memory(spec, cfg.buffer_size)) for spec in specs]
+        self.step = self.updates = 0
+        # the fraction of an update owed when updates_per_step * envs is not whole
+        self.update_debt = 0.0
+        if resume:
+            self._restore()
+        self.book.open_logs(cfg, self.step)
+        for i, game in enumerate(self.games):
+            seed = cfg.seed + 1000 * i + self.step
+            game.env = make_vector_env(
+                game.spec, cfg.num_envs, seed, clip_rewards=game.spec.domain == "atari"
+            )
+            game.obs, _ = game.env.reset(seed=seed)
+            game.ep_ret = np.zeros(cfg.num_envs)
+        self._next_eval = (self.step // cfg.eval_interval + 1) * cfg.eval_interval
+        self._next_ckpt = (self.step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
+        self._saved_step = self.step if resume else -1  # the step of the checkpoint on disk
+        self._checkpoint_due = False
+        self._closed = False
+        self.bar = progress(
+            cfg.total_steps, f"dqn {cfg.env_id}", initial=self.step, unit="step", disable=not show_progress
+        )
+
+    @property
+    def writer(self) -> SummaryWriter:
+        """The run's TensorBoard writer."""
+        return self.book.writer
+
+    @property
+    def next_eval(self) -> int:
+        """The env step at which the next evaluation falls due (``run(trainer.next_eval)`` stops
+        right after it)."""
+        # evaluations come after a vector step: one due already is done after the next one
+        return min(max(self._next_eval, self.step + 1), self.cfg.total_steps)
+
+    def wall(self) -> float:
+        """Seconds of work on this run, across resumes."""
+        return self.book.wall()
+
+    def _restore(self) -> None:
+        ckpt = self.book.restore()
+        self.online.load_state_dict(RunBook.module_state(ckpt, "online"))
+        self.target.load_state_dict(RunBook.module_state(ckpt, "target"))
+        RunBook.restore_optimizer(ckpt, self.optimizer)
+        for i, game in enumerate(self.games):  # "memory": single-game checkpoints of version 0.1.0
             game.memory.load_bytes(ckpt.blobs.get(f"memory_{i}") or ckpt.blobs["memory"])
         c = ckpt.metadata["counters"]
-        step, updates, wall_before = c["step"], c["updates"], c["wall_seconds"]
-        update_debt = c.get("update_debt", 0.0)  # absent in checkpoints before 0.2
-        rng.bit_generator.state = ckpt.metadata["rng"]
-        torch.set_rng_state(ckpt.tensors["torch_rng"])
-    write_json(run_dir / "config.json", cfg)
-    writer = SummaryWriter(str(run_dir / "tb"))
-    evals = EvalLog(run_dir / "evals.csv", resume_step=step if resume else None)
+        self.step, self.updates = c["step"], c["updates"]
+        self.update_debt = c.get("update_debt", 0.0)  # absent in checkpoints before 0.2
 
-    def checkpoint() -> None:
-        opt_tensors, opt_info = pack_optimizer(optimizer)
-        tensors = {f"online.{k}": v for k, v in online.state_dict().items()}
-        tensors.update({f"target.{k}": v for k, v in target.state_dict().items()})
-        tensors.update(opt_tensors, torch_rng=torch.get_rng_state())
-        meta = {
-            "kind": "dqn-state",
-            "config": asdict(cfg),
-            "optimizer": opt_info,
-            "rng": _rng_state(rng),
-            # update_debt: the fraction of an update owed when updates_per_step * envs is not whole
-            "counters": {
-                "step": step,
-                "updates": updates,
-                "wall_seconds": wall(),
-                "update_debt": update_debt,
-            },
-        }
-        blobs = {f"memory_{i}": g.memory.write_npz for i, g in enumerate(games)}
-        save_checkpoint(run_dir / "state", tensors, meta, blobs)
+    def checkpoint(self) -> None:
+        """Write the resumable state (networks, optimizer, memories, counters, RNGs) atomically."""
+        self.book.save_state(
+            "dqn-state",
+            self.cfg,
+            {"online": self.online, "target": self.target},
+            self.optimizer,
+            {"step": self.step, "updates": self.updates, "update_debt": self.update_debt},
+            {f"memory_{i}": g.memory.write_npz for i, g in enumerate(self.games)},
+        )
+        self._saved_step = self.step
+        self._checkpoint_due = False
 
-    start = time.perf_counter()
+    def evaluate(self) -> list[EvalResult]:
+        """Score the online network on every game now (``eval_episodes`` episodes at
+        ``eval_epsilon``, env seed ``seed + 10**6``) and log it: one row per game in ``evals.csv``."""
+        cfg = self.cfg
+        results = [
+            evaluate(  # looked up in this module at each call: a benchmark can time it
+                lambda o, i=i: self.online(o, i),
+                game.spec,
+                cfg.eval_episodes,
+                epsilon=cfg.eval_epsilon,
+                seed=cfg.seed + 10**6,
+                device=self.device,
+            )
+            for i, game in enumerate(self.games)
+        ]
+        self.book.log_eval(
+            self.step,
+            results,
+            env_ids=[g.spec.env_id for g in self.games],
+            updates=self.updates,
+            env_steps=[self.step] * len(self.games),
+        )
+        return results
 
-    def wall() -> float:
-        return wall_before + time.perf_counter() - start
-
-    for i, game in enumerate(games):
-        seed = cfg.seed + 1000 * i + step
-        game.env = make_vector_env(game.spec, cfg.num_envs, seed, clip_rewards=game.spec.domain == "atari")
-        game.obs, _ = game.env.reset(seed=seed)
-        game.ep_ret = np.zeros(cfg.num_envs)
-    next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval
-    next_ckpt = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
-    bar = progress(cfg.total_steps, f"dqn {cfg.env_id}", initial=step, unit="step")
-    stopped = False
-    while step < cfg.total_steps and not stopped:
-        eps = linear_epsilon(step, cfg)
-        for i, game in enumerate(games):
+    def _act(self, eps: float) -> None:
+        """One vector step of every game's envs, epsilon-greedy on the online network; store it."""
+        cfg = self.cfg
+        for i, game in enumerate(self.games):
             with torch.no_grad():
-                actions = epsilon_greedy(online(to_device(game.obs, device), i), eps, rng)
+                actions = epsilon_greedy(self.online(to_device(game.obs, self.device), i), eps, self.rng)
             next_obs, reward, terminated, truncated, info = game.env.step(actions)
             stored_next, done = final_observations(next_obs, terminated, truncated, info)
             game.memory.add(obs=game.obs, next_obs=stored_next, action=actions, reward=reward, done=done)
             game.ep_ret += reward
             for j in np.flatnonzero(terminated | truncated):
-                writer.add_scalar(f"train/{game.spec.env_id}/episode_return", game.ep_ret[j], step)
+                self.writer.add_scalar(f"train/{game.spec.env_id}/episode_return", game.ep_ret[j], self.step)
                 game.ep_ret[j] = 0.0
             game.obs = next_obs
-            step += cfg.num_envs
-        bar.update(cfg.num_envs * len(games))
+            self.step += cfg.num_envs
+        self.bar.update(cfg.num_envs * len(self.games))
 
-        if step >= cfg.learning_starts:
-            update_debt += cfg.num_envs * len(games) * cfg.updates_per_step
-            while update_debt >= 1:
-                update_debt -= 1
-                k = updates % len(games)  # each minibatch from one game
-                sample = games[k].memory.sample(cfg.batch_size, rng)
-                batch = {key: to_device(v, device) for key, v in sample.items()}
-                loss = double_dqn_loss(
-                    lambda x, k=k: online(x, k), lambda x, k=k: target(x, k), batch, cfg.gamma
+    def _learn(self, eps: float) -> None:
+        """The gradient updates owed for the env steps just taken (none before ``learning_starts``)."""
+        cfg, games, online, target = self.cfg, self.games, self.online, self.target
+        if self.step < cfg.learning_starts:
+            return
+        self.update_debt += cfg.num_envs * len(games) * cfg.updates_per_step
+        while self.update_debt >= 1:
+            self.update_debt -= 1
+            k = self.updates % len(games)  # each minibatch from one game
+            sample = games[k].memory.sample(cfg.batch_size, self.rng)
+            batch = {key: to_device(v, self.device) for key, v in sample.items()}
+            loss = double_dqn_loss(lambda x, k=k: online(x, k), lambda x, k=k: target(x, k), batch, cfg.gamma)
+            weight = kickstart_weight(self.step, cfg)
+            if weight > 0:  # kickstarting: the teacher labels the same minibatch
+                with torch.no_grad():
+                    teacher_out = self.kick_teachers[k](batch["obs"])
+                loss = loss + weight * self.kick_loss(online(batch["obs"], k), teacher_out)
+            if not torch.isfinite(loss):  # stop before a NaN reaches the weights (and a checkpoint)
+                raise PoldistError(
+                    f"DQN loss became {loss.item()} at update {self.updates} (env step {self.step}); "
+                    f"last good checkpoint kept in {self.run_dir / 'state'}"
                 )
-                weight = kickstart_weight(step, cfg)
-                if weight > 0:  # kickstarting: the teacher labels the same minibatch
-                    with torch.no_grad():
-                        teacher_out = kick_teachers[k](batch["obs"])
-                    loss = loss + weight * kick_loss(online(batch["obs"], k), teacher_out)
-                if not torch.isfinite(loss):  # stop before a NaN reaches the weights (and a checkpoint)
-                    raise PoldistError(
-                        f"DQN loss became {loss.item()} at update {updates} (env step {step}); "
-                        f"last good checkpoint kept in {run_dir / 'state'}"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm, foreach=True)
-                optimizer.step()
-                updates += 1
-                if updates % cfg.target_update == 0:
-                    target.load_state_dict(online.state_dict())
-                if updates % 1000 == 0:
-                    writer.add_scalar("train/loss", loss.item(), step)
-                    writer.add_scalar("train/epsilon", eps, step)
-                    if kick_teachers:
-                        writer.add_scalar("train/kickstart_weight", weight, step)
-                    writer.add_scalar("train/steps_per_second", step / max(wall(), 1e-9), step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm, foreach=True)
+            self.optimizer.step()
+            self.updates += 1
+            if self.updates % cfg.target_update == 0:
+                target.load_state_dict(online.state_dict())
+            if self.updates % 1000 == 0:
+                self.writer.add_scalar("train/loss", loss.item(), self.step)
+                self.writer.add_scalar("train/epsilon", eps, self.step)
+                if self.kick_teachers:
+                    self.writer.add_scalar("train/kickstart_weight", weight, self.step)
+                self.writer.add_scalar(
+                    "train/steps_per_second", self.step / max(self.wall(), 1e-9), self.step
+                )
 
-        if step >= next_eval or step >= cfg.total_steps:
-            next_eval += cfg.eval_interval
-            results = [
-                evaluate(
-                    lambda o, i=i: online(o, i),
-                    game.spec,
-                    cfg.eval_episodes,
-                    epsilon=cfg.eval_epsilon,
-                    seed=cfg.seed + 10**6,
-                    device=device,
-                )
-                for i, game in enumerate(games)
-            ]
-            for i, res in enumerate(results):
-                writer.add_scalar(f"eval/{games[i].spec.env_id}/score", res.mean, step)
-                evals.append(
-                    step=step,
-                    task=i,
-                    updates=updates,
-                    env_steps=step,
-                    wall_seconds=wall(),
-                    score=res.mean,
-                    ci_low=res.ci_low,
-                    ci_high=res.ci_high,
-                    episodes=res.episodes,
-                )
-            bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), eps=f"{eps:.2f}")
-            if on_eval is not None:
-                # fused Adam leaves the weights' version counters alone, and a watcher of the live
-                # network (the Ray backend) spots changes by them: rewrite the weights in place
-                online.load_state_dict(online.state_dict())
-            if on_eval is not None and on_eval(step, online, results):
-                stopped = True  # the final checkpoint and summary follow
-        if step >= next_ckpt or step >= cfg.total_steps or stopped:
-            next_ckpt += cfg.checkpoint_interval
-            checkpoint()
-    bar.close()
-    for game in games:
-        game.env.close()
-    writer.close()
-    rows = evals.read(evals.path)
-    last_step = rows[-1]["step"]
-    summary = {
-        "env_id": cfg.env_id,
-        "env_steps": step,
-        "updates": updates,
-        "wall_seconds": wall(),
-        "steps_per_second": step / max(wall(), 1e-9),
-        "final_eval": [r for r in rows if r["step"] == last_step],
-        "stopped_early": stopped,
-        "device": str(device),
-        "machine": machine_info(),
-        "config": asdict(cfg),
-    }
-    save_model(
-        run_dir / "teacher", online, [g.spec for g in games], extra={"training": summary, "seed": cfg.seed}
-    )
-    write_json(run_dir / "summary.json", summary)
-    return summary
+    def run(self, until: int) -> list[EvalResult] | None:
+        """Train until ``until`` env steps (at most ``cfg.total_steps``), all games together,
+        doing the evaluations and checkpoints that fall due on the way.
+
+        Returns:
+            The results (one per game) of the evaluation at the step where it stopped, if one fell
+            due there; else ``None``.
+        """
+        cfg = self.cfg
+        until = min(until, cfg.total_steps)
+        results = None
+        while self.step < until:
+            if self._checkpoint_due:  # the state of the step being left, with what the caller did there
+                self.checkpoint()
+            eps = linear_epsilon(self.step, cfg)
+            self._act(eps)
+            self._learn(eps)
+            results = None
+            if self.step >= self._next_eval or self.step >= cfg.total_steps:
+                self._next_eval += cfg.eval_interval
+                results = self.evaluate()
+                self.bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), eps=f"{eps:.2f}")
+            if self.step >= self._next_ckpt or self.step >= cfg.total_steps:
+                self._next_ckpt += cfg.checkpoint_interval
+                self._checkpoint_due = True
+        return results
+
+    def close(self) -> None:
+        """Close envs, progress bar and logs; no checkpoint is written (see :meth:`finish`)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.bar.close()
+        for game in self.games:
+            game.env.close()
+        self.book.close()
+
+    def __enter__(self) -> DQNTrainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def finish(self, *, stopped_early: bool | None = None) -> dict[str, Any]:
+        """End the run: checkpoint the current step (unless on disk already), close, save
+        ``<run_dir>/teacher`` (model checkpoint) and ``summary.json``.
+
+        Args:
+            stopped_early: recorded in the summary; default: whether ``total_steps`` was not reached.
+
+        Returns:
+            The summary; its ``final_eval``: the rows of the last evaluation in ``evals.csv``.
+        """
+        cfg = self.cfg
+        if self._saved_step != self.step:  # due at total_steps, or a caller stopped early
+            self.checkpoint()
+        self.close()
+        rows = EvalLog.read(self.book.evals.path)
+        last_step = rows[-1]["step"]
+        wall = self.wall()
+        summary = {
+            "env_id": cfg.env_id,
+            "env_steps": self.step,
+            "updates": self.updates,
+            "wall_seconds": wall,
+            "steps_per_second": self.step / max(wall, 1e-9),
+            "final_eval": [r for r in rows if r["step"] == last_step],
+            "stopped_early": self.step < cfg.total_steps if stopped_early is None else stopped_early,
+            "device": str(self.device),
+            "machine": machine_info(),
+            "config": asdict(cfg),
+        }
+        save_model(
+            self.run_dir / "teacher",
+            self.online,
+            [g.spec for g in self.games],
+            extra={"training": summary, "seed": cfg.seed},
+        )
+        self.book.write_summary(summary)
+        return summary
+
+
+def train_dqn(
+    cfg: DQNConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    on_start: Callable[[Path], None] | None = None,
+    on_eval: Callable[[int, QNetwork, list[EvalResult]], bool | None] | None = None,
+) -> dict[str, Any]:
+    """Train a Double-DQN teacher to ``cfg.total_steps``; write ``<run_dir>/teacher`` (model
+    checkpoint) and the summary. :class:`DQNTrainer` in one call.
+
+    ``on_start(run_dir)`` is called once the run is set up (the CLI records its command line
+    there). ``on_eval(env_step, online_network, results)`` is called after each periodic
+    evaluation, one result per game; if it returns True, training stops there (a time-to-score
+    benchmark stops once its target is reached). A caller that needs more steps
+    :class:`DQNTrainer` itself.
+
+    Returns:
+        The final summary (also written to ``<run_dir>/summary.json``).
+    """
+    with DQNTrainer(cfg, run_dir, resume=resume) as trainer:
+        if on_start is not None:
+            on_start(trainer.run_dir)
+        if on_eval is None:
+            trainer.run(cfg.total_steps)
+            return trainer.finish(stopped_early=False)
+        stopped = False
+        while trainer.step < cfg.total_steps and not stopped:
+            results = trainer.run(trainer.next_eval)
+            if results is not None:
+                stopped = bool(on_eval(trainer.step, trainer.online, results))
+        return trainer.finish(stopped_early=stopped)
 
 
 def config_from_dict(d: dict[str, Any]) -> DQNConfig:
