@@ -1,13 +1,14 @@
 """Online distillation: the student follows a Double-DQN teacher that is still learning.
 
-The teacher trains as usual (:func:`poldist.dqn.train_dqn`). After each of its periodic
-evaluations, the distillation loop (:class:`poldist.distillation.Distiller`, the one loop)
+Two steppable loops, interleaved: the teacher's (:class:`poldist.dqn.DQNTrainer`) runs to its
+next periodic evaluation, then the distillation loop (:class:`poldist.distillation.Distiller`)
 takes a chunk of student updates, labelling fresh teacher play with the teacher's *current*
 weights; a small replay memory keeps the labels recent. Both scores are logged on one time
 axis (teacher env steps) in ``online.csv`` and drawn in ``online.png``.
 
 Resuming: the teacher checkpoints every ``checkpoint_every`` chunks (after that chunk's student
-updates), the student on the same schedule. After a kill, the teacher resumes from its last
+updates: the trainer writes a checkpoint due at a step when it leaves that step), the student on
+the same schedule. After a kill, the teacher resumes from its last
 checkpoint; each chunk then runs the student up to ``(teacher steps // interval) *
 updates_per_interval`` updates, so a student checkpoint one chunk ahead of the teacher's (a kill
 between the two writes) waits for the teacher instead of running ahead, and ``online.csv``
@@ -22,19 +23,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from poldist.distillation import DistillConfig, Distiller  # noqa: E402
-from poldist.dqn import DQNConfig, train_dqn  # noqa: E402
-from poldist.envs import make_env_spec  # noqa: E402
-from poldist.errors import PoldistError  # noqa: E402
-from poldist.evaluation import EvalResult  # noqa: E402
-from poldist.networks import DEVICE_HELP, QNetwork, resolve_device  # noqa: E402
-from poldist.runs import prepare_run_dir, resume_or_clear, write_json  # noqa: E402
-from poldist.teachers import NetworkTeacher, load_teacher  # noqa: E402
+from poldist.distillation import DistillConfig, Distiller
+from poldist.dqn import DQNConfig, DQNTrainer
+from poldist.envs import make_env_spec
+from poldist.errors import PoldistError
+from poldist.networks import DEVICE_HELP, QNetwork, resolve_device
+from poldist.runs import prepare_run_dir, resume_or_clear, write_json
+from poldist.teachers import NetworkTeacher, load_teacher
 
 
 @dataclass
@@ -123,39 +118,40 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
     with csv_path.open("w", newline="") as f:
         csv.writer(f).writerows([FIELDS, *kept])
     student_dir = run_dir / "student-run"
-    state: dict[str, Distiller] = {}
-
     # a student killed before its first checkpoint starts again
     student_resume = resume and resume_or_clear(student_dir)
 
-    def distiller(teacher_net: QNetwork) -> Distiller:
-        if "distiller" not in state:  # the teacher object wraps the live, still-training network
-            teacher = NetworkTeacher(teacher_net, spec, "q", name="learning DQN teacher")
-            state["distiller"] = Distiller(
-                distill_cfg,
-                student_dir,
-                teachers=[teacher],
-                resume=student_resume,
-            )
-        return state["distiller"]
+    def make_distiller(teacher_net: QNetwork) -> Distiller:
+        teacher = NetworkTeacher(teacher_net, spec, "q", name="learning DQN teacher")
+        return Distiller(distill_cfg, student_dir, teachers=[teacher], resume=student_resume)
 
-    def follow(step: int, teacher_net: QNetwork, teacher_results: list[EvalResult]) -> None:
-        teacher_res = teacher_results[0]
-        d = distiller(teacher_net)
-        target = min((step // cfg.interval) * cfg.updates_per_interval, distill_cfg.updates)
-        if d.updates < target:  # a student checkpoint ahead of the teacher's waits here
-            d.run(until=target, show_progress=False)
-        student_res = d.evaluate_student(cfg.eval_episodes, cfg.seed + 10**6)[0]
-        row = (step, teacher_res.mean, teacher_res.ci_low, teacher_res.ci_high)
-        row += (d.updates, student_res.mean, student_res.ci_low, student_res.ci_high)
-        with csv_path.open("a", newline="") as f:
-            csv.writer(f).writerow(row)
-
-    teacher_summary = train_dqn(dqn_cfg, run_dir / "teacher-run", resume=resume, on_eval=follow)
-    # no chunk ran if the teacher had already finished before a resume: label with its final weights
-    if "distiller" not in state:
-        distiller(load_teacher(run_dir / "teacher-run" / "teacher").net)
-    student_summary = state["distiller"].finish()
+    distiller: Distiller | None = None  # made at the teacher's first evaluation, on its live network
+    try:
+        with DQNTrainer(dqn_cfg, run_dir / "teacher-run", resume=resume) as trainer:
+            while trainer.step < dqn_cfg.total_steps:
+                teacher_res = trainer.run(trainer.next_eval)[0]
+                # fused Adam leaves the weights' version counters alone, and a watcher of the live
+                # network (the Ray backend) spots changes by them: rewrite the weights in place
+                trainer.online.load_state_dict(trainer.online.state_dict())
+                if distiller is None:
+                    distiller = make_distiller(trainer.online)  # wraps the live, still-training network
+                # a student checkpoint ahead of the teacher's waits here (run does nothing)
+                target = min((trainer.step // cfg.interval) * cfg.updates_per_interval, distill_cfg.updates)
+                distiller.run(until=target, show_progress=False)
+                student_res = distiller.evaluate_student(cfg.eval_episodes, cfg.seed + 10**6)[0]
+                row = (trainer.step, teacher_res.mean, teacher_res.ci_low, teacher_res.ci_high)
+                row += (distiller.updates, student_res.mean, student_res.ci_low, student_res.ci_high)
+                with csv_path.open("a", newline="") as f:
+                    csv.writer(f).writerow(row)
+            # the teacher's last checkpoint follows the last chunk and its row
+            teacher_summary = trainer.finish(stopped_early=False)
+        # no chunk ran if the teacher had already finished before a resume: label with its final weights
+        if distiller is None:
+            distiller = make_distiller(load_teacher(run_dir / "teacher-run" / "teacher").net)
+        student_summary = distiller.finish()
+    finally:
+        if distiller is not None:
+            distiller.close()  # Ray actors must not outlive a failed run
     plot_online(csv_path, run_dir / "online.png", title=f"{cfg.env_id}: online distillation")
     summary = {
         "config": asdict(cfg),
@@ -169,10 +165,14 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
 
 def plot_online(csv_path: str | Path, out_png: str | Path, title: str = "") -> Path:
     """Teacher and student scores (with 95% CI bands) against teacher env steps."""
+    from matplotlib.figure import Figure
+
     with Path(csv_path).open() as f:
         rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
     x = [r["teacher_env_steps"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    # the Figure API draws off screen with the Agg canvas: no global backend is chosen here
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     for who, color in (("teacher", "k"), ("student", "tab:blue")):
         ax.plot(x, [r[f"{who}_score"] for r in rows], color=color, marker="o", ms=3, label=who)
         lo, hi = [r[f"{who}_ci_low"] for r in rows], [r[f"{who}_ci_high"] for r in rows]
@@ -184,5 +184,4 @@ def plot_online(csv_path: str | Path, out_png: str | Path, title: str = "") -> P
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(out_png, dpi=120)
-    plt.close(fig)
     return Path(out_png)
