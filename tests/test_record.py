@@ -11,6 +11,8 @@ import torch
 from cli_errors import one_line_error
 
 from poldist import record as rec
+from poldist import rendering
+from poldist import video as videos
 from poldist.checkpoints import save_model
 from poldist.cli import main
 from poldist.envs import make_env_spec, make_vector_env
@@ -54,9 +56,9 @@ def test_render_minatar_colours_cells_by_their_highest_channel():
     obs[0, 2, 3] = 1
     obs[1, 2, 3] = 1  # two channels on one cell: the higher one shows, as in MinAtar
     obs[3, 9, 0] = 1
-    image = rec.render_minatar(obs, scale=20)
+    image = rendering.render_minatar(obs, scale=20)
     assert image.shape == (200, 200, 3) and image.dtype == np.uint8
-    palette = rec.minatar_palette(4)
+    palette = rendering.minatar_palette(4)
     assert palette.shape == (5, 3) and (palette[0] == 0).all() and len({tuple(c) for c in palette}) == 5
     assert (image[40:60, 60:80] == palette[2]).all()  # row 2, column 3: channel 1
     assert (image[180:200, 0:20] == palette[4]).all()  # row 9, column 0: channel 3
@@ -75,7 +77,7 @@ def test_render_minatar_matches_minatar_own_renderer():
         for _ in range(5):
             state, *_ = env.step(env.action_space.sample())
         theirs = np.round(np.asarray(env.render(), dtype=np.float64) * 255).astype(np.uint8)
-        ours = rec.render_minatar(np.asarray(state).transpose(2, 0, 1), scale=1)
+        ours = rendering.render_minatar(np.asarray(state).transpose(2, 0, 1), scale=1)
         np.testing.assert_array_equal(ours, theirs)
         env.close()
 
@@ -86,15 +88,15 @@ def test_render_minatar_matches_minatar_own_renderer():
 def test_gif_of_a_shipped_teacher_reads_back(tmp_path):
     out = tmp_path / "clip.gif"
     r = rec.record("minatar/breakout", out, max_steps=30)
-    frames = rec.read_gif(out)
-    top = rec.header_height()
+    frames = videos.read_gif(out)
+    top = rendering.header_height()
     assert frames.shape == (31, top + 200, 200, 3)  # the first screen and one per step
     assert r.frames == 31 and (r.height, r.width) == (top + 200, 200) and r.bytes == out.stat().st_size
     assert r.agents[0].steps == 30 and r.agents[0].returns == []  # the budget ended the episode
     # the palette is exact: the game area of frame 0 is the first observation drawn
     env = make_vector_env(make_env_spec("MinAtar/Breakout-v1"), 1, 12345)
     obs, _ = env.reset(seed=12345)
-    np.testing.assert_array_equal(frames[0, top:], rec.render_minatar(obs[0]))
+    np.testing.assert_array_equal(frames[0, top:], rendering.render_minatar(obs[0]))
     assert out.stat().st_size < 100_000
     assert [p.name for p in tmp_path.iterdir()] == ["clip.gif"]  # no temporary file left
 
@@ -105,16 +107,16 @@ def test_recorded_episodes_are_the_evaluation_protocol(tmp_path, random_breakout
     res = evaluate(load_teacher(random_breakout), make_env_spec("MinAtar/Breakout-v1"), 2, seed=7, num_envs=1)
     assert r.agents[0].returns == res.returns and r.agents[0].lengths == res.lengths
     assert r.frames == sum(res.lengths) + 2
-    assert rec.read_gif(tmp_path / "two.gif").shape[0] == r.frames
+    assert videos.read_gif(tmp_path / "two.gif").shape[0] == r.frames
 
 
 def test_vs_puts_two_headed_panels_side_by_side(tmp_path, random_breakout):
     rec.record("minatar/breakout", tmp_path / "one.gif", max_steps=5)
     two = rec.record(random_breakout, tmp_path / "two.gif", vs="minatar/breakout", max_steps=40)
-    single, double = rec.read_gif(tmp_path / "one.gif"), rec.read_gif(tmp_path / "two.gif")
+    single, double = videos.read_gif(tmp_path / "one.gif"), videos.read_gif(tmp_path / "two.gif")
     assert double.shape[2] == 2 * single.shape[2] and double.shape[1] == single.shape[1]
-    top, w = rec.header_height(), single.shape[2]
-    plain = rec.side_by_side([single[0, top:], single[0, top:]])  # same env seed: same first screen
+    top, w = rendering.header_height(), single.shape[2]
+    plain = rendering.side_by_side([single[0, top:], single[0, top:]])  # same env seed: same first screen
     np.testing.assert_array_equal(double[0, top:], plain)
     header = double[0, :top]
     assert not (header == header[0, 0]).all()  # text drawn on both headers
@@ -136,15 +138,15 @@ def test_mp4_reads_back(tmp_path):
     frames = imageio.imread(out, plugin="FFMPEG")
     assert frames.shape == (13, r.height, 200, 3) and r.height % 2 == 0
     # lossy, but the first game screen is still MinAtar's colours
-    top = rec.header_height()
+    top = rendering.header_height()
     env = make_vector_env(make_env_spec("MinAtar/Breakout-v1"), 1, 12345)
     obs, _ = env.reset(seed=12345)
-    diff = np.abs(frames[0, top:].astype(int) - rec.render_minatar(obs[0]).astype(int))
+    diff = np.abs(frames[0, top:].astype(int) - rendering.render_minatar(obs[0]).astype(int))
     assert diff.mean() < 4
 
 
 def test_mp4_without_imageio_is_one_line_naming_the_extra(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(rec, "_mp4_available", lambda: False)
+    monkeypatch.setattr(videos, "_mp4_available", lambda: False)
     err = _error(capsys, ["record", "minatar/breakout", "--out", str(tmp_path / "a.mp4")])
     assert "poldist[video]" in err and "imageio" in err
     assert list(tmp_path.iterdir()) == []
@@ -158,7 +160,7 @@ def test_atari_twin_shows_what_the_policy_sees(atari_teacher):
     grayscale are the library's observations (to rounding)."""
     spec = load_teacher(atari_teacher).env
     env = make_vector_env(spec, 2, 5)
-    twin = rec.atari_screen_env(spec, 84, 84)
+    twin = rendering.atari_screen_env(spec, 84, 84)
     obs, _ = env.reset(seed=5)
     screen, _ = twin.reset(seed=5)
     rng = np.random.default_rng(0)
@@ -175,8 +177,8 @@ def test_atari_twin_shows_what_the_policy_sees(atari_teacher):
 def test_atari_recording_is_rgb(tmp_path, atari_teacher):
     out = tmp_path / "pong.gif"
     r = rec.record(atari_teacher, out, max_steps=15, scale=1)
-    frames = rec.read_gif(out)
-    top = rec.header_height()
+    frames = videos.read_gif(out)
+    top = rendering.header_height()
     assert frames.shape == (16, top + 210, 160, 3) and r.env_id == "ALE/Breakout-v5"
     game = frames[:, top:].astype(int)
     assert (np.abs(game[..., 0] - game[..., 1]) > 30).any()  # colour, not gray (the bricks)
@@ -201,7 +203,7 @@ def test_record_command(capsys, tmp_path):
     argv = ["record", "minatar/breakout", "--vs", "minatar/breakout", "--out", str(out)]
     assert main([*argv, "--max-steps", "8", "--scale", "10", "--fps", "5"]) == 0
     assert "9 frames, 200x" in capsys.readouterr().out
-    assert rec.read_gif(out).shape[:3] == (9, rec.header_height() + 100, 200)
+    assert videos.read_gif(out).shape[:3] == (9, rendering.header_height() + 100, 200)
 
 
 def test_record_errors_are_one_line_and_write_nothing(capsys, tmp_path):
@@ -232,7 +234,7 @@ def test_evaluate_capture_video(capsys, tmp_path, random_breakout):
     assert main([*argv, "--json", str(result), "--capture-video", str(video), "--device", "cpu"]) == 0
     assert "wrote" in capsys.readouterr().out
     res = json.loads(result.read_text())
-    frames = rec.read_gif(video)
+    frames = videos.read_gif(video)
     assert frames.shape[0] - 1 in res["lengths"]  # copy 0's first episode, one frame per step and one
     assert _error(capsys, [*argv, "--capture-video", str(tmp_path / "x.webm")]).endswith(".gif or .mp4")
 

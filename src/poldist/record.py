@@ -37,10 +37,7 @@ streams. The file is written under a temporary name and renamed when whole.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,313 +49,25 @@ from poldist.envs import EnvSpec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import epsilon_greedy
 from poldist.networks import resolve_device
+from poldist.rendering import (
+    ATARI_PIXEL_PX,
+    HEADER_BG,
+    HEADER_FG,
+    MINATAR_CELL_PX,
+    PanelText,
+    atari_screen_env,
+    minatar_palette,
+    panel,
+    render_minatar,
+    side_by_side,
+    upscale,
+)
+from poldist.video import VideoWriter, check_video_path
 
 # obs (B, C, H, W) uint8 tensor -> outputs (B, n_actions), as poldist.evaluation.Policy
 Policy = Callable[[torch.Tensor], torch.Tensor]
 
-VIDEO_SUFFIXES = (".gif", ".mp4")
-MINATAR_CELL_PX = 20  # default --scale: a 10x10 grid becomes 200x200 pixels
-ATARI_PIXEL_PX = 2  # default --scale: a 210x160 screen becomes 420x320 pixels
 DEFAULT_FPS = {"minatar": 10.0, "atari": 15.0}  # Atari: 60 Hz with frame skip 4 is 15 agent steps/s
-HEADER_BG = (32, 32, 32)
-HEADER_FG = (255, 255, 255)
-ATARI_SCREEN = (210, 160)  # native ALE screen, (height, width)
-
-
-# ---------------------------------------------------------------------------------------------
-# rendering
-
-
-def minatar_palette(n_channels: int) -> np.ndarray:
-    """MinAtar's colours: ``(n_channels + 1, 3)`` uint8, row 0 black (no channel set), row
-    ``k + 1`` the colour of channel ``k``.
-
-    The colours of MinAtar's renderer (seaborn's ``color_palette("cubehelix", n_channels)``:
-    matplotlib's cubehelix colour map, Green 2011, with gamma 1, start 0.5, rotations -1.5 and
-    hue 1, read through its 256-entry table at ``n_channels`` evenly spaced points that leave
-    out both ends), computed here with numpy.
-    """
-    lut_x = np.linspace(0.0, 1.0, 256)
-    phi = 2 * np.pi * (0.5 / 3 + -1.5 * lut_x)
-    amp = lut_x * (1 - lut_x) / 2
-    coeffs = ((-0.14861, 1.78277), (-0.29227, -0.90649), (1.97294, 0.0))
-    lut = np.stack([lut_x + amp * (p0 * np.cos(phi) + p1 * np.sin(phi)) for p0, p1 in coeffs], axis=1)
-    lut = np.clip(lut, 0.0, 1.0)
-    points = np.linspace(0.0, 1.0, n_channels + 2)[1:-1]
-    colours = lut[np.minimum((points * 256).astype(int), 255)]
-    rgb = np.round(colours * 255).astype(np.uint8)
-    return np.concatenate([np.zeros((1, 3), np.uint8), rgb])
-
-
-def render_minatar(obs: np.ndarray, scale: int = MINATAR_CELL_PX) -> np.ndarray:
-    """A MinAtar observation as an RGB image.
-
-    Args:
-        obs: ``(C, H, W)`` in {0, 1} (the library's MinAtar observations, channels first).
-        scale: pixels per cell side.
-
-    Returns:
-        ``(H * scale, W * scale, 3)`` uint8: each cell in the colour of its highest set channel
-        (:func:`minatar_palette`), black where none is set.
-    """
-    obs = np.asarray(obs)
-    c = obs.shape[0]
-    index = np.max((obs != 0) * np.arange(1, c + 1).reshape(c, 1, 1), axis=0)
-    return upscale(minatar_palette(c)[index], scale)
-
-
-def upscale(image: np.ndarray, scale: int) -> np.ndarray:
-    """``(H, W, 3)`` -> ``(H * scale, W * scale, 3)``, each pixel a ``scale`` x ``scale`` block."""
-    if scale == 1:
-        return np.ascontiguousarray(image)
-    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-
-
-def atari_screen_env(spec: EnvSpec, height: int = ATARI_SCREEN[0], width: int = ATARI_SCREEN[1]) -> Any:
-    """The RGB twin of copy 0 of ``make_vector_env(spec, n, seed)``: one ``AtariVectorEnv`` copy
-    with the same game and settings but ``grayscale=False``, one ``height`` x ``width`` frame,
-    unstacked, rewards unclipped.
-
-    Reset it with the same ``seed`` and send it copy 0's actions: its observations
-    ``(1, 1, height, width, 3)`` uint8 are copy 0's screens in colour.
-    """
-    import ale_py
-
-    s = dict(spec.settings)
-    game = s.pop("game")
-    s.update(grayscale=False, stack_num=1, img_height=height, img_width=width)
-    return ale_py.AtariVectorEnv(
-        game, 1, autoreset_mode="SameStep", reward_clipping=False, num_threads=1, **s
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# headers and panels
-
-
-def _font() -> Any:
-    from PIL import ImageFont
-
-    load = getattr(ImageFont, "load_default_imagefont", None)  # Pillow >= 10.1
-    return load() if load is not None else ImageFont.load_default()
-
-
-def _text_width(font: Any, text: str) -> float:
-    return float(font.getlength(text)) if hasattr(font, "getlength") else float(font.getsize(text)[0])
-
-
-def _fit(font: Any, text: str, width: float) -> str:
-    """``text``, or its end led by ``...``, no wider than ``width`` pixels."""
-    if _text_width(font, text) <= width:
-        return text
-    for i in range(1, len(text)):
-        cut = "..." + text[i:]
-        if _text_width(font, cut) <= width:
-            return cut
-    return ""
-
-
-def header_height() -> int:
-    """Pixel height of a panel's header (two lines of Pillow's default bitmap font), even."""
-    line = _font().getbbox("Ag")[3] + 3
-    h = 2 * line + 4
-    return h + h % 2
-
-
-@dataclass
-class PanelText:
-    """What a panel's header says."""
-
-    name: str
-    step: int
-    score: float
-    episode: int = 1  # 1-based
-    episodes: int = 1
-    ended: bool = False
-
-
-def panel(screen: np.ndarray, text: PanelText) -> np.ndarray:
-    """A screen under its header.
-
-    Args:
-        screen: ``(H, W, 3)`` uint8 RGB.
-        text: the name (line 1, with ``ep k/N`` on the right when there are several episodes),
-            the step within the episode (with ``end`` once it has ended) and the running score
-            (line 2, on the right).
-
-    Returns:
-        ``(header_height() + H, W, 3)`` uint8.
-    """
-    from PIL import Image, ImageDraw
-
-    font = _font()
-    h, w = screen.shape[:2]
-    top = header_height()
-    image = Image.new("RGB", (w, top + h), HEADER_BG)
-    image.paste(Image.fromarray(np.ascontiguousarray(screen, dtype=np.uint8)), (0, top))
-    draw = ImageDraw.Draw(image)
-    line = font.getbbox("Ag")[3] + 3
-    pad = 3
-    right1 = f"ep {text.episode}/{text.episodes}" if text.episodes > 1 else ""
-    right2 = f"score {text.score:g}"
-    left2 = f"step {text.step}" + (" end" if text.ended else "")
-    for y, left, right in ((2, text.name, right1), (2 + line, left2, right2)):
-        right_w = _text_width(font, right) if right else 0.0
-        room = w - 2 * pad - right_w - (6 if right else 0)
-        draw.text((pad, y), _fit(font, left, room), font=font, fill=HEADER_FG)
-        if right and right_w <= w - 2 * pad:
-            draw.text((w - pad - right_w, y), right, font=font, fill=HEADER_FG)
-    return np.asarray(image)
-
-
-def side_by_side(panels: Sequence[np.ndarray]) -> np.ndarray:
-    """``k`` panels ``(H, W, 3)`` -> one frame ``(H, k * W, 3)``."""
-    return np.concatenate(list(panels), axis=1)
-
-
-# ---------------------------------------------------------------------------------------------
-# encoders
-
-
-def _mp4_available() -> bool:
-    return (
-        importlib.util.find_spec("imageio") is not None
-        and importlib.util.find_spec("imageio_ffmpeg") is not None
-    )
-
-
-def check_video_path(path: str | Path) -> Path:
-    """Validate a video file name before any play: ``.gif`` or ``.mp4`` (with imageio installed).
-
-    Raises:
-        PoldistError: another suffix, an existing directory, or ``.mp4`` without the ``video`` extra.
-    """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES:
-        raise PoldistError(f"video {str(path)!r}: the file name must end in .gif or .mp4")
-    if p.is_dir():
-        raise PoldistError(f"video {str(path)!r} is a directory")
-    if suffix == ".mp4" and not _mp4_available():
-        raise PoldistError(
-            "writing MP4 needs imageio and imageio-ffmpeg: pip install 'poldist[video]' (or write a .gif)"
-        )
-    return p
-
-
-class VideoWriter:
-    """Frames ``(H, W, 3)`` uint8, all of one size, into a GIF or an MP4 (by the suffix).
-
-    Written under a temporary name in the same directory and renamed on :meth:`close`;
-    :meth:`abort` removes it. ``palette``: ``(P, 3)`` uint8 colours that every frame is made of
-    (GIF only; exact and small), else each GIF frame gets its own adaptive palette.
-    """
-
-    def __init__(self, path: str | Path, fps: float, palette: np.ndarray | None = None):
-        self.path = check_video_path(path)
-        self.fps = float(fps)
-        self.frames = 0
-        self.size: tuple[int, int] | None = None  # (height, width)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=self.path.suffix
-        )
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._gif_frames: list[Any] = []
-        self._palette_image: Any = None
-        self._mp4: Any = None
-        if palette is not None:
-            from PIL import Image
-
-            pal = np.zeros((256, 3), np.uint8)
-            pal[: len(palette)] = palette
-            pal[len(palette) :] = palette[0]
-            self._palette_image = Image.new("P", (1, 1))
-            self._palette_image.putpalette(pal.ravel().tolist())
-
-    @property
-    def kind(self) -> str:
-        """``"gif"`` or ``"mp4"``."""
-        return self.path.suffix.lower()[1:]
-
-    def append(self, frame: np.ndarray) -> None:
-        """Add one ``(H, W, 3)`` uint8 frame."""
-        frame = np.ascontiguousarray(frame, dtype=np.uint8)
-        if self.size is None:
-            self.size = (frame.shape[0], frame.shape[1])
-        elif frame.shape[:2] != self.size:
-            raise ValueError(f"frame of shape {frame.shape}, the video's frames are {self.size}")
-        if self.kind == "gif":
-            from PIL import Image
-
-            image = Image.fromarray(frame)
-            if self._palette_image is not None:
-                image = image.quantize(palette=self._palette_image, dither=Image.Dither.NONE)
-            else:
-                image = image.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
-            self._gif_frames.append(image)
-        else:
-            if self._mp4 is None:
-                import imageio.v2 as imageio
-
-                self._mp4 = imageio.get_writer(
-                    str(self._tmp),
-                    format="FFMPEG",
-                    mode="I",
-                    fps=self.fps,
-                    codec="libx264",
-                    quality=7,
-                    pixelformat="yuv420p",
-                    macro_block_size=2,
-                )
-            h, w = frame.shape[:2]
-            if h % 2 or w % 2:  # H.264 in yuv420p wants even sides
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
-            self._mp4.append_data(frame)
-        self.frames += 1
-
-    def close(self) -> Path:
-        """Encode (GIF) or finish (MP4), then move the file into place; returns its path."""
-        if self.frames == 0:
-            self.abort()
-            raise PoldistError("no frames to write")
-        try:
-            if self.kind == "gif":
-                first, *rest = self._gif_frames
-                # optimize: pixels unchanged since the previous frame become transparent (long runs
-                # for LZW), each frame's colour table trimmed to its colours. (Passing the fixed
-                # palette as one global table saves ~2% more but costs Pillow ~40 ms a frame.)
-                first.save(
-                    self._tmp,
-                    format="GIF",
-                    save_all=True,
-                    append_images=rest,
-                    duration=max(20, round(1000 / self.fps / 10) * 10),
-                    loop=0,
-                    optimize=True,
-                )
-                self._gif_frames = []
-            else:
-                self._mp4.close()
-                self._mp4 = None
-            os.chmod(self._tmp, 0o644)
-            os.replace(self._tmp, self.path)
-        except BaseException:
-            self.abort()
-            raise
-        return self.path
-
-    def abort(self) -> None:
-        """Drop the temporary file; nothing is written at :attr:`path`."""
-        if self._mp4 is not None:
-            try:
-                self._mp4.close()
-            except Exception:  # noqa: BLE001  (already failing; the file goes anyway)
-                pass
-            self._mp4 = None
-        self._gif_frames = []
-        self._tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -811,11 +520,3 @@ def record(
         return players
 
     return _record_players(make, spec, out, episodes=episodes, seed=seed, epsilon=epsilon, fps=fps)
-
-
-def read_gif(path: str | Path) -> np.ndarray:
-    """The frames of a GIF as ``(T, H, W, 3)`` uint8 (Pillow; for tests and checks)."""
-    from PIL import Image, ImageSequence
-
-    with Image.open(path) as im:
-        return np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
