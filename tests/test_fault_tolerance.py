@@ -45,7 +45,7 @@ from safetensors.torch import load_file
 
 import poldist.distillation as distillation
 import poldist.dqn as dqn
-from poldist.checkpoints import META, load_checkpoint, load_model
+from poldist.checkpoints import META, load_checkpoint, load_model, metadata_digest
 from poldist.cli import main
 from poldist.distillation import DistillConfig, Distiller, distill
 from poldist.dqn import DQNConfig, train_dqn
@@ -475,6 +475,10 @@ def test_evaluate_student_whose_meta_lacks_keys(capsys, run_copy: Path) -> None:
     del meta["architecture"], meta["envs"]
     meta_path.write_text(json.dumps(meta))
     err = _one_line_error(capsys, ["evaluate", str(run_copy / "student"), "--episodes", "1"])
+    assert "does not match its meta_sha256" in err  # the edit itself is caught first
+    meta["meta_sha256"] = metadata_digest(meta)  # as a tool that rewrites the hash would
+    meta_path.write_text(json.dumps(meta))
+    err = _one_line_error(capsys, ["evaluate", str(run_copy / "student"), "--episodes", "1"])
     assert "lacks keys" in err and "architecture" in err
 
 
@@ -482,6 +486,7 @@ def test_resume_from_state_whose_meta_lacks_keys(capsys, run_copy: Path) -> None
     meta_path = run_copy / "state" / META
     meta = json.loads(meta_path.read_text())
     del meta["counters"]
+    meta["meta_sha256"] = metadata_digest(meta)  # self-consistent, so the missing key is what fails
     meta_path.write_text(json.dumps(meta))
     err = _one_line_error(capsys, [*_tiny_argv(run_copy, 600), "--resume"])
     assert "counters" in err
