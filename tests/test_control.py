@@ -44,7 +44,9 @@ def test_make_controller_reads_the_config_and_refuses_unknown_control():
     assert isinstance(ctl, MixedControl) and ctl.decay_updates == 250 and ctl.beta_end == 0.1
     with pytest.raises(PoldistError, match="unknown control"):
         make_controller(DistillConfig(control="expert"))
-    with pytest.raises(PoldistError, match="unknown control"):
+    with pytest.raises(
+        PoldistError, match=r"control \(--control\) must be one of \['teacher', 'student', 'mixed'\]"
+    ):
         distill(DistillConfig(control="expert"), "/nonexistent/never-created")
 
 

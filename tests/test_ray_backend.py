@@ -177,7 +177,9 @@ def test_non_finite_teacher_outputs_stop_the_run(tmp_path: Path) -> None:
 
 def test_unknown_backend_is_refused_before_work_starts(tmp_path: Path) -> None:
     run_dir = tmp_path / "never-created"
-    with pytest.raises(PoldistError, match="unknown backend 'bogus'"):
+    with pytest.raises(
+        PoldistError, match=r"backend \(--backend\) must be one of \['local', 'ray'\], got 'bogus'"
+    ):
         distill(_cfg(backend="bogus"), run_dir)
     assert not run_dir.exists()
     with pytest.raises(PoldistError, match="unknown backend 'bogus'"):

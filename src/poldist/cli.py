@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from poldist.config import check_config, config_values
+from poldist.config import config_values
 from poldist.errors import PoldistError
 from poldist.tables import format_table
 
@@ -69,7 +69,9 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
                 help=help_text,
             )
         else:
-            group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+            group.add_argument(
+                flag, dest=f.name, type=kind, default=None, choices=f.metadata.get("choices"), help=help_text
+            )
     parser.add_argument("--config", type=Path, help="JSON file of config fields; flags override it")
 
 
@@ -99,7 +101,7 @@ def _build_config(cls: type, args: argparse.Namespace) -> Any:
         if v is not None:
             values[name] = v
     cfg = cls(**values)
-    check_config(cfg)  # before anything is made on disk
+    cfg.validate()  # before anything is made on disk
     return cfg
 
 

@@ -14,11 +14,13 @@ command refuses a bad value in one line before it creates anything on disk;
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import typing
 from collections.abc import Sequence
 from typing import Any
 
 from poldist.errors import PoldistError
+from poldist.networks import DEVICE_HELP
 from poldist.schema import is_kind
 
 _KINDS = {int: "int", float: "float", bool: "bool", str: "str"}
@@ -88,3 +90,192 @@ def config_values(cls: type, raw: Any, where: str) -> dict[str, Any]:
     for name, value in raw.items():
         check_value(cls, name, value, where)
     return dict(raw)
+
+
+# --------------------------------------------------------------------------- the configs
+
+LOSS_CHOICES = ("kl", "nll", "mse", "erd")
+CONTROL_CHOICES = ("teacher", "student", "mixed")
+OPTIMIZER_CHOICES = ("rmsprop", "adam")
+LR_SCHEDULE_CHOICES = ("constant", "linear", "cosine")
+BACKEND_CHOICES = ("local", "ray")
+
+
+@dataclasses.dataclass
+class DQNConfig:
+    """Hyper-parameters of teacher training (defaults: MinAtar, a few CPU-minutes per 1M steps).
+
+    Kickstarting (Schmitt et al. 2018) adds ``weight x`` a distillation loss towards a teacher to
+    the DQN loss, the weight falling linearly to 0 over ``kickstart_decay x total_steps`` env steps,
+    so the student starts from the teacher's policy and can then surpass it by its own RL.
+    """
+
+    env_id: str = option("MinAtar/Breakout-v1", "the game: MinAtar/<Game>-v1 or ALE/<Game>-v5")
+    total_steps: int = option(3_000_000, "length of training, in env steps (all envs together)", minimum=1)
+    num_envs: int = option(8, "parallel envs", minimum=1)
+    seed: int = option(0, "run seed (weights, exploration, env seeds)", minimum=0)
+    lr: float = option(1e-4, "Adam learning rate", minimum=0.0)
+    batch_size: int = option(64, "transitions per update", minimum=1)
+    buffer_size: int = option(200_000, "replay memory, in transitions", minimum=1)
+    gamma: float = option(0.99, "discount factor per agent step", minimum=0.0)
+    learning_starts: int = option(20_000, "env steps of play before the first update", minimum=0)
+    updates_per_step: float = option(
+        0.125, "gradient updates per env step (1 per vector step of 8)", minimum=0.0
+    )
+    target_update: int = option(2_000, "updates between target-network syncs", minimum=1)
+    eps_start: float = option(1.0, "epsilon-greedy probability at the start", minimum=0.0)
+    eps_end: float = option(0.01, "epsilon-greedy probability after the decay", minimum=0.0)
+    eps_fraction: float = option(
+        0.1, "fraction of total_steps over which epsilon decays linearly", minimum=0.0
+    )
+    max_grad_norm: float = option(10.0, "gradient-norm clip", minimum=0.0)
+    eval_interval: int = option(100_000, "env steps between evaluations", minimum=1)
+    eval_episodes: int = option(20, "episodes per evaluation", minimum=1)
+    eval_epsilon: float = option(0.05, "epsilon-greedy probability while evaluating", minimum=0.0)
+    checkpoint_interval: int = option(100_000, "env steps between checkpoints (resume points)", minimum=1)
+    torch_threads: int = option(1, "torch CPU threads (small nets: one beats two on 2 cores)", minimum=1)
+    head_hidden: int = option(
+        0, "multi-task: a hidden layer of this width per game (the paper's: 128)", minimum=0
+    )
+    network: str = option("teacher", "teacher | net1 | net2 | net3 | widths such as '16,16,16/128'")
+    kickstart_teacher: str = option(
+        "", "kickstarting: teacher checkpoint or shipped name; one per game, comma-separated"
+    )
+    kickstart_weight: float = option(1.0, "kickstarting: the distillation loss's initial weight", minimum=0.0)
+    kickstart_decay: float = option(
+        0.5, "kickstarting: fraction of total_steps over which the weight falls to 0", minimum=0.0
+    )
+    kickstart_loss: str = option(
+        "auto",
+        # MSE keeps values the TD loss agrees with (a KL-matched student collapsed once the weight
+        # reached 0, RESULTS.md section 5)
+        "kickstarting: auto (mse for Q-value teachers, kl at tau 1 for logits) | kl | nll | mse | erd",
+        choices=("auto", *LOSS_CHOICES),
+    )
+    device: str = option("auto", DEVICE_HELP)
+    init_weights: str = option(
+        "",
+        "warm start: the networks start from this model checkpoint's weights (same architecture); the "
+        "memory, optimizer and counters start afresh (e.g. scripts/carry_run.py weights)",
+    )
+
+    def validate(self) -> None:
+        """Refuse, in one line, a field of the wrong type or out of range (before any run dir)."""
+        check_config(self, "train-teacher")
+        for name in ("gamma", "eps_start", "eps_end", "eval_epsilon"):
+            if getattr(self, name) > 1:
+                raise PoldistError(f"train-teacher: {name} must be at most 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """Hyper-parameters of distillation (defaults: MinAtar, about a minute on 2 cores).
+
+    The paper does 10,000 updates per 54,000 new teacher transitions (5.4 per update)
+    from a 540,000-transition memory, with RMSProp; MinAtar keeps the ratio and uses a
+    100,000-transition memory.
+    """
+
+    teacher: str = option(
+        "minatar/breakout", "checkpoint dir or shipped name; several, comma-separated: multi-task"
+    )
+    env_id: str = option("", "env to distil on; empty: the teacher's")
+    student: str = option("net2", "teacher | net1 | net2 | net3 or widths such as '16,16,16/128'")
+    head_hidden: int = option(
+        0, "multi-task: a hidden layer of this width per game (the paper's: 128)", minimum=0
+    )
+    loss: str = option("kl", "kl | nll | mse | erd (entropy-regularised)", choices=LOSS_CHOICES)
+    tau: float = option(0.0, "KL temperature; 0: 0.01 for Q-values, 1 for logits", minimum=0.0)
+    epsilon: float = option(0.05, "epsilon-greedy probability of whoever acts", minimum=0.0)
+    control: str = option(
+        "teacher",
+        "who acts while the teacher labels: teacher (the paper) | student | mixed (DAgger)",
+        choices=CONTROL_CHOICES,
+    )
+    beta_start: float = option(1.0, "mixed: probability that the teacher acts, at the start", minimum=0.0)
+    beta_end: float = option(0.0, "mixed: probability that the teacher acts, after the decay", minimum=0.0)
+    beta_decay: float = option(
+        0.5, "mixed: fraction of the updates over which beta falls linearly", minimum=0.0
+    )
+    task_schedule: str = option(
+        "round_robin", "multi-task: round_robin | random (per minibatch)", choices=("round_robin", "random")
+    )
+    num_envs: int = option(8, "parallel envs per game", minimum=1)
+    backend: str = option(
+        "local", "teacher play: local | ray (actors; pip install 'poldist[ray]')", choices=BACKEND_CHOICES
+    )
+    ray_address: str = option("", "ray: cluster address; empty: a local ray.init()")
+    ray_actors: int = option(2, "ray: teacher-play actors per game", minimum=1)
+    updates: int = option(30_000, "student minibatch updates", minimum=0)
+    transitions_per_update: float = option(5.4, "fresh teacher transitions per update, per game", minimum=0.0)
+    learning_starts: int = option(10_000, "teacher transitions per game before the first update", minimum=0)
+    memory_size: int = option(100_000, "replay memory per game, in transitions", minimum=1)
+    batch_size: int = option(32, "transitions per update", minimum=1)
+    optimizer: str = option("rmsprop", "rmsprop | adam", choices=OPTIMIZER_CHOICES)
+    lr: float = option(5e-4, "learning rate", minimum=0.0)
+    lr_schedule: str = option(
+        "constant",
+        "constant | linear | cosine: the learning rate falls to 0 at --updates",
+        choices=LR_SCHEDULE_CHOICES,
+    )
+    tau_gap: float = option(
+        0.0,
+        "if > 0: each task's KL temperature is this times its teacher's median gap between its two highest "
+        "outputs on the transitions collected before its first update (overrides --tau)",
+        minimum=0.0,
+    )
+    eval_interval: int = option(5_000, "updates between evaluations", minimum=1)
+    eval_episodes: int = option(20, "episodes per evaluation", minimum=1)
+    final_eval_episodes: int = option(200, "episodes of the final score", minimum=1)
+    evaluate_teacher: bool = option(True, "score the teacher at the end")
+    agreement_states: int = option(
+        5_000, "fresh teacher states on which greedy agreement is measured", minimum=1
+    )
+    checkpoint_interval: int = option(10_000, "updates between checkpoints (resume points)", minimum=1)
+    seed: int = option(0, "run seed (weights, sampling, env seeds)", minimum=0)
+    env_seeds: str = option(
+        "disjoint",
+        "disjoint: each run seed draws its own env seeds for collection, evaluation and final scoring | "
+        "offset: the scheme of results made before 0.3 (seed + 1000 * task, seed + 10**6, "
+        "seed + 2 * 10**6; neighbouring run seeds share 7 of 8 env streams)",
+        choices=("disjoint", "offset"),
+    )
+    torch_threads: int = option(1, "torch CPU threads", minimum=1)
+    device: str = option("auto", DEVICE_HELP)
+
+    def validate(self) -> None:
+        """Refuse, in one line, a field of the wrong type or out of range (before any run dir)."""
+        check_config(self, "distill")
+        for name in ("epsilon", "beta_start", "beta_end"):
+            if getattr(self, name) > 1:
+                raise PoldistError(f"distill: {name} must be at most 1, got {getattr(self, name)}")
+        if self.transitions_per_update <= 0:
+            raise PoldistError("distill: transitions_per_update must be positive")
+        if self.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise PoldistError("backend ray needs ray: pip install 'poldist[ray]'")
+
+
+@dataclasses.dataclass
+class OnlineConfig:
+    """Online distillation: a teacher's DQN run with a student distilled alongside."""
+
+    env_id: str = option("MinAtar/Breakout-v1", "the game: MinAtar/<Game>-v1 or ALE/<Game>-v5")
+    total_steps: int = option(1_500_000, "the teacher's training, in env steps", minimum=1)
+    interval: int = option(50_000, "teacher env steps between student chunks", minimum=1)
+    updates_per_interval: int = option(3_000, "student updates per chunk", minimum=1)
+    student: str = option("net1", "teacher | net1 | net2 | net3 or widths such as '8/64'")
+    loss: str = option("kl", "kl | nll | mse | erd", choices=LOSS_CHOICES)
+    tau: float = option(0.01, "KL temperature", minimum=0.0)
+    memory_size: int = option(30_000, "student memory in transitions (small: labels stay recent)", minimum=1)
+    batch_size: int = option(64, "student transitions per update", minimum=1)
+    eval_episodes: int = option(20, "episodes per evaluation of each", minimum=1)
+    seed: int = option(0, "run seed", minimum=0)
+    backend: str = option("local", "student's teacher play: local | ray", choices=BACKEND_CHOICES)
+    ray_address: str = option("", "ray: cluster address; empty: a local ray.init()")
+    ray_actors: int = option(2, "ray: teacher-play actors", minimum=1)
+    checkpoint_every: int = option(5, "chunks between checkpoints (resume points)", minimum=1)
+    device: str = option("auto", DEVICE_HELP + " (teacher and student alike)")
+
+    def validate(self) -> None:
+        """Refuse, in one line, a field of the wrong type or out of range (before any run dir)."""
+        check_config(self, "online")

@@ -19,9 +19,8 @@ keeps learning (online distillation) is just a teacher whose network changes.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,13 +29,13 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from poldist.checkpoints import save_model
+from poldist.config import DistillConfig
 from poldist.envs import EnvSpec, make_env_spec, make_vector_env, run_env_seed
 from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate, geometric_mean, percent_of_teacher
 from poldist.losses import Loss, make_loss
 from poldist.memory import FrameStackMemory, ReplayMemory
 from poldist.networks import (
-    DEVICE_HELP,
     QNetwork,
     count_parameters,
     module_device,
@@ -47,84 +46,6 @@ from poldist.networks import (
 from poldist.progress import progress
 from poldist.runs import RunBook, machine_info
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
-
-
-@dataclass
-class DistillConfig:
-    """Hyper-parameters of distillation (defaults: MinAtar, about a minute on 2 cores).
-
-    The paper does 10,000 updates per 54,000 new teacher transitions (5.4 per update)
-    from a 540,000-transition memory, with RMSProp; MinAtar keeps the ratio and uses a
-    100,000-transition memory.
-    """
-
-    teacher: str = field(
-        default="minatar/breakout",
-        metadata={"help": "checkpoint dir or shipped name; several, comma-separated: multi-task"},
-    )
-    env_id: str = field(default="", metadata={"help": "env to distil on; empty: the teacher's"})
-    student: str = field(default="net2", metadata={"help": "teacher|net1|net2|net3 or '16,16,16/128'"})
-    head_hidden: int = field(
-        default=0, metadata={"help": "multi-task: a hidden layer of this width per game (the paper's: 128)"}
-    )
-    loss: str = field(default="kl", metadata={"help": "kl | nll | mse | erd (entropy-regularised)"})
-    tau: float = field(default=0.0, metadata={"help": "KL temperature; 0: 0.01 for Q, 1 for logits"})
-    epsilon: float = field(default=0.05, metadata={"help": "exploration of whoever acts"})
-    control: str = field(
-        default="teacher",
-        metadata={
-            "help": "who acts while the teacher labels: teacher (the paper) | student | mixed (DAgger)"
-        },
-    )
-    beta_start: float = field(default=1.0, metadata={"help": "mixed: P(teacher acts) at the start"})
-    beta_end: float = field(default=0.0, metadata={"help": "mixed: P(teacher acts) after the decay"})
-    beta_decay: float = field(default=0.5, metadata={"help": "mixed: fraction of updates of linear decay"})
-    task_schedule: str = field(
-        default="round_robin", metadata={"help": "multi-task: round_robin | random (per minibatch)"}
-    )
-    num_envs: int = 8
-    backend: str = field(
-        default="local", metadata={"help": "teacher play: local | ray (actors; pip install 'poldist[ray]')"}
-    )
-    ray_address: str = field(default="", metadata={"help": "ray: cluster address; empty: a local ray.init()"})
-    ray_actors: int = field(default=2, metadata={"help": "ray: teacher-play actors per game"})
-    updates: int = 30_000
-    transitions_per_update: float = 5.4
-    learning_starts: int = 10_000
-    memory_size: int = 100_000
-    batch_size: int = 32
-    optimizer: str = field(default="rmsprop", metadata={"help": "rmsprop | adam"})
-    lr: float = 5e-4
-    lr_schedule: str = field(
-        default="constant",
-        metadata={"help": "constant | linear | cosine: the learning rate falls to 0 at --updates"},
-    )
-    tau_gap: float = field(
-        default=0.0,
-        metadata={
-            "help": "if > 0: each task's KL temperature is this times its teacher's median gap between "
-            "its two highest outputs on the transitions collected before its first update (overrides --tau)"
-        },
-    )
-    eval_interval: int = 5_000
-    eval_episodes: int = 20
-    final_eval_episodes: int = 200
-    evaluate_teacher: bool = field(default=True, metadata={"help": "score the teacher at the end"})
-    agreement_states: int = field(
-        default=5_000, metadata={"help": "fresh teacher states on which greedy agreement is measured"}
-    )
-    checkpoint_interval: int = 10_000
-    seed: int = 0
-    env_seeds: str = field(
-        default="disjoint",
-        metadata={
-            "help": "disjoint: each run seed draws its own env seeds for collection, evaluation and "
-            "final scoring | offset: the scheme of results made before 0.3 (seed + 1000 * task, "
-            "seed + 10**6, seed + 2 * 10**6; neighbouring run seeds share 7 of 8 env streams)"
-        },
-    )
-    torch_threads: int = 1
-    device: str = field(default="auto", metadata={"help": DEVICE_HELP})
 
 
 def distill_step(
@@ -401,36 +322,6 @@ def _optimizer(cfg: DistillConfig, params) -> torch.optim.Optimizer:
     raise PoldistError(f"unknown optimizer {cfg.optimizer!r}: choose rmsprop or adam")
 
 
-def _validate(cfg: DistillConfig) -> None:
-    problems = []
-    if cfg.updates < 0 or cfg.batch_size <= 0 or cfg.num_envs <= 0 or cfg.memory_size <= 0:
-        problems.append("updates, batch_size, num_envs and memory_size must be positive")
-    if cfg.transitions_per_update <= 0:
-        problems.append("transitions_per_update must be positive")
-    if not 0 <= cfg.epsilon <= 1:
-        problems.append("epsilon must be in [0, 1]")
-    if cfg.backend not in ("local", "ray"):
-        problems.append(f"unknown backend {cfg.backend!r}: local or ray")
-    if cfg.backend == "ray" and cfg.ray_actors < 1:
-        problems.append("ray_actors must be at least 1")
-    if cfg.backend == "ray" and importlib.util.find_spec("ray") is None:
-        problems.append("backend ray needs ray: pip install 'poldist[ray]'")
-    if cfg.control not in ("teacher", "student", "mixed"):
-        problems.append(f"unknown control {cfg.control!r}: teacher, student or mixed")
-    if not (0 <= cfg.beta_start <= 1 and 0 <= cfg.beta_end <= 1 and cfg.beta_decay >= 0):
-        problems.append("beta_start and beta_end must be in [0, 1], beta_decay >= 0")
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        problems.append(f"unknown lr_schedule {cfg.lr_schedule!r}: {' | '.join(LR_SCHEDULES)}")
-    if cfg.tau_gap < 0:
-        problems.append("tau_gap must be >= 0")
-    if cfg.env_seeds not in ("disjoint", "offset"):
-        problems.append(f"unknown env_seeds {cfg.env_seeds!r}: disjoint or offset")
-    if cfg.task_schedule not in ("round_robin", "random"):
-        problems.append(f"unknown task_schedule {cfg.task_schedule!r}: round_robin or random")
-    if problems:
-        raise PoldistError("; ".join(problems))
-
-
 GAP_EDGES = (0.0, 0.01, 0.03, 0.1, 0.3, math.inf)
 
 
@@ -524,7 +415,7 @@ class Distiller:
         teachers: list[NetworkTeacher] | None = None,
         controller: Controller | None = None,
     ):
-        _validate(cfg)
+        cfg.validate()  # a bad value fails in one line before the run dir exists
         self.cfg = cfg
         self.device = resolve_device(cfg.device)  # an unknown or absent device fails before the run dir
         if teachers is not None:

@@ -8,7 +8,7 @@ with an epsilon schedule, store, update, sync the target, evaluate, checkpoint),
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,13 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 
 from poldist.checkpoints import save_model
+from poldist.config import DQNConfig
 from poldist.envs import EnvSpec, make_env_spec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate
 from poldist.losses import make_loss
 from poldist.memory import FrameStackMemory, ReplayMemory
 from poldist.networks import (
-    DEVICE_HELP,
     Architecture,
     QNetwork,
     adam,
@@ -37,49 +37,6 @@ from poldist.networks import (
 from poldist.progress import progress
 from poldist.runs import EvalLog, RunBook, machine_info
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
-
-
-@dataclass
-class DQNConfig:
-    """Hyper-parameters of teacher training (defaults: MinAtar, a few CPU-minutes per 1M steps)."""
-
-    env_id: str = "MinAtar/Breakout-v1"
-    total_steps: int = 3_000_000  # env steps, all envs together
-    num_envs: int = 8
-    seed: int = 0
-    lr: float = 1e-4
-    batch_size: int = 64
-    buffer_size: int = 200_000
-    gamma: float = 0.99
-    learning_starts: int = 20_000  # env steps of random-ish play before updates
-    updates_per_step: float = 0.125  # gradient updates per env step (1 per vector step of 8)
-    target_update: int = 2_000  # updates between target-network syncs
-    eps_start: float = 1.0
-    eps_end: float = 0.01
-    eps_fraction: float = 0.1  # fraction of total_steps over which epsilon decays
-    max_grad_norm: float = 10.0
-    eval_interval: int = 100_000  # env steps
-    eval_episodes: int = 20
-    eval_epsilon: float = 0.05
-    checkpoint_interval: int = 100_000  # env steps
-    torch_threads: int = 1  # small nets: one thread beats two on a 2-core machine
-    head_hidden: int = 0  # per-game hidden layer of a multi-task network (the paper's: 128)
-    network: str = "teacher"  # teacher | net1 | net2 | net3 | widths: a student-sized net by DQN
-    # Kickstarting (Schmitt et al. 2018): add weight * distillation loss towards a teacher to the
-    # DQN loss, the weight falling linearly to 0 over kickstart_decay * total_steps env steps, so
-    # the student starts from the teacher's policy and can then surpass it by its own RL.
-    kickstart_teacher: str = ""  # checkpoint or shipped name; several, comma-separated: one per game
-    kickstart_weight: float = 1.0
-    kickstart_decay: float = 0.5
-    # auto: mse for Q-value teachers (MSE keeps values the TD loss agrees with; a KL-matched student
-    # collapsed once the weight reached 0, RESULTS.md section 5), kl at tau 1 for logits teachers;
-    # or kl | nll | mse | erd, KL/ERD at the teacher's default temperature
-    kickstart_loss: str = "auto"
-    device: str = field(default="auto", metadata={"help": DEVICE_HELP})
-    # warm start: the online and target networks start from this model checkpoint's weights (same
-    # architecture); the memory, optimizer and counters start afresh (e.g. a run carried to another
-    # machine as its network alone: scripts/carry_run.py weights)
-    init_weights: str = ""
 
 
 def teacher_architecture(spec: EnvSpec) -> Architecture:
@@ -236,6 +193,7 @@ class DQNTrainer:
     def __init__(
         self, cfg: DQNConfig, run_dir: str | Path, *, resume: bool = False, show_progress: bool = True
     ):
+        cfg.validate()  # a bad value fails in one line before the run dir exists
         self.cfg = cfg
         ids = [e.strip() for e in cfg.env_id.split(",") if e.strip()]
         specs = [make_env_spec(e) for e in ids]  # fails before any work on a bad id

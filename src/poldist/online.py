@@ -19,40 +19,18 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from poldist.distillation import DistillConfig, Distiller
+from poldist.config import DistillConfig, OnlineConfig
+from poldist.distillation import Distiller
 from poldist.dqn import DQNConfig, DQNTrainer
 from poldist.envs import make_env_spec
 from poldist.errors import PoldistError
-from poldist.networks import DEVICE_HELP, QNetwork, resolve_device
+from poldist.networks import QNetwork, resolve_device
 from poldist.runs import prepare_run_dir, resume_or_clear, write_json
 from poldist.teachers import NetworkTeacher, load_teacher
-
-
-@dataclass
-class OnlineConfig:
-    """Online distillation: a teacher's DQN run with a student distilled alongside."""
-
-    env_id: str = "MinAtar/Breakout-v1"
-    total_steps: int = 1_500_000  # teacher env steps
-    interval: int = field(default=50_000, metadata={"help": "teacher env steps between student chunks"})
-    updates_per_interval: int = field(default=3_000, metadata={"help": "student updates per chunk"})
-    student: str = "net1"
-    loss: str = "kl"
-    tau: float = 0.01
-    memory_size: int = field(default=30_000, metadata={"help": "small: labels stay recent"})
-    batch_size: int = 64
-    eval_episodes: int = 20
-    seed: int = 0
-    backend: str = field(default="local", metadata={"help": "student's teacher play: local | ray"})
-    ray_address: str = ""
-    ray_actors: int = 2
-    checkpoint_every: int = field(default=5, metadata={"help": "chunks between checkpoints (resume)"})
-    device: str = field(default="auto", metadata={"help": DEVICE_HELP + " (teacher and student alike)"})
-
 
 FIELDS = ("teacher_env_steps", "teacher_score", "teacher_ci_low", "teacher_ci_high")
 FIELDS += ("student_updates", "student_score", "student_ci_low", "student_ci_high")
@@ -67,6 +45,7 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
     The learning teacher and the student share ``cfg.device`` (the student reads the teacher's
     live network there); both replay memories stay in host memory.
     """
+    cfg.validate()  # a bad value fails in one line before the run dir exists
     spec = make_env_spec(cfg.env_id)
     device = resolve_device(cfg.device)  # an unknown or absent device fails before the run dir
     run_dir = Path(run_dir)
