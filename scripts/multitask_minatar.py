@@ -114,6 +114,21 @@ def main() -> None:
         help="units of the per-game hidden layer, students and DQN (the paper's 128; 0: linear heads)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--env-seeds",
+        default="offset",
+        choices=("offset", "disjoint"),
+        help="students' env seeds: offset (as the committed results were made) | disjoint (issue 18)",
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        default="constant",
+        choices=("constant", "linear", "cosine"),
+        help="students' learning rate",
+    )
+    parser.add_argument(
+        "--final-episodes", type=int, default=EPISODES, help="episodes of each game's final student score"
+    )
     args = parser.parse_args()
     runs = Path(args.runs or ("runs/multitask" if args.seed == 0 else f"runs/multitask-seed{args.seed}"))
     out = Path(args.out or f"results/multitask/seed{args.seed}")
@@ -138,6 +153,9 @@ def main() -> None:
     suffix = f"-tau{args.tau:g}" if args.tau else ""
     hh = f"-hh{args.head_hidden}" if args.head_hidden else ""  # run names: linear heads have none
     arch = hh
+    # settings of issue 18's protocol name their runs; the committed runs' names stay as they were
+    arch += "-cosine" if args.lr_schedule == "cosine" else "-linear" if args.lr_schedule == "linear" else ""
+    arch += "-disjoint" if args.env_seeds == "disjoint" else ""
     if args.student != "teacher":
         arch += "-" + args.student.replace(",", "-").replace("/", "x")
     for loss in args.losses.split(","):
@@ -157,10 +175,11 @@ def main() -> None:
                 memory_size=args.memory_size,
                 eval_interval=args.updates // 10,
                 checkpoint_interval=args.updates // 10,  # five memories: GBs per checkpoint
-                final_eval_episodes=EPISODES,
-                evaluate_teacher=False,  # teachers are scored by their model cards
+                lr_schedule=args.lr_schedule,
+                final_eval_episodes=args.final_episodes,
+                evaluate_teacher=False,  # teachers are scored by their reference scores
                 seed=args.seed,
-                env_seeds="offset",  # as the committed results were made
+                env_seeds=args.env_seeds,
             )
             distill(cfg, run, resume=resume_or_clear(run))
         summary = json.loads((run / "summary.json").read_text())
@@ -172,6 +191,8 @@ def main() -> None:
             "tau": summary["config"]["tau"] or 0.01,
             "head_hidden": args.head_hidden,
             "student": args.student,
+            "lr_schedule": args.lr_schedule,
+            "env_seeds": args.env_seeds,
             "params": summary["student_params"],
         }
         save_results(out, rows, names, student_runs)
