@@ -135,7 +135,10 @@ def test_zoo_lists_shipped_teachers(capsys):
         (["evaluate", "minatar/breakout", "--episodes", "0"], "--episodes: must be at least 1, got 0"),
         (["evaluate", "minatar/breakout", "--epsilon", "1.5"], "--epsilon: must be between 0 and 1"),
         (["evaluate", "minatar/breakout", "--num-envs", "-2"], "--num-envs: must be at least 1"),
-        (["record", "minatar/breakout", "--out", "x.gif", "--episodes", "-1"], "--episodes: must be at least 1"),
+        (
+            ["record", "minatar/breakout", "--out", "x.gif", "--episodes", "-1"],
+            "--episodes: must be at least 1",
+        ),
         (["distill", "--updates", "many", "--out", "OUT"], "--updates: invalid int value: 'many'"),
         (["evaluat", "minatar/breakout"], "invalid choice: 'evaluat'"),
         (["distill"], "the following arguments are required: --out"),
@@ -174,3 +177,36 @@ def test_a_config_file_that_is_not_json_is_one_line(capsys, tmp_path):
     err = _error(capsys, ["train-teacher", "--config", str(path), "--out", str(tmp_path / "run")])
     assert "cannot read config" in err
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------- resume keeps the run's config (issue 21)
+
+TINY_DISTILL = [
+    "--teacher", "minatar/breakout", "--learning-starts", "500", "--checkpoint-interval", "300",
+    "--eval-interval", "1000000", "--eval-episodes", "1", "--final-eval-episodes", "1",
+    "--agreement-states", "50", "--batch-size", "32", "--no-evaluate-teacher",
+]  # fmt: skip
+
+
+def test_resume_uses_the_stored_config_and_refuses_contradicting_flags(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert main(["distill", "--out", str(run), "--updates", "300", *TINY_DISTILL]) == 0
+    stored = (run / "config.json").read_text()
+    # no flags: the run's own settings, not the defaults (which would say 30,000 updates)
+    assert main(["distill", "--out", str(run), "--resume"]) == 0
+    assert (run / "config.json").read_text() == stored
+    assert json.loads((run / "summary.json").read_text())["updates"] == 300
+    # a flag that contradicts the run: one line, naming it, and nothing changes
+    capsys.readouterr()
+    err = _error(capsys, ["distill", "--out", str(run), "--resume", "--batch-size", "64"])
+    assert "--batch-size 64 differs from the run's 32" in err and "another --out" in err
+    assert (run / "config.json").read_text() == stored
+    # a longer run is allowed, and recorded
+    assert main(["distill", "--out", str(run), "--resume", "--updates", "400"]) == 0
+    assert json.loads((run / "config.json").read_text())["updates"] == 400
+    assert json.loads((run / "summary.json").read_text())["updates"] == 400
+    (change,) = json.loads((run / "config_changes.json").read_text())
+    assert change["changes"] == {"updates": [300, 400]}
+    capsys.readouterr()
+    err = _error(capsys, ["distill", "--out", str(run), "--resume", "--updates", "200"])
+    assert "--updates 200 differs from the run's 400" in err

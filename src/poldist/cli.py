@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from poldist.config import config_values
+from poldist.config import config_values, resumed_config
 from poldist.errors import PoldistError
+from poldist.runs import write_json
 from poldist.tables import format_table
 
 
@@ -87,19 +88,37 @@ def _add_run_command(
     return p
 
 
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PoldistError(f"cannot read {what} {path}: {e}") from e
+
+
 def _build_config(cls: type, args: argparse.Namespace) -> Any:
+    """The command's config: the ``--config`` file, then the flags given; on ``--resume`` of a run
+    that recorded its config, that config, with only the changes a resume may make (recorded in
+    ``<out>/config_changes.json``)."""
     values: dict[str, Any] = {}
     names = {f.name for f in dataclasses.fields(cls)}
     if args.config is not None:
-        try:
-            loaded = json.loads(args.config.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise PoldistError(f"cannot read config {args.config}: {e}") from e
-        values.update(config_values(cls, loaded, f"config {args.config}"))
+        values.update(config_values(cls, _read_json(args.config, "config"), f"config {args.config}"))
     for name in names:
         v = getattr(args, name)
         if v is not None:
             values[name] = v
+    stored = Path(args.out) / "config.json"
+    if args.resume and stored.exists():
+        cfg, changes = resumed_config(cls, _read_json(stored, "the run's config"), values, str(stored))
+        if changes:
+            log = Path(args.out) / "config_changes.json"
+            history = _read_json(log, "the run's config changes") if log.exists() else []
+            write_json(log, [*history, {"command": " ".join(["poldist", *sys.argv[1:]]), "changes": changes}])
+            print(
+                "resuming with " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()),
+                file=sys.stderr,
+            )
+        return cfg
     cfg = cls(**values)
     cfg.validate()  # before anything is made on disk
     return cfg

@@ -279,3 +279,49 @@ class OnlineConfig:
     def validate(self) -> None:
         """Refuse, in one line, a field of the wrong type or out of range (before any run dir)."""
         check_config(self, "online")
+
+
+# --------------------------------------------------------------------------- resuming a run
+
+# what a resumed run may change: its length may grow; where and how fast it runs may change
+RESUME_MAY_GROW = ("updates", "total_steps")
+RESUME_MAY_CHANGE = ("device", "torch_threads", "ray_address")
+
+
+def resumed_config(
+    cls: type, stored: Any, requested: dict[str, Any], where: str
+) -> tuple[Any, dict[str, list[Any]]]:
+    """The config of a resumed run: its stored config, with only the changes a resume may make.
+
+    Args:
+        stored: the run's recorded ``config.json`` (decoded).
+        requested: the fields given on this invocation (flags and ``--config`` file).
+        where: the stored config's path, for messages.
+
+    Returns:
+        ``(config, changes)``: ``changes`` maps each changed field to ``[old, new]``.
+
+    Raises:
+        PoldistError: a stored config that does not fit ``cls``, or a requested value that differs
+            from the stored one where a resume may not change it (one line, naming the flag).
+    """
+    base = config_values(cls, stored, where)
+    changes: dict[str, list[Any]] = {}
+    for name, new in requested.items():
+        old = base.get(name, {f.name: f.default for f in dataclasses.fields(cls)}[name])
+        if new == old:
+            continue
+        flag = "--" + name.replace("_", "-")
+        grows = name in RESUME_MAY_GROW and new > old
+        if not (grows or name in RESUME_MAY_CHANGE):
+            allowed = ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
+            raise PoldistError(
+                f"--resume: {flag} {new!r} differs from the run's {old!r} ({where}); a resumed run keeps its "
+                f"settings (it may only grow --updates / --total-steps or change {allowed}); "
+                "drop the flag, or start a new run with another --out"
+            )
+        changes[name] = [old, new]
+    base.update({k: v for k, (_, v) in changes.items()})
+    cfg = cls(**base)
+    cfg.validate()
+    return cfg, changes
