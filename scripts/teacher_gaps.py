@@ -14,7 +14,8 @@ import argparse
 
 import numpy as np
 
-from poldist.distillation import DistillConfig, TeacherControl, build_tasks, collect
+from poldist.collection import TeacherControl, collect
+from poldist.distillation import DistillConfig, build_tasks
 from poldist.runs import write_json
 from poldist.tables import format_table
 from poldist.teachers import zoo_names

@@ -14,7 +14,8 @@ import torch
 
 from poldist import dqn
 from poldist.checkpoints import load_checkpoint, load_model, save_model
-from poldist.distillation import DistillConfig, TeacherControl, build_tasks, collect, distill
+from poldist.collection import TeacherControl, collect
+from poldist.distillation import DistillConfig, build_tasks, distill
 from poldist.dqn import DQNConfig, final_observations, train_dqn
 from poldist.envs import make_env_spec, make_vector_env
 from poldist.evaluation import evaluate
@@ -303,7 +304,7 @@ class _CountingEnv:
 
 
 def test_atari_distillation_and_evaluation_finish_episodes(tmp_path: Path, monkeypatch) -> None:
-    import poldist.distillation
+    import poldist.collection
 
     spec = make_env_spec("ALE/Breakout-v5", max_num_frames_per_episode=200)  # 50 agent steps
     save_model(tmp_path / "teacher", QNetwork(nature_dqn(spec.n_actions)), spec)
@@ -313,7 +314,7 @@ def test_atari_distillation_and_evaluation_finish_episodes(tmp_path: Path, monke
         envs.append(_CountingEnv(make_vector_env(*args, **kwargs)))
         return envs[-1]
 
-    monkeypatch.setattr(poldist.distillation, "make_vector_env", counting)
+    monkeypatch.setattr(poldist.collection, "make_vector_env", counting)  # the tasks' envs
     monkeypatch.setattr(FrameStackMemory, "to_bytes", lambda self: pytest.fail("to_bytes in a checkpoint"))
     cfg = DistillConfig(
         teacher=str(tmp_path / "teacher"),

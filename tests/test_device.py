@@ -16,14 +16,8 @@ import torch
 
 from poldist.checkpoints import load_checkpoint, pack_optimizer, save_checkpoint, save_model, unpack_optimizer
 from poldist.cli import main
-from poldist.distillation import (
-    DistillConfig,
-    build_tasks,
-    collect,
-    distill,
-    make_controller,
-    make_student,
-)
+from poldist.collection import collect, make_controller
+from poldist.distillation import DistillConfig, base_architecture, build_tasks, distill, make_student
 from poldist.dqn import DQNConfig, train_dqn
 from poldist.envs import make_env_spec
 from poldist.errors import PoldistError
@@ -258,7 +252,7 @@ def test_collect_labels_whole_uint8_vector_batches_on_the_device(device: str) ->
     cfg = _tiny_distill(memory_size=100, control="mixed", device=device)
     task = build_tasks(cfg, [spy])[0]
     task.start(cfg.num_envs, 0)
-    student = make_student(cfg, [task]).to(device)
+    student = make_student(cfg, [task], base_architecture([task])).to(device)
     try:
         # mixed control: the student acts too, on the same device batch
         collect(task, make_controller(cfg), student, 40, np.random.default_rng(0))

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from poldist.checkpoints import load_checkpoint, load_model
-from poldist.distillation import DistillConfig, TeacherControl, distill, distill_step
+from poldist.collection import TeacherControl
+from poldist.distillation import DistillConfig, distill, distill_step
 from poldist.losses import make_loss
 from poldist.networks import QNetwork, minatar_dqn
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from poldist.checkpoints import load_checkpoint
-from poldist.distillation import DistillConfig, TeacherControl, build_tasks, collect
+from poldist.collection import TeacherControl, collect
+from poldist.distillation import DistillConfig, build_tasks
 from poldist.dqn import (
     DQNConfig,
     DQNTrainer,
@@ -127,14 +128,10 @@ def test_multi_task_dqn_baseline_has_one_head_and_memory_per_game(tmp_path):
     assert load_teacher(tmp_path / "run" / "teacher", task=0)(obs).shape == (2, 3)
 
 
-def test_student_sized_dqn_stops_when_on_eval_says_so(tmp_path):
-    """DQN from scratch on a student network (the time-to-score benchmark's baseline)."""
+def test_student_sized_dqn_stops_where_its_caller_says_so(tmp_path):
+    """DQN from scratch on a student network (the time-to-score benchmark's baseline), stepped
+    evaluation by evaluation and stopped by its caller."""
     seen = []
-
-    def on_eval(step, net, results):
-        seen.append(step)
-        return step >= 2_000  # stop at the second evaluation
-
     cfg = DQNConfig(
         network="net2",
         total_steps=10_000,
@@ -144,7 +141,14 @@ def test_student_sized_dqn_stops_when_on_eval_says_so(tmp_path):
         eval_episodes=1,
         checkpoint_interval=5_000,
     )
-    summary = train_dqn(cfg, tmp_path / "run", on_eval=on_eval)
+    with DQNTrainer(cfg, tmp_path / "run", show_progress=False) as trainer:
+        while trainer.step < cfg.total_steps:
+            results = trainer.run(trainer.next_eval)
+            if results is not None:
+                seen.append(trainer.step)
+                if trainer.step >= 2_000:  # stop at the second evaluation
+                    break
+        summary = trainer.finish()
     assert seen == [1_000, 2_000] and summary["env_steps"] == 2_000 and summary["stopped_early"]
     assert load_checkpoint(tmp_path / "run" / "state").metadata["counters"]["step"] == 2_000
     net = load_teacher(tmp_path / "run" / "teacher").net
@@ -200,3 +204,18 @@ def test_kickstart_teacher_count_must_match_the_games(tmp_path):
     cfg = DQNConfig(env_id="MinAtar/Breakout-v1", kickstart_teacher="minatar/breakout,minatar/asterix")
     with pytest.raises(PoldistError, match="2 teacher"):
         train_dqn(cfg, tmp_path / "run")
+
+
+def test_a_lent_teacher_is_the_live_network_and_its_version_follows_the_updates(tmp_path):
+    """DQNTrainer.as_teacher: no copy, and a version that changes with every optimizer step (what the
+    Ray backend reads to know when to send new weights), and only then."""
+    cfg = DQNConfig(
+        total_steps=800, learning_starts=400, buffer_size=1_000, eval_interval=800, eval_episodes=1
+    )
+    with DQNTrainer(cfg, tmp_path / "run", show_progress=False) as trainer:
+        teacher = trainer.as_teacher()
+        assert teacher.net is trainer.online and teacher.output_kind == "q" and teacher.version == 0
+        trainer.run(200)  # no update before learning_starts: the weights and the version stay
+        assert trainer.updates == 0 and teacher.version == 0
+        trainer.run(800)
+        assert trainer.updates > 0 and teacher.version == trainer.updates

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from poldist.config import DistillConfig, OnlineConfig
 from poldist.errors import PoldistError
 from poldist.losses import kl_loss, make_loss, mse_loss, nll_loss
 
@@ -145,8 +146,13 @@ def test_make_loss_returns_the_named_loss() -> None:
     assert kl != pytest.approx(kl_loss(s, t, tau=0.01).item())
 
 
-def test_make_loss_unknown_name_raises() -> None:
-    with pytest.raises(PoldistError, match="bogus"):
+def test_unknown_loss_name_is_refused_by_the_config_in_one_line() -> None:
+    refused = r"loss \(--loss\) must be one of \['kl', 'nll', 'mse', 'erd'\], got 'bogus'"
+    with pytest.raises(PoldistError, match=refused):
+        DistillConfig(loss="bogus").validate()
+    with pytest.raises(PoldistError, match=r"loss \(--loss\) must be one of .*got 'bogus'"):
+        OnlineConfig(loss="bogus").validate()
+    with pytest.raises(KeyError):  # past the config, an unknown name is a programming error
         make_loss("bogus")
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from poldist.checkpoints import load_model, save_model
-from poldist.distillation import DistillConfig, build_tasks, distill, make_student
+from poldist.distillation import DistillConfig, base_architecture, build_tasks, distill, make_student
 from poldist.envs import make_env_spec
 from poldist.errors import PoldistError
 from poldist.networks import QNetwork, count_parameters, minatar_dqn
@@ -29,13 +29,14 @@ def test_multi_task_student_has_one_head_per_game_and_padded_input(tmp_path):
     b = _random_teacher(tmp_path / "seaquest", "MinAtar/Seaquest-v1")
     cfg = DistillConfig(teacher=f"{a},{b}", student="teacher")
     tasks = build_tasks(cfg)
-    student = make_student(cfg, tasks)
+    student = make_student(cfg, tasks, base_architecture(tasks))
     assert student.arch.obs_shape == (10, 10, 10)  # Seaquest has the most channels
     assert student.arch.n_actions == (3, 6)
     assert student(torch.zeros(2, 4, 10, 10), 0).shape == (2, 3)
     assert student(torch.zeros(2, 10, 10, 10), 1).shape == (2, 6)
     # the paper's 3-game layout: a 128-unit hidden layer per game on the shared trunk
-    wide = make_student(DistillConfig(teacher=f"{a},{b}", student="teacher", head_hidden=128), tasks)
+    wide_cfg = DistillConfig(teacher=f"{a},{b}", student="teacher", head_hidden=128)
+    wide = make_student(wide_cfg, tasks, base_architecture(tasks))
     assert count_parameters(wide) - count_parameters(student) == 2 * (128 * 128 + 128)  # one per game
     assert wide(torch.zeros(2, 10, 10, 10), 1).shape == (2, 6)
 

@@ -132,11 +132,14 @@ def _record_command(out: str | Path) -> None:
 
 
 def _cmd_train_teacher(args: argparse.Namespace) -> None:
-    from poldist.dqn import DQNConfig, train_dqn
+    from poldist.dqn import DQNConfig, DQNTrainer
 
     cfg = _build_config(DQNConfig, args)
     _check_capture_path(args)
-    summary = train_dqn(cfg, args.out, resume=args.resume, on_start=_record_command)
+    with DQNTrainer(cfg, args.out, resume=args.resume) as trainer:
+        _record_command(trainer.run_dir)  # the run dir is set up: a killed run keeps its command too
+        trainer.run(cfg.total_steps)
+        summary = trainer.finish(stopped_early=False)
     print(json.dumps(summary["final_eval"], indent=2))
     print(f"teacher checkpoint: {Path(args.out) / 'teacher'}")
     if args.capture_video is not None:

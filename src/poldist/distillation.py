@@ -1,8 +1,9 @@
-"""Policy distillation: the one loop, with pluggable Teacher, Controller and Loss.
+"""Policy distillation: the one loop, with pluggable Teacher, Controller, Collector and Loss.
 
-Read top to bottom: the config, the pure update step, the controller (who acts
-while the teacher labels), collection, then :class:`Distiller`, the loop (:func:`distill`
-runs it to the end)::
+Read top to bottom: the pure update step, the registries (collectors, learning-rate schedules,
+optimizers), the tasks and the student, agreement measures, then :class:`Distiller`, the loop
+(:func:`distill` runs it to the end). Who acts while the teacher labels (controllers) and who plays
+(collectors) live in :mod:`poldist.collection`; teachers in :mod:`poldist.teachers`::
 
     repeat until cfg.updates minibatch updates are done:
         pick the task of this minibatch (single-task: always task 0)
@@ -20,22 +21,32 @@ keeps learning (online distillation) is just a teacher whose network changes.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from poldist.checkpoints import save_model
+from poldist.collection import (
+    Collector,
+    Controller,
+    DistillTask,
+    LocalCollector,
+    TeacherControl,
+    collect,
+    make_controller,
+)
 from poldist.config import DistillConfig
-from poldist.envs import EnvSpec, make_env_spec, make_vector_env, run_env_seed
+from poldist.envs import make_env_spec, run_env_seed
 from poldist.errors import PoldistError
-from poldist.evaluation import EvalResult, epsilon_greedy, evaluate, geometric_mean, percent_of_teacher
+from poldist.evaluation import EvalResult, evaluate, geometric_mean, percent_of_teacher
 from poldist.losses import Loss, make_loss
 from poldist.memory import FrameStackMemory, ReplayMemory
 from poldist.networks import (
+    Architecture,
     QNetwork,
     count_parameters,
     module_device,
@@ -45,7 +56,10 @@ from poldist.networks import (
 )
 from poldist.progress import progress
 from poldist.runs import RunBook, machine_info
-from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
+from poldist.teachers import NetworkTeacher, Teacher, check_teacher_fits, expand_teacher_names, load_teacher
+
+if TYPE_CHECKING:  # tensorboard is imported when a run opens its logs, not with the module
+    from torch.utils.tensorboard import SummaryWriter
 
 
 def distill_step(
@@ -73,176 +87,28 @@ def distill_step(
     return loss.item()
 
 
-class Controller(Protocol):
-    """Who acts while the teacher labels: returns actions ``(N,)`` (numpy, host) for ``N`` envs.
+def _ray_collector(cfg: DistillConfig, tasks: list[DistillTask]) -> Collector:
+    from poldist.ray_backend import RayCollector  # imported only here: ray stays optional
 
-    ``obs``: ``(N, C, H, W)`` uint8 and ``teacher_out``: ``(N, A)``, both on the teacher's device
-    (the student's too); ``updates``: student updates done so far (schedules such as DAgger's
-    decaying beta read it).
-    """
-
-    def act(
-        self,
-        obs: torch.Tensor,
-        teacher_out: torch.Tensor,
-        student: QNetwork,
-        task: int,
-        rng: np.random.Generator,
-        updates: int = 0,
-    ) -> np.ndarray: ...
+    return RayCollector(cfg, tasks)
 
 
-@dataclass
-class TeacherControl:
-    """The paper's control: the teacher acts, epsilon-greedily on its outputs."""
-
-    epsilon: float = 0.05
-
-    def act(self, obs, teacher_out, student, task, rng, updates=0) -> np.ndarray:
-        """Epsilon-greedy on the teacher's outputs ``(N, A)``."""
-        return epsilon_greedy(teacher_out, self.epsilon, rng)
+# the keys are DistillConfig's backend choices (config.BACKEND_CHOICES), checked there
+COLLECTORS: dict[str, Callable[[DistillConfig, list[DistillTask]], Collector]] = {
+    "local": lambda cfg, tasks: LocalCollector(),
+    "ray": _ray_collector,
+}
 
 
-@torch.no_grad()
-def _student_actions(student: QNetwork, obs: torch.Tensor, task: int, epsilon: float, rng) -> np.ndarray:
-    return epsilon_greedy(student(obs, task), epsilon, rng)
-
-
-@dataclass
-class StudentControl:
-    """Student-driven (on-policy) distillation: the student acts, the teacher only labels.
-
-    The student then learns on the states its own mistakes lead to (Ross et al. 2011;
-    Czarnecki et al. 2019), which teacher-driven data never shows it.
-    """
-
-    epsilon: float = 0.05
-
-    def act(self, obs, teacher_out, student, task, rng, updates=0) -> np.ndarray:
-        """Epsilon-greedy on the student's outputs for ``obs`` ``(N, C, H, W)``."""
-        return _student_actions(student, obs, task, self.epsilon, rng)
-
-
-@dataclass
-class MixedControl:
-    """DAgger's mixture: at each step and env the teacher acts with probability ``beta``.
-
-    ``beta`` falls linearly from ``beta_start`` to ``beta_end`` over ``decay_updates``
-    student updates, then stays there: teacher-driven first, student-driven later.
-    """
-
-    epsilon: float = 0.05
-    beta_start: float = 1.0
-    beta_end: float = 0.0
-    decay_updates: int = 10_000
-
-    def beta(self, updates: int) -> float:
-        """Probability that the teacher acts after ``updates`` student updates."""
-        frac = min(1.0, updates / max(1, self.decay_updates))
-        return self.beta_start + frac * (self.beta_end - self.beta_start)
-
-    def act(self, obs, teacher_out, student, task, rng, updates=0) -> np.ndarray:
-        """Per env, the teacher's action with probability ``beta(updates)``, else the student's."""
-        teacher_a = epsilon_greedy(teacher_out, self.epsilon, rng)
-        student_a = _student_actions(student, obs, task, self.epsilon, rng)
-        return np.where(rng.random(len(teacher_a)) < self.beta(updates), teacher_a, student_a)
-
-
-def make_controller(cfg: DistillConfig) -> Controller:
-    """The controller ``cfg.control`` names, with its epsilon and (mixed) beta schedule."""
-    if cfg.control == "teacher":
-        return TeacherControl(cfg.epsilon)
-    if cfg.control == "student":
-        return StudentControl(cfg.epsilon)
-    if cfg.control == "mixed":
-        decay = max(1, round(cfg.beta_decay * cfg.updates))
-        return MixedControl(cfg.epsilon, cfg.beta_start, cfg.beta_end, decay)
-    raise PoldistError(f"unknown control {cfg.control!r}: choose teacher, student or mixed")
-
-
-@dataclass
-class DistillTask:
-    """One game: its teacher, env and replay memory, and where its envs are."""
-
-    teacher: NetworkTeacher
-    spec: EnvSpec
-    memory: ReplayMemory
-    index: int = 0  # the student head of this task
-    env: Any = None
-    obs: np.ndarray | None = None
-    updates: int = 0
-
-    def start(self, num_envs: int, seed: int) -> None:
-        """(Re)open the envs at fresh episodes."""
-        self.env = make_vector_env(self.spec, num_envs, seed)
-        self.obs, _ = self.env.reset(seed=seed)
-
-
-def collect(
-    task: DistillTask,
-    controller: Controller,
-    student: QNetwork,
-    n_transitions: int,
-    rng: np.random.Generator,
-    updates: int = 0,
-) -> None:
-    """Play ``task``'s envs for at least ``n_transitions`` steps, storing teacher-labelled states.
-
-    Each vector step's observations ``(N, C, H, W)`` (uint8) go to the teacher's device as one
-    batch; the teacher's outputs ``(N, A)`` come back to the host for the memory, which holds the
-    observations from the env's own uint8 arrays (no float copies on the host).
-
-    ``updates``: student updates done so far, passed to the controller's schedule.
-    """
-    device = task.teacher.device
-    done = 0
-    while done < n_transitions:
-        obs_t = to_device(task.obs, device)
-        teacher_out = task.teacher(obs_t)
-        if not torch.isfinite(teacher_out).all():  # refuse before a NaN reaches the memory (and a checkpoint)
-            raise PoldistError(
-                f"teacher outputs are not finite (NaN/inf) at update {updates} "
-                f"(teacher {task.teacher.name}); nothing stored from them, last good checkpoint kept"
-            )
-        actions = controller.act(obs_t, teacher_out, student, task.index, rng, updates)
-        task.memory.add(obs=task.obs, teacher_out=teacher_out.cpu().numpy())
-        task.obs, *_ = task.env.step(actions)
-        done += len(actions)
-
-
-class LocalCollector:
-    """Teacher play in this process: :func:`collect` on each task's own vector env."""
-
-    def collect(
-        self,
-        task: DistillTask,
-        controller: Controller,
-        student: QNetwork,
-        n_transitions: int,
-        rng: np.random.Generator,
-        updates: int = 0,
-    ) -> None:
-        """Add at least ``n_transitions`` teacher-labelled transitions to ``task.memory``."""
-        collect(task, controller, student, n_transitions, rng, updates)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-def make_collector(cfg: DistillConfig, tasks: list[DistillTask]) -> Any:
-    """Who plays the teacher's games: :class:`LocalCollector`, or Ray actors (``backend="ray"``)."""
-    if cfg.backend == "local":
-        return LocalCollector()
-    if cfg.backend == "ray":
-        from poldist.ray_backend import RayCollector  # imported only here: ray stays optional
-
-        return RayCollector(cfg, tasks)
-    raise PoldistError(f"unknown backend {cfg.backend!r}: choose local or ray")
+def make_collector(cfg: DistillConfig, tasks: list[DistillTask]) -> Collector:
+    """Who plays the teacher's games: :class:`~poldist.collection.LocalCollector`, or Ray actors
+    (``backend="ray"``, :class:`poldist.ray_backend.RayCollector`)."""
+    return COLLECTORS[cfg.backend](cfg, tasks)
 
 
 def build_tasks(
     cfg: DistillConfig,
-    teachers: list[NetworkTeacher] | None = None,
+    teachers: Sequence[Teacher] | None = None,
     device: torch.device | str = "cpu",
 ) -> list[DistillTask]:
     """Load and check the teacher(s) and env(s) of ``cfg`` before any work starts.
@@ -273,16 +139,39 @@ def build_tasks(
     return tasks
 
 
-def make_student(cfg: DistillConfig, tasks: list[DistillTask]) -> QNetwork:
-    """The student: the first teacher's architecture at ``cfg.student`` widths, one head per task."""
-    teacher_arch = tasks[0].teacher.net.arch
-    shapes = {t.spec.obs_shape[1:] for t in tasks}
-    kinds = {len(t.teacher.net.arch.convs) for t in tasks}
-    if len(shapes) > 1 or len(kinds) > 1:
-        raise PoldistError(
-            "multi-task teachers must share frame size and network family, got "
-            + ", ".join(f"{t.spec.env_id} {t.spec.obs_shape}" for t in tasks)
-        )
+def _mixed_tasks_error(tasks: Sequence[DistillTask]) -> PoldistError:
+    return PoldistError(
+        "multi-task teachers must share frame size and network family, got "
+        + ", ".join(f"{t.spec.env_id} {t.spec.obs_shape}" for t in tasks)
+    )
+
+
+def base_architecture(tasks: Sequence[DistillTask]) -> Architecture:
+    """The network a student is scaled from: the first teacher's, read once where the teachers are
+    loaded and passed to :func:`make_student`.
+
+    Raises:
+        PoldistError: a teacher that is not a network (pass its architecture to
+            :class:`Distiller` as ``teacher_arch``), or multi-task teachers of different families.
+    """
+    archs = []
+    for t in tasks:
+        if not isinstance(t.teacher, NetworkTeacher):
+            raise PoldistError(
+                f"teacher {t.teacher.name} is not a network: give the student's base architecture "
+                "(teacher_arch)"
+            )
+        archs.append(t.teacher.net.arch)
+    if len({len(a.convs) for a in archs}) > 1:
+        raise _mixed_tasks_error(tasks)
+    return archs[0]
+
+
+def make_student(cfg: DistillConfig, tasks: Sequence[DistillTask], teacher_arch: Architecture) -> QNetwork:
+    """The student: ``teacher_arch`` (see :func:`base_architecture`) at ``cfg.student`` widths, one
+    head per task, its input ``(C, H, W)`` with the most channels of any task (fewer are zero-padded)."""
+    if len({t.spec.obs_shape[1:] for t in tasks}) > 1:
+        raise _mixed_tasks_error(tasks)
     arch = student_architecture(teacher_arch, cfg.student)
     channels = max(t.spec.obs_shape[0] for t in tasks)  # fewer channels are zero-padded
     arch = replace(
@@ -294,32 +183,36 @@ def make_student(cfg: DistillConfig, tasks: list[DistillTask]) -> QNetwork:
     return QNetwork(arch)
 
 
-LR_SCHEDULES = ("constant", "linear", "cosine")
+# the keys are DistillConfig's lr_schedule choices (config.LR_SCHEDULE_CHOICES), checked there
+LR_SCHEDULES: dict[str, Callable[[float], float]] = {
+    "constant": lambda p: 1.0,
+    "linear": lambda p: 1.0 - p,
+    "cosine": lambda p: 0.5 * (1.0 + math.cos(math.pi * p)),
+}
 
 
 def lr_factor(schedule: str, progress: float) -> float:
     """The learning rate's multiplier after ``progress`` (0 to 1) of the updates: ``constant`` 1,
     ``linear`` ``1 - progress``, ``cosine`` ``(1 + cos(pi * progress)) / 2``."""
-    p = min(max(progress, 0.0), 1.0)
-    if schedule == "linear":
-        return 1.0 - p
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * p))
-    return 1.0
+    return LR_SCHEDULES[schedule](min(max(progress, 0.0), 1.0))
+
+
+# the keys are DistillConfig's optimizer choices (config.OPTIMIZER_CHOICES), checked there
+OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter], float], torch.optim.Optimizer]] = {
+    "rmsprop": lambda params, lr: torch.optim.RMSprop(params, lr=lr, alpha=0.95, eps=1e-6),
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),
+}
+
+
+def make_optimizer(cfg: DistillConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The student's optimizer ``cfg.optimizer`` names (the paper's RMSProp, or Adam), at ``cfg.lr``."""
+    return OPTIMIZERS[cfg.optimizer](params, cfg.lr)
 
 
 def median_top2_gap(outputs: np.ndarray) -> float:
     """Median over states of the gap between the two highest outputs; ``outputs``: ``(N, A)``."""
     top2 = np.sort(np.asarray(outputs, dtype=np.float64), axis=1)[:, -2:]
     return float(np.median(top2[:, 1] - top2[:, 0]))
-
-
-def _optimizer(cfg: DistillConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.95, eps=1e-6)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    raise PoldistError(f"unknown optimizer {cfg.optimizer!r}: choose rmsprop or adam")
 
 
 GAP_EDGES = (0.0, 0.01, 0.03, 0.1, 0.3, math.inf)
@@ -395,15 +288,18 @@ class Distiller:
     Usable as a context manager: leaving it closes envs, teacher-play actors and logs
     (:meth:`close`) without a checkpoint, so a failed run keeps its last good one.
 
-    The student and the teachers live on ``cfg.device`` (:attr:`device`; given ``teachers`` are
-    moved there); replay memories stay in host memory and only sampled minibatches go over.
+    The student and the teachers live on ``cfg.device`` (:attr:`device`; given
+    :class:`~poldist.teachers.NetworkTeacher` s are moved there, other teachers are asked where
+    they are); replay memories stay in host memory and only sampled minibatches go over.
 
     Args:
         cfg: hyper-parameters.
         run_dir: run directory (see :mod:`poldist.runs`).
         resume: continue from ``<run_dir>/state``.
-        teachers: teacher objects to use instead of loading ``cfg.teacher`` (one per task).
-        controller: who acts; default :class:`TeacherControl` with ``cfg.epsilon``.
+        teachers: teachers to use instead of loading ``cfg.teacher`` (one per task).
+        controller: who acts; default: the one ``cfg.control`` names.
+        teacher_arch: the network the student is scaled from; default: the first teacher's
+            (:func:`base_architecture`; needed for teachers that are not networks).
     """
 
     def __init__(
@@ -412,16 +308,18 @@ class Distiller:
         run_dir: str | Path,
         *,
         resume: bool = False,
-        teachers: list[NetworkTeacher] | None = None,
+        teachers: Sequence[Teacher] | None = None,
         controller: Controller | None = None,
+        teacher_arch: Architecture | None = None,
     ):
         cfg.validate()  # a bad value fails in one line before the run dir exists
         self.cfg = cfg
         self.device = resolve_device(cfg.device)  # an unknown or absent device fails before the run dir
-        if teachers is not None:
-            for teacher in teachers:  # in place: a live teacher (online distillation) is already there
-                teacher.net.to(self.device)
+        for teacher in teachers or []:
+            if isinstance(teacher, NetworkTeacher):  # in place: a live teacher (online) is already there
+                teacher.to(self.device)
         self.tasks = build_tasks(cfg, teachers, self.device)
+        teacher_arch = teacher_arch or base_architecture(self.tasks)
         self.loss_fn = make_loss(cfg.loss, cfg.tau or self.tasks[0].teacher.default_tau)
         self.collector = make_collector(cfg, self.tasks)  # a bad --ray-address fails before the run dir
         self.controller = controller or make_controller(cfg)
@@ -429,8 +327,8 @@ class Distiller:
         self.run_dir = self.book.dir
         self.rng = self.book.rng
         # built on the CPU (its RNG draws the initial weights whatever the device), then moved
-        self.student = make_student(cfg, self.tasks).to(self.device)
-        self.optimizer = _optimizer(cfg, self.student.parameters())
+        self.student = make_student(cfg, self.tasks, teacher_arch).to(self.device)
+        self.optimizer = make_optimizer(cfg, self.student.parameters())
         self.updates = 0
         # tau_gap: each task's temperature, measured once its learning starts (None: not yet)
         self.task_taus: list[float | None] = [None] * len(self.tasks)
@@ -619,7 +517,7 @@ class Distiller:
             per_task.append(entry)
         self.close()
         n_student = count_parameters(self.student)
-        teacher_params = count_parameters(tasks[0].teacher.net)
+        teacher_params = tasks[0].teacher.num_parameters()
         summary = {
             "tasks": per_task,
             "geometric_mean_percent": (
@@ -670,8 +568,9 @@ def distill(
     run_dir: str | Path,
     *,
     resume: bool = False,
-    teachers: list[NetworkTeacher] | None = None,
+    teachers: Sequence[Teacher] | None = None,
     controller: Controller | None = None,
+    teacher_arch: Architecture | None = None,
 ) -> dict[str, Any]:
     """Distil the teacher(s) of ``cfg`` into a student; write ``<run_dir>/student``.
 
@@ -680,6 +579,8 @@ def distill(
     Returns:
         The summary (also in ``<run_dir>/summary.json``).
     """
-    with Distiller(cfg, run_dir, resume=resume, teachers=teachers, controller=controller) as distiller:
+    with Distiller(
+        cfg, run_dir, resume=resume, teachers=teachers, controller=controller, teacher_arch=teacher_arch
+    ) as distiller:
         distiller.run()
         return distiller.finish()

@@ -7,15 +7,15 @@ with an epsilon schedule, store, update, sync the target, evaluate, checkpoint),
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.tensorboard import SummaryWriter
 
 from poldist.checkpoints import save_model
 from poldist.config import DQNConfig
@@ -37,6 +37,9 @@ from poldist.networks import (
 from poldist.progress import progress
 from poldist.runs import EvalLog, RunBook, machine_info
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
+
+if TYPE_CHECKING:  # tensorboard is imported when a run opens its logs, not with the module
+    from torch.utils.tensorboard import SummaryWriter
 
 
 def teacher_architecture(spec: EnvSpec) -> Architecture:
@@ -183,6 +186,10 @@ class DQNTrainer:
     Usable as a context manager: leaving it closes envs and logs (:meth:`close`) without a
     checkpoint, so a failed run keeps its last good one.
 
+    A caller that stops early (a time-to-score benchmark) loops ``run(trainer.next_eval)`` and
+    reads the results it returns; :meth:`as_teacher` lends the network being trained as a teacher
+    (online distillation) whose version follows the optimizer steps.
+
     Args:
         cfg: hyper-parameters.
         run_dir: run directory (see :mod:`poldist.runs`).
@@ -238,6 +245,8 @@ class DQNTrainer:
         self._next_eval = (self.step // cfg.eval_interval + 1) * cfg.eval_interval
         self._next_ckpt = (self.step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
         self._saved_step = self.step if resume else -1  # the step of the checkpoint on disk
+        self._live_teachers: list[NetworkTeacher] = []  # lent by as_teacher: told of each update
+        self.eval_seconds = 0.0  # spent in evaluate() by this process (benchmarks take it out)
         self._checkpoint_due = False
         self._closed = False
         self.bar = progress(
@@ -259,6 +268,14 @@ class DQNTrainer:
     def wall(self) -> float:
         """Seconds of work on this run, across resumes."""
         return self.book.wall()
+
+    def as_teacher(self, task: int = 0, name: str = "learning DQN teacher") -> NetworkTeacher:
+        """The online network, as a Q-value teacher for game ``task``, live: it is the network being
+        trained (no copy), and its :attr:`~poldist.teachers.NetworkTeacher.version` is bumped at every
+        optimizer step, so copies elsewhere (Ray actors) know when to refresh."""
+        teacher = NetworkTeacher(self.online, self.games[task].spec, "q", task, name)
+        self._live_teachers.append(teacher)
+        return teacher
 
     def _restore(self) -> None:
         ckpt = self.book.restore()
@@ -288,8 +305,9 @@ class DQNTrainer:
         """Score the online network on every game now (``eval_episodes`` episodes at
         ``eval_epsilon``, env seed ``seed + 10**6``) and log it: one row per game in ``evals.csv``."""
         cfg = self.cfg
+        start = time.perf_counter()
         results = [
-            evaluate(  # looked up in this module at each call: a benchmark can time it
+            evaluate(
                 lambda o, i=i: self.online(o, i),
                 game.spec,
                 cfg.eval_episodes,
@@ -299,6 +317,7 @@ class DQNTrainer:
             )
             for i, game in enumerate(self.games)
         ]
+        self.eval_seconds += time.perf_counter() - start
         self.book.log_eval(
             self.step,
             results,
@@ -351,6 +370,8 @@ class DQNTrainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm, foreach=True)
             self.optimizer.step()
+            for teacher in self._live_teachers:
+                teacher.weights_changed()
             self.updates += 1
             if self.updates % cfg.target_update == 0:
                 target.load_state_dict(online.state_dict())
@@ -445,38 +466,17 @@ class DQNTrainer:
         return summary
 
 
-def train_dqn(
-    cfg: DQNConfig,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    on_start: Callable[[Path], None] | None = None,
-    on_eval: Callable[[int, QNetwork, list[EvalResult]], bool | None] | None = None,
-) -> dict[str, Any]:
+def train_dqn(cfg: DQNConfig, run_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
     """Train a Double-DQN teacher to ``cfg.total_steps``; write ``<run_dir>/teacher`` (model
-    checkpoint) and the summary. :class:`DQNTrainer` in one call.
-
-    ``on_start(run_dir)`` is called once the run is set up (the CLI records its command line
-    there). ``on_eval(env_step, online_network, results)`` is called after each periodic
-    evaluation, one result per game; if it returns True, training stops there (a time-to-score
-    benchmark stops once its target is reached). A caller that needs more steps
-    :class:`DQNTrainer` itself.
+    checkpoint) and the summary. :class:`DQNTrainer` in one call; a caller that acts between
+    evaluations (stops early, records something) steps a :class:`DQNTrainer` itself.
 
     Returns:
         The final summary (also written to ``<run_dir>/summary.json``).
     """
     with DQNTrainer(cfg, run_dir, resume=resume) as trainer:
-        if on_start is not None:
-            on_start(trainer.run_dir)
-        if on_eval is None:
-            trainer.run(cfg.total_steps)
-            return trainer.finish(stopped_early=False)
-        stopped = False
-        while trainer.step < cfg.total_steps and not stopped:
-            results = trainer.run(trainer.next_eval)
-            if results is not None:
-                stopped = bool(on_eval(trainer.step, trainer.online, results))
-        return trainer.finish(stopped_early=stopped)
+        trainer.run(cfg.total_steps)
+        return trainer.finish(stopped_early=False)
 
 
 def config_from_dict(d: dict[str, Any]) -> DQNConfig:

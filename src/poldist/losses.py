@@ -63,17 +63,25 @@ def erd_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, tau: float = 
     return (log_p_s.exp() * (log_p_s - log_p_t)).sum(dim=1).mean()
 
 
-LOSSES = ("kl", "nll", "mse", "erd")
+def _tempered(loss: Callable[..., torch.Tensor]) -> Callable[[float], Loss]:
+    def factory(tau: float) -> Loss:
+        if tau <= 0:
+            raise PoldistError(f"KL temperature must be positive, got tau={tau}")
+        return partial(loss, tau=tau)
+
+    return factory
+
+
+# name -> factory(tau); the keys are the configs' loss choices (config.LOSS_CHOICES), checked there
+LOSSES: dict[str, Callable[[float], Loss]] = {
+    "kl": _tempered(kl_loss),
+    "nll": lambda tau: nll_loss,
+    "mse": lambda tau: mse_loss,
+    "erd": _tempered(erd_loss),
+}
 
 
 def make_loss(name: str, tau: float = 0.01) -> Loss:
-    """The loss called ``name`` (``kl``, ``nll``, ``mse`` or ``erd``); ``tau``: the teacher's temperature."""
-    if name in ("kl", "erd"):
-        if tau <= 0:
-            raise PoldistError(f"KL temperature must be positive, got tau={tau}")
-        return partial(kl_loss if name == "kl" else erd_loss, tau=tau)
-    if name == "nll":
-        return nll_loss
-    if name == "mse":
-        return mse_loss
-    raise PoldistError(f"unknown loss {name!r}: choose one of {list(LOSSES)}")
+    """The loss called ``name`` (a key of :data:`LOSSES`: ``kl``, ``nll``, ``mse`` or ``erd``);
+    ``tau``: the teacher's temperature (KL and ERD only; it must be positive)."""
+    return LOSSES[name](tau)

@@ -28,7 +28,7 @@ from poldist.distillation import Distiller
 from poldist.dqn import DQNConfig, DQNTrainer
 from poldist.envs import make_env_spec
 from poldist.errors import PoldistError
-from poldist.networks import QNetwork, resolve_device
+from poldist.networks import resolve_device
 from poldist.runs import prepare_run_dir, resume_or_clear, write_json
 from poldist.teachers import NetworkTeacher, load_teacher
 
@@ -100,20 +100,18 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
     # a student killed before its first checkpoint starts again
     student_resume = resume and resume_or_clear(student_dir)
 
-    def make_distiller(teacher_net: QNetwork) -> Distiller:
-        teacher = NetworkTeacher(teacher_net, spec, "q", name="learning DQN teacher")
-        return Distiller(distill_cfg, student_dir, teachers=[teacher], resume=student_resume)
+    def make_distiller(teacher: NetworkTeacher) -> Distiller:
+        return Distiller(
+            distill_cfg, student_dir, teachers=[teacher], resume=student_resume, teacher_arch=teacher.net.arch
+        )
 
     distiller: Distiller | None = None  # made at the teacher's first evaluation, on its live network
     try:
         with DQNTrainer(dqn_cfg, run_dir / "teacher-run", resume=resume) as trainer:
             while trainer.step < dqn_cfg.total_steps:
                 teacher_res = trainer.run(trainer.next_eval)[0]
-                # fused Adam leaves the weights' version counters alone, and a watcher of the live
-                # network (the Ray backend) spots changes by them: rewrite the weights in place
-                trainer.online.load_state_dict(trainer.online.state_dict())
-                if distiller is None:
-                    distiller = make_distiller(trainer.online)  # wraps the live, still-training network
+                if distiller is None:  # the live, still-training network; its version follows the updates
+                    distiller = make_distiller(trainer.as_teacher(name="learning DQN teacher"))
                 # a student checkpoint ahead of the teacher's waits here (run does nothing)
                 target = min((trainer.step // cfg.interval) * cfg.updates_per_interval, distill_cfg.updates)
                 distiller.run(until=target, show_progress=False)
@@ -126,7 +124,8 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
             teacher_summary = trainer.finish(stopped_early=False)
         # no chunk ran if the teacher had already finished before a resume: label with its final weights
         if distiller is None:
-            distiller = make_distiller(load_teacher(run_dir / "teacher-run" / "teacher").net)
+            final = load_teacher(run_dir / "teacher-run" / "teacher").net
+            distiller = make_distiller(NetworkTeacher(final, spec, "q", name="learning DQN teacher"))
         student_summary = distiller.finish()
     finally:
         if distiller is not None:

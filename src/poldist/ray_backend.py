@@ -1,12 +1,14 @@
 """Teacher play in Ray actors: ``DistillConfig(backend="ray")`` (``pip install 'poldist[ray]'``).
 
-:class:`RayCollector` has :class:`~poldist.distillation.LocalCollector`'s interface; the learner
-(:class:`~poldist.distillation.Distiller`) is unchanged. Per game (task) it starts
-``cfg.ray_actors`` actors; each holds
+:class:`RayCollector` is a :class:`~poldist.collection.Collector`, as
+:class:`~poldist.collection.LocalCollector` is; the learner (:class:`~poldist.distillation.Distiller`)
+is unchanged. This module builds on :mod:`poldist.collection` only (never on the loop). Per game
+(task) it starts ``cfg.ray_actors`` actors; each holds
 
 - its own vector env (``make_vector_env(spec, cfg.num_envs, seed)``, a distinct seed per actor),
-- a copy of the teacher, rebuilt from plain data (architecture and env spec as dicts, weights as a
-  ``state_dict`` through Ray's object store; no teacher object is pickled),
+- a copy of the teacher (a :class:`~poldist.teachers.NetworkTeacher`), rebuilt from plain data
+  (architecture and env spec as dicts, weights as a ``state_dict`` through Ray's object store;
+  no teacher object is pickled),
 - a controller (``make_controller(cfg)``, or the one the learner passes to ``collect``), and for
   student-driven and mixed control a copy of the student.
 
@@ -23,13 +25,12 @@ are ever held outside the replay memories (defaults, one game: 2 x 2 x 32 x 8 = 
 Weights travel with requests, and only when they changed: each network (the teacher of each
 task, the student) is published to the object store once per change (one ``ray.put`` shared by
 all actors) and an actor is sent it with its next request if it holds an older version. A change
-is noticed from the tensors' in-place version counters (optimizer steps and ``load_state_dict``
-bump them), so a fixed teacher is sent once, at actor start; as a safety net for writes that
-bypass the counters (fused optimizers, ``.data``/numpy writes) every ``check_every``-th
-``collect`` also compares the weights with the last published copy. The student is sent only when
-the controller uses it (student-driven, mixed, or any controller other than
-:class:`~poldist.distillation.TeacherControl`); with student control it therefore follows the
-learner with a lag of at most ``in_flight`` chunks.
+is told, not guessed: the teacher's :attr:`~poldist.teachers.Teacher.version` (whoever writes a
+live teacher's weights bumps it: :meth:`~poldist.teachers.NetworkTeacher.weights_changed`), and for
+the student the learner's update count (its weights change only by updates). So a fixed teacher
+is sent once, at actor start. The student is sent only when the controller uses it
+(student-driven, mixed, or any controller other than :class:`~poldist.collection.TeacherControl`);
+with student control it therefore follows the learner with a lag of at most ``in_flight`` chunks.
 
 Failures: when an actor dies (``RayActorError``, e.g. ``ray.kill``, a crashed or lost node), the
 learner notices it in ``collect`` (its pending requests fail), warns, starts a replacement with a
@@ -59,14 +60,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from poldist.distillation import (
-    Controller,
-    DistillConfig,
-    DistillTask,
-    TeacherControl,
-    collect,
-    make_controller,
-)
+from poldist.collection import Controller, DistillTask, TeacherControl, collect, make_controller
+from poldist.config import DistillConfig
 from poldist.envs import EnvSpec, make_vector_env, run_env_seed
 from poldist.errors import PoldistError
 from poldist.memory import ReplayMemory
@@ -134,10 +129,11 @@ class _TeacherPlayer:
         self.spec = EnvSpec.from_dict(spec)
         net = QNetwork(Architecture.from_dict(teacher_arch))
         net.load_state_dict(teacher_state)
-        teacher = NetworkTeacher(
+        self.teacher = NetworkTeacher(
             net, self.spec, teacher_info["output_kind"], teacher_info["task"], teacher_info["name"]
         )
-        self.task = DistillTask(teacher, self.spec, ReplayMemory(1, {"obs": ((1,), np.uint8)}), task_index)
+        memory = ReplayMemory(1, {"obs": ((1,), np.uint8)})  # replaced by each request's
+        self.task = DistillTask(self.teacher, self.spec, memory, task_index)
         self.task.env = make_vector_env(self.spec, num_envs, 0)  # reset with its seed at the first request
         self.num_envs = num_envs
         self.controller = controller
@@ -172,7 +168,7 @@ class _TeacherPlayer:
             task.obs, _ = task.env.reset(seed=reset_seed)
             self.rng = np.random.default_rng(reset_seed)
         if teacher_state is not None:
-            task.teacher.net.load_state_dict(teacher_state)
+            self.teacher.load_weights(teacher_state)
         if student is not None:
             arch = Architecture.from_dict(student["arch"])
             if self.student is None or self.student.arch != arch:
@@ -183,7 +179,7 @@ class _TeacherPlayer:
         n = steps * self.num_envs
         fields = {
             "obs": (self.spec.obs_shape, np.uint8),
-            "teacher_out": ((task.teacher.n_actions,), np.float32),
+            "teacher_out": ((self.teacher.n_actions,), np.float32),
         }
         task.memory = ReplayMemory(n, fields)
         # the learner's own collect(): same NaN check, same controller call; rows are (step, env) ordered
@@ -200,48 +196,34 @@ class _TeacherPlayer:
 
     def teacher_state(self) -> dict[str, torch.Tensor]:
         """The actor's copy of the teacher's weights; for tests."""
-        return self.task.teacher.net.state_dict()
-
-
-def _fingerprint(net: torch.nn.Module) -> tuple[tuple[int, int], ...]:
-    """Identity and in-place version of every tensor: changes whenever the weights are written in place."""
-    return tuple((id(t), t._version) for t in net.state_dict(keep_vars=True).values())
+        return self.teacher.net.state_dict()
 
 
 class _WeightSync:
     """Publishes one network's weights to Ray's object store, once per change.
 
     ``version`` counts publications; actors hold the version they were last sent. What is published
-    (and kept to compare with) is a CPU copy, wherever the network lives.
+    is a CPU copy, wherever the network lives.
     """
 
-    def __init__(self, ray: Any, check_every: int, with_arch: bool = False):
-        self.ray, self.check_every, self.with_arch = ray, check_every, with_arch
+    def __init__(self, ray: Any, with_arch: bool = False):
+        self.ray, self.with_arch = ray, with_arch
         self.net: torch.nn.Module | None = None
         self.version = 0
         self.ref: Any = None
-        self._fingerprint: tuple = ()
-        self._copy: dict[str, torch.Tensor] = {}
-        self._calls = 0
-        self.publications = 0
+        self._source_version: int | None = None
 
-    def publish(self, net: torch.nn.Module) -> tuple[int, Any]:
-        """``(version, object ref)`` of ``net``'s current weights, publishing them if they changed."""
-        self._calls += 1
-        fp = _fingerprint(net)
-        changed = net is not self.net or fp != self._fingerprint
-        if not changed and self._calls % self.check_every == 0:  # writes the version counters miss
-            state = net.state_dict()
-            changed = any(not torch.equal(state[k].detach().cpu(), v) for k, v in self._copy.items())
-        if changed:
+    def publish(self, net: QNetwork, source_version: int) -> tuple[int, Any]:
+        """``(version, object ref)`` of ``net``'s current weights, publishing them if they changed:
+        if ``net`` is another network, or its owner's ``source_version`` differs from the last one."""
+        if net is not self.net or source_version != self._source_version:
             state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
             payload: Any = state
             if self.with_arch:
                 payload = {"arch": net.arch.to_dict(), "state": state}
             self.ref = self.ray.put(payload)
-            self.net, self._fingerprint, self._copy = net, fp, state
+            self.net, self._source_version = net, source_version
             self.version += 1
-            self.publications += 1
         return self.version, self.ref
 
 
@@ -263,10 +245,10 @@ class RayCollector:
     Args:
         cfg: ``ray_address`` (empty: a local Ray started here), ``ray_actors``, ``num_envs``,
             ``seed``, ``torch_threads``, and the controller settings.
-        tasks: the learner's tasks (teacher, env spec, memory, head index).
+        tasks: the learner's tasks (teacher, env spec, memory, head index); their teachers must be
+            :class:`~poldist.teachers.NetworkTeacher` s (actors rebuild them from their networks).
         chunk: vector steps an actor plays per request.
         in_flight: outstanding requests per actor (the back-pressure bound above).
-        check_every: every this many ``collect`` calls, compare weights by value too.
         max_failures: actors of one task that may die in a row, with no chunk delivered in
             between, before the run stops.
         warn_after_s: warn when no chunk arrived for this long (e.g. a cluster without free CPUs).
@@ -283,12 +265,14 @@ class RayCollector:
         *,
         chunk: int = DEFAULT_CHUNK,
         in_flight: int = DEFAULT_IN_FLIGHT,
-        check_every: int = 50,
         max_failures: int | None = None,
         warn_after_s: float = 60.0,
     ):
         if cfg.ray_actors < 1 or chunk < 1 or in_flight < 1:
             raise PoldistError("ray_actors, chunk and in_flight must be at least 1")
+        for task in tasks:
+            if not isinstance(task.teacher, NetworkTeacher):
+                raise PoldistError(f"backend ray plays network teachers only; {task.teacher.name} is not one")
         self.ray = ray = _import_ray()
         self.cfg, self.tasks = cfg, tasks
         self.chunk, self.in_flight, self.warn_after_s = chunk, in_flight, warn_after_s
@@ -302,8 +286,8 @@ class RayCollector:
         self._player = ray.remote(_TeacherPlayer)
         self._controller = make_controller(cfg)
         self._controller_version, self._controller_ref = 0, ray.put(self._controller)
-        self._teacher_sync = [_WeightSync(ray, check_every) for _ in tasks]
-        self._student_sync = _WeightSync(ray, check_every, with_arch=True)
+        self._teacher_sync = [_WeightSync(ray) for _ in tasks]
+        self._student_sync = _WeightSync(ray, with_arch=True)
         self._slots: list[list[_Slot]] = [[] for _ in tasks]
         self._pending: list[dict[Any, _Slot]] = [{} for _ in tasks]  # request ref -> its actor
         self._serials = [0] * len(tasks)
@@ -334,9 +318,15 @@ class RayCollector:
         """Actor ``actor`` of task ``task``: its copy of the teacher's weights (after its queued requests)."""
         return self.ray.get(self._slots[task][actor].handle.teacher_state.remote())
 
+    def _publish_teacher(self, task: DistillTask) -> tuple[int, Any]:
+        teacher = task.teacher
+        assert isinstance(teacher, NetworkTeacher)  # checked when the collector was made
+        return self._teacher_sync[task.index].publish(teacher.net, teacher.version)
+
     def _start_actor(self, task: DistillTask) -> _Slot:
         teacher = task.teacher
-        version, ref = self._teacher_sync[task.index].publish(teacher.net)
+        assert isinstance(teacher, NetworkTeacher)  # checked when the collector was made
+        version, ref = self._publish_teacher(task)
         info = {"output_kind": teacher.output_kind, "task": teacher.task, "name": teacher.name}
         handle = self._player.options(num_cpus=self._cpus, max_restarts=0).remote(
             task.spec.to_dict(),
@@ -437,10 +427,10 @@ class RayCollector:
             self._controller = controller
             self._controller_version += 1
             self._controller_ref = ray.put(controller)
-        self._teacher_sync[task.index].publish(task.teacher.net)
+        self._publish_teacher(task)
         uses_student = not isinstance(controller, TeacherControl)
-        if uses_student:
-            self._student_sync.publish(student)
+        if uses_student:  # the student's weights change by updates only: its version is their count
+            self._student_sync.publish(student, updates)
         sent_student = student if uses_student else None
         self._top_up(task, updates, sent_student)
         pending = self._pending[task.index]

@@ -1,9 +1,11 @@
-"""Teachers: anything that maps observations to a vector of action outputs.
+"""Teachers: anything that maps observations to a vector of action outputs (:class:`Teacher`).
 
 A teacher labels states for the student. It exposes what kind of outputs it gives
 (``"q"``: Q-values of a DQN, sharpened by the KL temperature; ``"logits"``: policy
 logits, read at temperature 1) and the env spec it was trained with, so the
-library can refuse a student env whose preprocessing differs.
+library can refuse a student env whose preprocessing differs; and a ``version`` that
+changes whenever its weights do, so that copies elsewhere (Ray actors) know when to refresh.
+:class:`NetworkTeacher` is the one this library builds.
 
 Shipped teachers live in the package's ``zoo/`` folder and are named by a short
 name such as ``minatar/breakout``.
@@ -11,13 +13,13 @@ name such as ``minatar/breakout``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from poldist import external
+import poldist.external as external
 from poldist.checkpoints import load_model, model_envs
 from poldist.envs import EnvSpec
 from poldist.errors import PoldistError
@@ -69,12 +71,56 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     )
 
 
+class Teacher(Protocol):
+    """What the distillation loop asks of a teacher.
+
+    Attributes:
+        env: the env spec the teacher was trained on (a student env must preprocess alike).
+        output_kind: ``"q"`` (Q-values) or ``"logits"`` (policy logits).
+        name: for logs, tables and summaries.
+    """
+
+    env: EnvSpec
+    output_kind: str
+    name: str
+
+    @property
+    def n_actions(self) -> int:
+        """Size of the action set: the length of the output vector."""
+        ...
+
+    @property
+    def default_tau(self) -> float:
+        """The KL temperature that fits the outputs (0.01 for Q-values, 1 for logits)."""
+        ...
+
+    @property
+    def device(self) -> torch.device:
+        """Where observations to label go."""
+        ...
+
+    @property
+    def version(self) -> int:
+        """An integer that changes whenever the teacher's weights change (a fixed teacher keeps one)."""
+        ...
+
+    def num_parameters(self) -> int:
+        """Parameters of the teacher (for the compression a summary reports)."""
+        ...
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` uint8 observations on :attr:`device` -> ``(B, n_actions)`` outputs there."""
+        ...
+
+
 @dataclass
 class NetworkTeacher:
-    """A teacher backed by a :class:`~poldist.networks.QNetwork`.
+    """A :class:`Teacher` backed by a :class:`~poldist.networks.QNetwork`.
 
     The network is used as it is at each call, so a network that keeps training
-    elsewhere (online distillation) is a teacher that changes.
+    elsewhere (online distillation) is a teacher that changes: whoever writes its weights
+    calls :meth:`weights_changed` (or writes them with :meth:`load_weights`), which bumps
+    :attr:`version`.
 
     Attributes:
         net: the network; called under ``no_grad``.
@@ -82,6 +128,7 @@ class NetworkTeacher:
         output_kind: ``"q"`` or ``"logits"``.
         task: which head of ``net`` to read.
         name: for logs and tables.
+        version: bumped by :meth:`weights_changed`.
     """
 
     net: QNetwork
@@ -89,6 +136,21 @@ class NetworkTeacher:
     output_kind: str = "q"
     task: int = 0
     name: str = "teacher"
+    version: int = field(default=0, compare=False)
+
+    def weights_changed(self) -> None:
+        """Record that :attr:`net`'s weights were written (optimizer step, load): bump :attr:`version`."""
+        self.version += 1
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy a state dict into :attr:`net` (in place) and bump :attr:`version`."""
+        self.net.load_state_dict(state)
+        self.weights_changed()
+
+    def to(self, device: torch.device | str) -> NetworkTeacher:
+        """Move :attr:`net` to ``device`` in place (the weights keep their values); returns ``self``."""
+        self.net.to(device)
+        return self
 
     @property
     def n_actions(self) -> int:
@@ -154,7 +216,7 @@ def load_teacher(
     return NetworkTeacher(net.to(device), envs[task], meta["output_kind"], task, str(name_or_path))
 
 
-def check_teacher_fits(teacher: NetworkTeacher, spec: EnvSpec) -> None:
+def check_teacher_fits(teacher: Teacher, spec: EnvSpec) -> None:
     """Refuse a teacher whose observations or actions differ from the env's.
 
     Raises:

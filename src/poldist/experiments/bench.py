@@ -9,7 +9,7 @@ depresses both sides alike:
    them (``memory.sample`` + ``torch.as_tensor`` + :func:`~poldist.distillation.distill_step`, KL
    loss) against a bare PyTorch loop of the same network, batch and RMSprop on tensors made once.
 2. **collection efficiency**: teacher-labelled transitions/s of
-   :func:`~poldist.distillation.collect` against stepping the same vector env with random actions
+   :func:`~poldist.collection.collect` against stepping the same vector env with random actions
    (and against a bare loop that steps it with the teacher's greedy actions).
 3. **inference**: actions/s of the teacher and the students, PyTorch and onnxruntime.
 4. **time to quality**: training seconds for a net2 student to reach 95% of its teacher by

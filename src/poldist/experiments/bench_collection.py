@@ -1,5 +1,5 @@
 """Benchmark section 2, collection efficiency: teacher-labelled transitions/s of
-:func:`~poldist.distillation.collect` against stepping the same vector env with random actions
+:func:`~poldist.collection.collect` against stepping the same vector env with random actions
 (and with the teacher's greedy actions), and the Ray backend against the local one."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from poldist.distillation import DistillConfig, TeacherControl, collect, make_student
+from poldist.collection import TeacherControl, collect
+from poldist.distillation import DistillConfig, base_architecture, make_student
 from poldist.envs import make_vector_env
 from poldist.experiments.bench_common import (
     CPU,
@@ -46,7 +47,7 @@ def _collection_row(
     """
     task = filled_task(cfg, [teacher] if teacher else None, 0, seed)
     task.teacher.net.to(device)
-    student = make_student(cfg, [task]).to(device)
+    student = make_student(cfg, [task], base_architecture([task])).to(device)
     controller = TeacherControl(cfg.epsilon)
     rng = np.random.default_rng(seed)
     n = cfg.num_envs
@@ -114,7 +115,7 @@ def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = 
 
     MinAtar Breakout, shipped teacher, teacher-driven, 8 envs per actor, on a local Ray (started
     here unless one is running). Each call takes one chunk's worth (``DEFAULT_CHUNK`` vector steps
-    of 8 envs), so the local side is :func:`~poldist.distillation.collect` of the same size; a
+    of 8 envs), so the local side is :func:`~poldist.collection.collect` of the same size; a
     Ray side's rate includes the learner waiting for actors and adding chunks to the memory. Its
     warm-up first takes the chunks the actors played while the other sides were timed.
     """
@@ -125,7 +126,7 @@ def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = 
     try:
         base = DistillConfig(teacher=MINATAR_TEACHER, memory_size=20_000, seed=seed)
         task = filled_task(base, None, 0, seed)
-        student = make_student(base, [task])
+        student = make_student(base, [task], base_architecture([task]))
         controller = TeacherControl(base.epsilon)
         rng = np.random.default_rng(seed)
         n = DEFAULT_CHUNK * base.num_envs

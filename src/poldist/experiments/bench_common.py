@@ -14,14 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from poldist.distillation import (
-    DistillConfig,
-    DistillTask,
-    TeacherControl,
-    build_tasks,
-    collect,
-    make_student,
-)
+from poldist.collection import DistillTask, TeacherControl, collect
+from poldist.distillation import DistillConfig, base_architecture, build_tasks, make_student
 from poldist.dqn import DQNConfig
 from poldist.envs import make_env_spec
 from poldist.networks import QNetwork, nature_dqn
@@ -168,6 +162,6 @@ def filled_task(cfg: DistillConfig, teachers: list[NetworkTeacher] | None, n: in
     """The first task ``build_tasks`` makes for ``cfg``, its memory filled with ``n`` teacher transitions."""
     task = build_tasks(cfg, teachers)[0]
     task.start(cfg.num_envs, seed)
-    student = make_student(cfg, [task])
+    student = make_student(cfg, [task], base_architecture([task]))
     collect(task, TeacherControl(cfg.epsilon), student, n, np.random.default_rng(seed))
     return task

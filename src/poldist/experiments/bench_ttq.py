@@ -7,17 +7,15 @@ import json
 import time
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import torch
 
-from poldist import dqn as dqn_module
 from poldist.distillation import DistillConfig, Distiller
-from poldist.dqn import DQNConfig, train_dqn
+from poldist.dqn import DQNConfig, DQNTrainer
 from poldist.evaluation import evaluate
 from poldist.experiments.bench_common import CPU, MINATAR_TEACHER, TTQ_TARGET, Budget
-from poldist.networks import QNetwork, count_parameters
+from poldist.networks import count_parameters
 from poldist.tables import format_table
 from poldist.teachers import ZOO
 from poldist.zoo import reference_returns
@@ -54,7 +52,7 @@ def bench_time_to_quality(
         seed=seed,
         device=str(device),
     )
-    eval_seed = cfg.seed + 10**6  # Distiller's and train_dqn's evaluation seed
+    eval_seed = cfg.seed + 10**6  # the offset scheme's evaluation seed, as DQNTrainer's
     distiller = Distiller(cfg, workdir / "distill")
     teacher = distiller.tasks[0].teacher
     card = teacher_card_score()
@@ -71,6 +69,7 @@ def bench_time_to_quality(
     curve: list[dict[str, float]] = []
     train_s, reached = 0.0, False
     try:
+        distiller.evaluate()  # the untrained student's evaluation (update 0): not training time
         while train_s < budget.ttq_distill_max_s:
             start = time.perf_counter()
             distiller.run(distiller.updates + budget.ttq_chunk, show_progress=False)
@@ -81,9 +80,7 @@ def bench_time_to_quality(
                 reached = True
                 break
     finally:
-        for task in distiller.tasks:
-            task.env.close()
-        distiller.writer.close()
+        distiller.close()
     distill = {
         "reached": reached,
         "train_seconds": train_s,
@@ -109,32 +106,21 @@ def bench_time_to_quality(
         checkpoint_interval=10**12,  # no periodic checkpoints (writing the memory is not training)
         device=str(device),
     )
-    clock: dict[str, float] = {"start": 0.0, "eval": 0.0}
     dqn_curve: list[dict[str, float]] = []
-    dqn_reached = False
-    real_evaluate = dqn_module.evaluate
-
-    def timed_evaluate(*args: Any, **kwargs: Any) -> Any:
-        # train_dqn's wall clock counts its evaluations; time them to take them out
-        t0 = time.perf_counter()
-        try:
-            return real_evaluate(*args, **kwargs)
-        finally:
-            clock["eval"] += time.perf_counter() - t0
-
-    def on_start(_run_dir: Path) -> None:
-        clock["start"] = time.perf_counter()
-
-    def on_eval(step: int, _net: QNetwork, results: list) -> bool:
-        nonlocal dqn_reached
-        t = time.perf_counter() - clock["start"] - clock["eval"]
-        dqn_curve.append({"env_steps": step, "train_seconds": t, "score": results[0].mean})
-        dqn_reached = results[0].mean >= target
-        return dqn_reached or t >= cap
-
-    with mock.patch.object(dqn_module, "evaluate", timed_evaluate):
-        summary = train_dqn(dcfg, workdir / "dqn", on_start=on_start, on_eval=on_eval)
-    dqn_s = dqn_curve[-1]["train_seconds"]
+    dqn_reached, dqn_s = False, 0.0
+    with DQNTrainer(dcfg, workdir / "dqn", show_progress=False) as trainer:
+        while trainer.step < dcfg.total_steps:
+            start, eval_before = time.perf_counter(), trainer.eval_seconds
+            results = trainer.run(trainer.next_eval)  # stops right after the evaluation due next
+            # training time: the chunk without its evaluation
+            dqn_s += time.perf_counter() - start - (trainer.eval_seconds - eval_before)
+            if results is None:
+                continue
+            dqn_curve.append({"env_steps": trainer.step, "train_seconds": dqn_s, "score": results[0].mean})
+            dqn_reached = results[0].mean >= target
+            if dqn_reached or dqn_s >= cap:
+                break
+        summary = trainer.finish()
     dqn = {
         "reached": dqn_reached,
         "train_seconds": dqn_s,

@@ -10,7 +10,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from poldist.distillation import DistillConfig, DistillTask, _optimizer, distill_step, make_student
+from poldist.collection import DistillTask
+from poldist.distillation import (
+    DistillConfig,
+    base_architecture,
+    distill_step,
+    make_optimizer,
+    make_student,
+)
 from poldist.experiments.bench_common import (
     CPU,
     MINATAR_TEACHER,
@@ -41,8 +48,8 @@ def _update_row(
     """
     cfg = DistillConfig(teacher=MINATAR_TEACHER, student=size, batch_size=batch_size, seed=seed)
     torch.manual_seed(seed)
-    student = make_student(cfg, [task]).to(device)
-    optimizer = _optimizer(cfg, student.parameters())  # as Distiller makes it
+    student = make_student(cfg, [task], base_architecture([task])).to(device)
+    optimizer = make_optimizer(cfg, student.parameters())  # as Distiller makes it
     loss_fn = make_loss(cfg.loss, tau)
     rng = np.random.default_rng(seed)
 
