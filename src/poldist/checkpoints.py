@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from poldist import __version__
+from poldist._version import __version__
 from poldist.envs import EnvSpec
 from poldist.errors import PoldistError
 from poldist.networks import Architecture, QNetwork
@@ -60,8 +60,22 @@ class Checkpoint:
     blobs: dict[str, bytes] = field(default_factory=dict)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half of one.
+
+    A temporary file in ``path``'s directory (made if missing) is written, flushed, fsynced, given
+    mode 0644, then renamed over ``path``; it is removed on any error. The one atomic write of the
+    library (checkpoints, exported models, run JSON files).
+
+    Raises:
+        PoldistError: the directory cannot be made or written to.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise PoldistError(f"cannot write {path}: {e}") from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -89,7 +103,7 @@ def _sha256_of_file(f: BinaryIO, chunk: int = 1 << 20) -> str:
 def _atomic_write_stream(directory: Path, name: str, ext: str, write: BlobWriter) -> tuple[str, str]:
     """Stream ``write(file)`` into ``directory/<name>-<sha12>.<ext>`` atomically; return (file name, sha256).
 
-    As :func:`_atomic_write` (temporary file in ``directory``, flushed, fsynced, mode 0644, then
+    As :func:`atomic_write` (temporary file in ``directory``, flushed, fsynced, mode 0644, then
     renamed; removed on any error), but the content never exists as one ``bytes`` object. The
     hash is read back from the written file: ``np.savez`` into a seekable file rewrites each zip
     entry's header after its data, so hashing the bytes as they are written would be wrong.
@@ -142,14 +156,14 @@ def save_checkpoint(
             digest = hashlib.sha256(data).hexdigest()
             fname = f"{name}-{digest[:12]}.{ext}"
             if not (directory / fname).exists():
-                _atomic_write(directory / fname, data)
+                atomic_write(directory / fname, data)
         files[name] = {"file": fname, "sha256": digest}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "library_version": __version__}
     meta.update(metadata)
     meta["files"] = files
     meta = json.loads(json.dumps(meta))  # the form a reader sees (tuples are lists), hashed below
     meta["meta_sha256"] = metadata_digest(meta)
-    _atomic_write(directory / META, json.dumps(meta, indent=2, sort_keys=True).encode())
+    atomic_write(directory / META, json.dumps(meta, indent=2, sort_keys=True).encode())
     keep = {f["file"] for f in files.values()} | {META}
     for p in directory.iterdir():  # stale data files of the previous checkpoint, temp files of a killed write
         stale = p.suffix in (".safetensors", ".npz") and "-" in p.name

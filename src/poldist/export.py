@@ -38,8 +38,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,8 +47,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from poldist import __version__
-from poldist.checkpoints import load_model
+from poldist._version import __version__
+from poldist.checkpoints import atomic_write, load_model
 from poldist.errors import PoldistError
 from poldist.networks import QNetwork
 from poldist.teachers import resolve_checkpoint
@@ -256,25 +254,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, *, ver
                 f"exported model differs from PyTorch by {diff:.3g} (tolerance {PARITY_TOLERANCE})"
             )
     out = Path(out)
-    _atomic_write(out, data)
-    _atomic_write(
+    atomic_write(out, data)
+    atomic_write(
         out.with_name(out.name + ".json"), (json.dumps(info, indent=2, sort_keys=True) + "\n").encode()
     )
     return out
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise PoldistError(f"cannot write {path}: {e}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

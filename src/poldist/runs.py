@@ -33,6 +33,7 @@ import torch
 from poldist.checkpoints import (
     Blob,
     Checkpoint,
+    atomic_write,
     load_checkpoint,
     pack_optimizer,
     require_metadata,
@@ -104,13 +105,10 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool) -> Path:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename); dataclasses are converted."""
-    path = Path(path)
+    """Write JSON atomically (:func:`~poldist.checkpoints.atomic_write`); dataclasses are converted."""
     if is_dataclass(obj):
         obj = asdict(obj)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
 
 class EvalLog:
