@@ -193,3 +193,49 @@ def test_tau_gap_and_lr_schedule_in_a_run(tmp_path) -> None:
     # a resumed run keeps the measured temperature (from the checkpoint), not a new measurement
     resumed = Distiller(replace(cfg, updates=60), tmp_path / "run", resume=True)
     assert resumed.task_taus == distiller.task_taus
+
+
+class _CallableTeacher:
+    """A teacher that is not a NetworkTeacher: only what the Teacher protocol asks for."""
+
+    def __init__(self, net: QNetwork, env) -> None:
+        self._net, self.env, self.output_kind, self.name = net, env, "q", "a plain callable"
+        self.n_actions, self.default_tau, self.version = net.arch.n_actions[0], 0.01, 0
+        self.device = torch.device("cpu")
+        self.calls = 0
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self._net.parameters())
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self._net(obs)
+
+
+def test_any_teacher_of_the_protocol_is_distilled_given_the_students_base_architecture(tmp_path) -> None:
+    from poldist.distillation import Distiller
+    from poldist.errors import PoldistError
+    from poldist.teachers import load_teacher
+
+    shipped = load_teacher("minatar/breakout")
+    teacher = _CallableTeacher(shipped.net, shipped.env)
+    cfg = DistillConfig(
+        teacher="",
+        student="net3",
+        updates=20,
+        learning_starts=100,
+        memory_size=500,
+        eval_interval=10**6,
+        eval_episodes=1,
+        final_eval_episodes=1,
+        evaluate_teacher=False,
+        agreement_states=50,
+    )
+    with pytest.raises(PoldistError, match="not a network"):  # no architecture to scale the student from
+        Distiller(cfg, tmp_path / "refused", teachers=[teacher])
+    assert not (tmp_path / "refused").exists()
+    summary = distill(cfg, tmp_path / "run", teachers=[teacher], teacher_arch=shipped.net.arch)
+    assert summary["updates"] == 20 and teacher.calls > 0
+    assert summary["teacher_params"] == shipped.num_parameters()
+    assert summary["tasks"][0]["teacher"] == "a plain callable"
