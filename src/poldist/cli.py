@@ -107,17 +107,17 @@ def _build_config(cls: type, args: argparse.Namespace) -> Any:
         v = getattr(args, name)
         if v is not None:
             values[name] = v
-    stored = Path(args.out) / "config.json"
-    if args.resume and stored.exists():
+    out = Path(args.out)
+    stored = out / "config.json"
+    # only a run with a checkpoint can resume; without one the command says so itself
+    has_checkpoint = any((out / d / "state" / "meta.json").exists() for d in (".", "teacher-run"))
+    if args.resume and stored.exists() and has_checkpoint:
         cfg, changes = resumed_config(cls, _read_json(stored, "the run's config"), values, str(stored))
         if changes:
-            log = Path(args.out) / "config_changes.json"
+            log = out / "config_changes.json"
             history = _read_json(log, "the run's config changes") if log.exists() else []
             write_json(log, [*history, {"command": " ".join(["poldist", *sys.argv[1:]]), "changes": changes}])
-            print(
-                "resuming with " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()),
-                file=sys.stderr,
-            )
+            print("resuming with " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
         return cfg
     cfg = cls(**values)
     cfg.validate()  # before anything is made on disk
