@@ -3,8 +3,6 @@ registries' keys are the configs' choices (config.validate() is the one check of
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from poldist import collection, distillation, losses
@@ -17,6 +15,7 @@ from poldist.config import (
     DistillConfig,
     DQNConfig,
     OnlineConfig,
+    field_choices,
 )
 
 
@@ -36,7 +35,7 @@ def test_registry_keys_are_the_config_choices(registry: dict, choices: tuple) ->
 
 
 def _choices(cls: type, name: str) -> tuple:
-    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata["choices"]
+    return field_choices(cls, name)
 
 
 def test_config_fields_offer_the_registry_names() -> None:

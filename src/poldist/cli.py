@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from poldist import commands
+from poldist.config import field_choices
 from poldist.errors import PoldistError
 
 
@@ -68,7 +69,7 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
             )
         else:
             group.add_argument(
-                flag, dest=f.name, type=kind, default=None, choices=f.metadata.get("choices"), help=help_text
+                flag, dest=f.name, type=kind, default=None, choices=field_choices(cls, f.name), help=help_text
             )
     parser.add_argument("--config", type=Path, help="JSON file of config fields; flags override it")
 

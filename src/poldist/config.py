@@ -4,9 +4,10 @@ A config field is declared with :func:`option`, which keeps its help text (shown
 ``--help``), its allowed values and its lower bound next to its default::
 
     lr: float = option(1e-4, "Adam learning rate", minimum=0.0)
-    loss: str = option("kl", "distillation loss", choices=("kl", "nll", "mse"))
+    loss: Literal["kl", "nll", "mse"] = option("kl", "distillation loss")
 
-:func:`check_config` checks a built config against its fields (type, choices, bound), so a
+:func:`check_config` checks a built config against its fields (type, the ``Literal`` choices of a
+string option, bound), so a
 command refuses a bad value in one line before it creates anything on disk;
 :func:`config_values` does the same for the raw JSON of a ``--config`` file.
 """
@@ -17,7 +18,7 @@ import dataclasses
 import importlib.util
 import typing
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from poldist.errors import PoldistError
 from poldist.networks import DEVICE_HELP
@@ -44,9 +45,22 @@ def option(
 
 def _kind(cls: type, name: str) -> str:
     hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is Literal:
+        return "str"
     if hint not in _KINDS:
-        raise TypeError(f"{cls.__name__}.{name}: config fields must be int, float, bool or str, not {hint}")
+        raise TypeError(
+            f"{cls.__name__}.{name}: config fields must be int, float, bool, str or a Literal, not {hint}"
+        )
     return _KINDS[hint]
+
+
+def field_choices(cls: type, name: str) -> tuple[Any, ...] | None:
+    """The allowed values of field ``name`` of ``cls``: its ``Literal[...]`` annotation's (or
+    ``option(choices=...)``'s), or ``None`` for a free value."""
+    hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is Literal:
+        return typing.get_args(hint)
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("choices")
 
 
 def check_value(cls: type, name: str, value: Any, where: str) -> None:
@@ -58,7 +72,7 @@ def check_value(cls: type, name: str, value: Any, where: str) -> None:
         raise PoldistError(
             f"{where}: {name} ({flag}) must be a{'n' if kind == 'int' else ''} {kind}, got {value!r}"
         )
-    choices = f.metadata.get("choices")
+    choices = field_choices(cls, name)
     if choices is not None and value not in choices:
         raise PoldistError(f"{where}: {name} ({flag}) must be one of {list(choices)}, got {value!r}")
     minimum = f.metadata.get("minimum")
@@ -94,11 +108,17 @@ def config_values(cls: type, raw: Any, where: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the configs
 
-LOSS_CHOICES = ("kl", "nll", "mse", "erd")
-CONTROL_CHOICES = ("teacher", "student", "mixed")
-OPTIMIZER_CHOICES = ("rmsprop", "adam")
-LR_SCHEDULE_CHOICES = ("constant", "linear", "cosine")
-BACKEND_CHOICES = ("local", "ray")
+# the string options' values: each is also the key set of its registry (tests/test_registries.py)
+LossName = Literal["kl", "nll", "mse", "erd"]
+ControlName = Literal["teacher", "student", "mixed"]
+OptimizerName = Literal["rmsprop", "adam"]
+LrSchedule = Literal["constant", "linear", "cosine"]
+Backend = Literal["local", "ray"]
+LOSS_CHOICES = typing.get_args(LossName)
+CONTROL_CHOICES = typing.get_args(ControlName)
+OPTIMIZER_CHOICES = typing.get_args(OptimizerName)
+LR_SCHEDULE_CHOICES = typing.get_args(LrSchedule)
+BACKEND_CHOICES = typing.get_args(Backend)
 
 
 @dataclasses.dataclass
@@ -145,12 +165,11 @@ class DQNConfig:
     kickstart_decay: float = option(
         0.5, "kickstarting: fraction of total_steps over which the weight falls to 0", minimum=0.0
     )
-    kickstart_loss: str = option(
+    kickstart_loss: Literal["auto", "kl", "nll", "mse", "erd"] = option(
         "auto",
         # MSE keeps values the TD loss agrees with (a KL-matched student collapsed once the weight
         # reached 0, RESULTS.md section 5)
         "kickstarting: auto (mse for Q-value teachers, kl at tau 1 for logits) | kl | nll | mse | erd",
-        choices=("auto", *LOSS_CHOICES),
     )
     device: str = option("auto", DEVICE_HELP)
     init_weights: str = option(
@@ -184,26 +203,23 @@ class DistillConfig:
     head_hidden: int = option(
         0, "multi-task: a hidden layer of this width per game (the paper's: 128)", minimum=0
     )
-    loss: str = option("kl", "kl | nll | mse | erd (entropy-regularised)", choices=LOSS_CHOICES)
+    loss: LossName = option("kl", "kl | nll | mse | erd (entropy-regularised)")
     tau: float = option(0.0, "KL temperature; 0: 0.01 for Q-values, 1 for logits", minimum=0.0)
     epsilon: float = option(0.05, "epsilon-greedy probability of whoever acts", minimum=0.0)
-    control: str = option(
+    control: ControlName = option(
         "teacher",
         "who acts while the teacher labels: teacher (the paper) | student | mixed (DAgger)",
-        choices=CONTROL_CHOICES,
     )
     beta_start: float = option(1.0, "mixed: probability that the teacher acts, at the start", minimum=0.0)
     beta_end: float = option(0.0, "mixed: probability that the teacher acts, after the decay", minimum=0.0)
     beta_decay: float = option(
         0.5, "mixed: fraction of the updates over which beta falls linearly", minimum=0.0
     )
-    task_schedule: str = option(
-        "round_robin", "multi-task: round_robin | random (per minibatch)", choices=("round_robin", "random")
+    task_schedule: Literal["round_robin", "random"] = option(
+        "round_robin", "multi-task: round_robin | random (per minibatch)"
     )
     num_envs: int = option(8, "parallel envs per game", minimum=1)
-    backend: str = option(
-        "local", "teacher play: local | ray (actors; pip install 'poldist[ray]')", choices=BACKEND_CHOICES
-    )
+    backend: Backend = option("local", "teacher play: local | ray (actors; pip install 'poldist[ray]')")
     ray_address: str = option("", "ray: cluster address; empty: a local ray.init()")
     ray_actors: int = option(2, "ray: teacher-play actors per game", minimum=1)
     updates: int = option(30_000, "student minibatch updates", minimum=0)
@@ -211,12 +227,11 @@ class DistillConfig:
     learning_starts: int = option(10_000, "teacher transitions per game before the first update", minimum=0)
     memory_size: int = option(100_000, "replay memory per game, in transitions", minimum=1)
     batch_size: int = option(32, "transitions per update", minimum=1)
-    optimizer: str = option("rmsprop", "rmsprop | adam", choices=OPTIMIZER_CHOICES)
+    optimizer: OptimizerName = option("rmsprop", "rmsprop | adam")
     lr: float = option(5e-4, "learning rate", minimum=0.0)
-    lr_schedule: str = option(
+    lr_schedule: LrSchedule = option(
         "constant",
         "constant | linear | cosine: the learning rate falls to 0 at --updates",
-        choices=LR_SCHEDULE_CHOICES,
     )
     tau_gap: float = option(
         0.0,
@@ -233,12 +248,11 @@ class DistillConfig:
     )
     checkpoint_interval: int = option(10_000, "updates between checkpoints (resume points)", minimum=1)
     seed: int = option(0, "run seed (weights, sampling, env seeds)", minimum=0)
-    env_seeds: str = option(
+    env_seeds: Literal["disjoint", "offset"] = option(
         "disjoint",
         "disjoint: each run seed draws its own env seeds for collection, evaluation and final scoring | "
         "offset: the scheme of results made before 0.3 (seed + 1000 * task, seed + 10**6, "
         "seed + 2 * 10**6; neighbouring run seeds share 7 of 8 env streams)",
-        choices=("disjoint", "offset"),
     )
     torch_threads: int = option(1, "torch CPU threads", minimum=1)
     device: str = option("auto", DEVICE_HELP)
@@ -264,13 +278,13 @@ class OnlineConfig:
     interval: int = option(50_000, "teacher env steps between student chunks", minimum=1)
     updates_per_interval: int = option(3_000, "student updates per chunk", minimum=1)
     student: str = option("net1", "teacher | net1 | net2 | net3 or widths such as '8/64'")
-    loss: str = option("kl", "kl | nll | mse | erd", choices=LOSS_CHOICES)
+    loss: LossName = option("kl", "kl | nll | mse | erd")
     tau: float = option(0.01, "KL temperature", minimum=0.0)
     memory_size: int = option(30_000, "student memory in transitions (small: labels stay recent)", minimum=1)
     batch_size: int = option(64, "student transitions per update", minimum=1)
     eval_episodes: int = option(20, "episodes per evaluation of each", minimum=1)
     seed: int = option(0, "run seed", minimum=0)
-    backend: str = option("local", "student's teacher play: local | ray", choices=BACKEND_CHOICES)
+    backend: Backend = option("local", "student's teacher play: local | ray")
     ray_address: str = option("", "ray: cluster address; empty: a local ray.init()")
     ray_actors: int = option(2, "ray: teacher-play actors", minimum=1)
     checkpoint_every: int = option(5, "chunks between checkpoints (resume points)", minimum=1)
