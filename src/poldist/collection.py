@@ -22,6 +22,7 @@ from poldist.config import DistillConfig
 from poldist.envs import EnvSpec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import epsilon_greedy
+from poldist.fast_teacher import LABELLERS, Labeller, TorchLabeller, make_labeller
 from poldist.memory import ReplayMemory
 from poldist.networks import QNetwork, to_device
 from poldist.teachers import Teacher
@@ -54,7 +55,22 @@ class TeacherControl:
 
     def act(self, obs, teacher_out, student, task, rng, updates=0) -> np.ndarray:
         """Epsilon-greedy on the teacher's outputs ``(N, A)``."""
+        if teacher_out.device.type == "cpu":  # the same actions and draws, without torch's argmax
+            return host_epsilon_greedy(teacher_out.numpy(), self.epsilon, rng)
         return epsilon_greedy(teacher_out, self.epsilon, rng)
+
+
+def host_epsilon_greedy(outputs: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`~poldist.evaluation.epsilon_greedy` on a host array ``(N, A)``: actions ``(N,)`` int64.
+
+    The same actions for finite outputs (the first maximum on ties, as ``torch.argmax``) and the
+    same draws from ``rng``, in the same order.
+    """
+    actions = outputs.argmax(axis=1).astype(np.int64, copy=False)
+    explore = rng.random(len(actions)) < epsilon
+    if explore.any():
+        actions[explore] = rng.integers(0, outputs.shape[1], int(explore.sum()))
+    return actions
 
 
 @torch.no_grad()
@@ -138,6 +154,18 @@ class DistillTask:
         self.obs, _ = self.env.reset(seed=seed)
 
 
+_TORCH_LABELLERS: dict[int, TorchLabeller] = {}  # id(teacher) -> its labeller (collect without one)
+
+
+def _default_labeller(teacher: Teacher) -> TorchLabeller:
+    lab = _TORCH_LABELLERS.get(id(teacher))
+    if lab is None or lab.teacher is not teacher:
+        if len(_TORCH_LABELLERS) > 64:
+            _TORCH_LABELLERS.clear()
+        lab = _TORCH_LABELLERS[id(teacher)] = TorchLabeller(teacher)
+    return lab
+
+
 def collect(
     task: DistillTask,
     controller: Controller,
@@ -145,28 +173,53 @@ def collect(
     n_transitions: int,
     rng: np.random.Generator,
     updates: int = 0,
+    labeller: Labeller | None = None,
 ) -> None:
     """Play ``task``'s envs for at least ``n_transitions`` steps, storing teacher-labelled states.
 
     Each vector step's observations ``(N, C, H, W)`` (uint8) go to the teacher's device as one
     batch; the teacher's outputs ``(N, A)`` come back to the host for the memory, which holds the
-    observations from the env's own uint8 arrays (no float copies on the host).
+    observations from the env's own uint8 arrays (no float copies on the host). An env with
+    ``send``/``recv`` (Atari's vector env) steps in its own threads while the memory stores.
 
     ``updates``: student updates done so far, passed to the controller's schedule.
+    ``labeller``: who computes the teacher's outputs (:mod:`poldist.fast_teacher`); None: the
+    teacher's PyTorch network (:class:`~poldist.fast_teacher.TorchLabeller`, bit-identical to
+    ``task.teacher(obs)``). A labeller of another teacher is refused.
     """
-    device = task.teacher.device
+    teacher = task.teacher
+    if labeller is None:
+        labeller = _default_labeller(teacher)
+    elif labeller.teacher is not teacher:
+        raise PoldistError(f"the labeller labels for {labeller.teacher.name}, not for {teacher.name}")
+    device = teacher.device
+    on_host = device.type == "cpu"
+    torch_labels = isinstance(labeller, TorchLabeller)
+    env = task.env
+    split_step = hasattr(env, "send") and hasattr(env, "recv")
     done = 0
     while done < n_transitions:
-        obs_t = to_device(task.obs, device)
-        teacher_out = task.teacher(obs_t)
-        if not torch.isfinite(teacher_out).all():  # refuse before a NaN reaches the memory (and a checkpoint)
+        obs = task.obs
+        obs_t = to_device(obs, device)
+        if torch_labels:
+            out_t = labeller.outputs(obs_t)
+            out = out_t.cpu().numpy() if not on_host else out_t.numpy()
+        else:
+            out = labeller(obs)
+            out_t = torch.from_numpy(out) if on_host else to_device(out, device)
+        if not np.isfinite(out).all():  # refuse before a NaN reaches the memory (and a checkpoint)
             raise PoldistError(
                 f"teacher outputs are not finite (NaN/inf) at update {updates} "
-                f"(teacher {task.teacher.name}); nothing stored from them, last good checkpoint kept"
+                f"(teacher {teacher.name}); nothing stored from them, last good checkpoint kept"
             )
-        actions = controller.act(obs_t, teacher_out, student, task.index, rng, updates)
-        task.memory.add(obs=task.obs, teacher_out=teacher_out.cpu().numpy())
-        task.obs, *_ = task.env.step(actions)
+        actions = controller.act(obs_t, out_t, student, task.index, rng, updates)
+        if split_step:  # the envs step in their threads while the memory stores
+            env.send(actions)
+            task.memory.add(obs=obs, teacher_out=out)
+            task.obs = env.recv()[0]
+        else:
+            task.memory.add(obs=obs, teacher_out=out)
+            task.obs = env.step(actions)[0]
         done += len(actions)
 
 
@@ -195,7 +248,26 @@ class Collector(Protocol):
 
 
 class LocalCollector:
-    """Teacher play in this process: :func:`collect` on each task's own vector env."""
+    """Teacher play in this process: :func:`collect` on each task's own vector env.
+
+    ``labeller``: how the teachers' outputs are computed (:func:`~poldist.fast_teacher.make_labeller`):
+    ``"torch"`` (default: bit-identical to the teacher's PyTorch network), ``"onnxruntime"``
+    (faster on the CPU, labels within :data:`~poldist.fast_teacher.LABEL_TOLERANCE`; opt-in, as a
+    run is then no longer bit-identical to a PyTorch one) or ``"auto"``.
+    """
+
+    def __init__(self, labeller: str = "torch"):
+        if labeller not in LABELLERS:
+            raise PoldistError(f"unknown labeller {labeller!r}: choose from {', '.join(LABELLERS)}")
+        self.labeller = labeller
+        self._labellers: dict[int, Labeller] = {}  # id(task.teacher) -> its labeller
+
+    def labeller_for(self, teacher: Teacher) -> Labeller:
+        """The labeller of ``teacher`` (made on first use, then kept)."""
+        lab = self._labellers.get(id(teacher))
+        if lab is None or lab.teacher is not teacher:
+            lab = self._labellers[id(teacher)] = make_labeller(teacher, self.labeller)
+        return lab
 
     def collect(
         self,
@@ -207,7 +279,8 @@ class LocalCollector:
         updates: int = 0,
     ) -> None:
         """Add at least ``n_transitions`` teacher-labelled transitions to ``task.memory``."""
-        collect(task, controller, student, n_transitions, rng, updates)
+        collect(task, controller, student, n_transitions, rng, updates, self.labeller_for(task.teacher))
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Drop the labellers (their onnxruntime sessions); idempotent."""
+        self._labellers.clear()

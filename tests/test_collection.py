@@ -1,0 +1,223 @@
+"""Teacher labelling (issue 22): the fast paths of collect() give the labels and data of the plain one."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from poldist.collection import (
+    DistillTask,
+    LocalCollector,
+    MixedControl,
+    StudentControl,
+    TeacherControl,
+    collect,
+    host_epsilon_greedy,
+)
+from poldist.envs import make_env_spec, make_vector_env
+from poldist.errors import PoldistError
+from poldist.evaluation import epsilon_greedy
+from poldist.fast_teacher import LABEL_TOLERANCE, OnnxLabeller, TorchLabeller, make_labeller
+from poldist.memory import FrameStackMemory, ReplayMemory
+from poldist.networks import QNetwork, nature_dqn, to_device
+from poldist.teachers import NetworkTeacher, load_teacher
+
+ONNX = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+    reason="needs onnx and onnxruntime",
+)
+ATARI = pytest.mark.skipif(importlib.util.find_spec("ale_py") is None, reason="needs ale-py")
+
+
+def _reference_collect(task: DistillTask, controller, student, n: int, rng: np.random.Generator) -> None:
+    """collect() as it was before issue 22: ``teacher(obs)`` under no_grad, torch epsilon-greedy."""
+    done = 0
+    while done < n:
+        obs_t = to_device(task.obs, task.teacher.device)
+        out = task.teacher(obs_t)
+        if isinstance(controller, TeacherControl):
+            actions = epsilon_greedy(out, controller.epsilon, rng)
+        else:
+            actions = controller.act(obs_t, out, student, task.index, rng)
+        task.memory.add(obs=task.obs, teacher_out=out.cpu().numpy())
+        task.obs, *_ = task.env.step(actions)
+        done += len(actions)
+
+
+def _task(teacher, memory, seed: int, n_envs: int = 4) -> DistillTask:
+    task = DistillTask(teacher, teacher.env, memory)
+    task.start(n_envs, seed)
+    return task
+
+
+def _minatar_memory(teacher, size: int = 2_000) -> ReplayMemory:
+    fields = {"obs": (teacher.env.obs_shape, np.uint8), "teacher_out": ((teacher.n_actions,), np.float32)}
+    return ReplayMemory(size, fields)
+
+
+@pytest.mark.parametrize("control", ["teacher", "student", "mixed"])
+def test_collect_stores_what_the_plain_loop_stores_bit_for_bit(control: str) -> None:
+    teacher = load_teacher("minatar/breakout")
+    student = QNetwork(teacher.net.arch)
+    controller = {"teacher": TeacherControl(0.3), "student": StudentControl(0.3), "mixed": MixedControl(0.3)}[
+        control
+    ]
+    a = _task(teacher, _minatar_memory(teacher), seed=5)
+    b = _task(teacher, _minatar_memory(teacher), seed=5)
+    ra, rb = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(3):
+        collect(a, controller, student, 200, ra)
+        _reference_collect(b, controller, student, 200, rb)
+    for k in a.memory.data:
+        assert np.array_equal(a.memory.data[k], b.memory.data[k]), k
+    assert np.array_equal(a.obs, b.obs)
+    assert ra.random() == rb.random()  # the same draws, in the same order
+    a.env.close()
+    b.env.close()
+
+
+def test_host_epsilon_greedy_is_torch_epsilon_greedy() -> None:
+    out = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+    out[:8] = 1.0  # ties: the first maximum
+    for eps in (0.0, 0.05, 0.5, 1.0):
+        ra, rb = np.random.default_rng(2), np.random.default_rng(2)
+        got = host_epsilon_greedy(out, eps, ra)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, epsilon_greedy(torch.from_numpy(out), eps, rb))
+        assert ra.random() == rb.random()
+
+
+def test_torch_labeller_is_bit_identical_to_the_teacher() -> None:
+    teacher = load_teacher("minatar/breakout")
+    obs = np.random.default_rng(0).integers(0, 2, (9, *teacher.env.obs_shape), dtype=np.uint8)
+    want = teacher(torch.from_numpy(obs)).numpy()
+    assert np.array_equal(TorchLabeller(teacher)(obs), want)
+    spec = make_env_spec("ALE/Breakout-v5")
+    torch.manual_seed(0)
+    atari = NetworkTeacher(QNetwork(nature_dqn(spec.n_actions, 4)), spec)
+    frames = np.random.default_rng(1).integers(0, 256, (3, 4, 84, 84), dtype=np.uint8)
+    assert np.array_equal(TorchLabeller(atari)(frames), atari(torch.from_numpy(frames)).numpy())
+
+
+def test_a_protocol_teacher_is_called_as_it_is() -> None:
+    class Doubled:
+        def __init__(self, inner: NetworkTeacher):
+            self.inner, self.env, self.name, self.output_kind = inner, inner.env, "doubled", "q"
+            self.device, self.version, self.n_actions = inner.device, 0, inner.n_actions
+
+        def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+            return 2 * self.inner(obs)
+
+    inner = load_teacher("minatar/breakout")
+    obs = np.random.default_rng(0).integers(0, 2, (4, *inner.env.obs_shape), dtype=np.uint8)
+    got = TorchLabeller(Doubled(inner))(obs)
+    assert np.array_equal(got, 2 * inner(torch.from_numpy(obs)).numpy())
+    assert make_labeller(Doubled(inner), "auto").kind == "torch"
+    with pytest.raises(PoldistError, match="CPU NetworkTeacher"):
+        make_labeller(Doubled(inner), "onnxruntime")
+
+
+def test_collect_refuses_a_labeller_of_another_teacher_and_an_unknown_kind() -> None:
+    teacher = load_teacher("minatar/breakout")
+    task = _task(teacher, _minatar_memory(teacher), seed=0, n_envs=2)
+    with pytest.raises(PoldistError, match="labels for"):
+        collect(task, TeacherControl(), QNetwork(teacher.net.arch), 2, np.random.default_rng(0),
+                labeller=TorchLabeller(load_teacher("minatar/breakout")))  # fmt: skip
+    with pytest.raises(PoldistError, match="unknown labeller"):
+        LocalCollector("tensorrt")
+    task.env.close()
+
+
+@ONNX
+@pytest.mark.parametrize("name", ["minatar/breakout", "minatar/space_invaders", "minatar/asterix"])
+def test_onnxruntime_labels_are_within_tolerance_of_pytorch(name: str) -> None:
+    try:
+        teacher = load_teacher(name)
+    except PoldistError:
+        pytest.skip(f"{name} is not shipped")
+    lab = OnnxLabeller(teacher)
+    obs = np.random.default_rng(3).integers(0, 2, (33, *teacher.env.obs_shape), dtype=np.uint8)
+    want = teacher(torch.from_numpy(obs)).numpy()
+    got = lab(obs)
+    assert got.shape == want.shape and got.dtype == np.float32
+    assert np.abs(got - want).max() <= LABEL_TOLERANCE * max(1.0, float(np.abs(want).max()))
+
+
+@ONNX
+def test_onnxruntime_labels_of_an_atari_network_and_of_a_multi_task_head() -> None:
+    spec = make_env_spec("ALE/Breakout-v5")
+    torch.manual_seed(0)
+    teacher = NetworkTeacher(QNetwork(nature_dqn(spec.n_actions, 4)), spec)
+    frames = np.random.default_rng(1).integers(0, 256, (5, 4, 84, 84), dtype=np.uint8)
+    want = teacher(torch.from_numpy(frames)).numpy()
+    assert np.abs(OnnxLabeller(teacher)(frames) - want).max() <= LABEL_TOLERANCE * max(
+        1.0, np.abs(want).max()
+    )
+    # a two-head network with a hidden layer per head, read at head 1, on a game with fewer channels
+    from poldist.networks import Architecture
+
+    arch = Architecture((6, 10, 10), ((16, 3, 1),), 64, (3, 5), head_hidden=32)
+    minatar = make_env_spec("MinAtar/Breakout-v1")
+    multi = NetworkTeacher(QNetwork(arch), minatar, task=1)
+    obs = np.random.default_rng(2).integers(0, 2, (7, 4, 10, 10), dtype=np.uint8)
+    want = multi(torch.from_numpy(obs)).numpy()
+    assert want.shape == (7, 5)
+    assert np.abs(OnnxLabeller(multi)(obs) - want).max() <= LABEL_TOLERANCE * max(1.0, np.abs(want).max())
+
+
+@ONNX
+def test_onnxruntime_labeller_follows_the_teachers_weights() -> None:
+    teacher = load_teacher("minatar/breakout")
+    lab = OnnxLabeller(teacher)
+    obs = np.random.default_rng(0).integers(0, 2, (4, *teacher.env.obs_shape), dtype=np.uint8)
+    before = lab(obs)
+    state = {k: v * 0.5 for k, v in teacher.net.state_dict().items()}
+    teacher.load_weights(state)  # bumps version: the graph is rebuilt
+    after = lab(obs)
+    assert lab.builds == 2
+    assert not np.allclose(before, after)
+    want = teacher(torch.from_numpy(obs)).numpy()
+    assert np.abs(after - want).max() <= LABEL_TOLERANCE * max(1.0, np.abs(want).max())
+
+
+@ONNX
+def test_local_collector_with_onnxruntime_collects_close_labels() -> None:
+    teacher = load_teacher("minatar/breakout")
+    task = _task(teacher, _minatar_memory(teacher), seed=0)
+    collector = LocalCollector("onnxruntime")
+    collector.collect(task, TeacherControl(), QNetwork(teacher.net.arch), 400, np.random.default_rng(0))
+    n = task.memory.size
+    obs, labels = task.memory.data["obs"][:n], task.memory.data["teacher_out"][:n]
+    want = teacher(torch.from_numpy(obs)).numpy()
+    assert np.abs(labels - want).max() <= LABEL_TOLERANCE * max(1.0, np.abs(want).max())
+    collector.close()
+    task.env.close()
+
+
+@ATARI
+def test_atari_collect_sends_and_receives_and_stores_what_the_plain_loop_stores() -> None:
+    spec = make_env_spec("ALE/Breakout-v5")
+    torch.manual_seed(0)
+    teacher = NetworkTeacher(QNetwork(nature_dqn(spec.n_actions, 4)), spec)
+    student = QNetwork(teacher.net.arch)
+
+    def task(seed: int) -> DistillTask:
+        fields = {"obs": (spec.obs_shape, np.uint8), "teacher_out": ((spec.n_actions,), np.float32)}
+        t = DistillTask(teacher, spec, FrameStackMemory(300, fields))
+        t.env = make_vector_env(spec, 3, seed)
+        t.obs, _ = t.env.reset(seed=seed)
+        return t
+
+    a, b = task(7), task(7)
+    ra, rb = np.random.default_rng(0), np.random.default_rng(0)
+    collect(a, TeacherControl(0.5), student, 60, ra)
+    _reference_collect(b, TeacherControl(0.5), student, 60, rb)
+    rows_a, rows_b = a.memory.all_rows(), b.memory.all_rows()
+    assert len(rows_a["obs"]) == 60
+    for k in rows_a:
+        assert np.array_equal(rows_a[k], rows_b[k]), k
+    a.env.close()
+    b.env.close()
