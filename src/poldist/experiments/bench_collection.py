@@ -1,6 +1,11 @@
 """Benchmark section 2, collection efficiency: teacher-labelled transitions/s of
 :func:`~poldist.collection.collect` against stepping the same vector env with random actions
-(and with the teacher's greedy actions), and the Ray backend against the local one."""
+(and with the teacher's greedy actions), and the Ray backend against the local one.
+
+Each env gets one row per labeller (:mod:`poldist.fast_teacher`): ``torch``, the default and
+bit-identical one, and ``onnxruntime`` (opt-in, labels within 1e-5) where it is installed and the
+teacher is on the CPU. The targets (issue 22, :data:`COLLECTION_TARGETS`) are for the fastest
+labeller of each env."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from poldist.collection import TeacherControl, collect
 from poldist.distillation import DistillConfig, base_architecture, make_student
 from poldist.envs import make_vector_env
 from poldist.experiments.bench_common import (
+    COLLECTION_TARGETS,
     CPU,
     MINATAR_TEACHER,
     Budget,
@@ -26,7 +32,7 @@ from poldist.experiments.bench_common import (
     random_atari_teacher,
     rate,
 )
-from poldist.networks import to_device
+from poldist.fast_teacher import make_labeller, onnxruntime_missing
 from poldist.tables import format_table
 from poldist.teachers import NetworkTeacher
 
@@ -38,12 +44,14 @@ def _collection_row(
     budget: Budget,
     seed: int,
     device: torch.device = CPU,
+    labeller: str = "torch",
 ) -> dict[str, Any]:
     """``collect()`` against random-action and teacher-acting bare loops, each on its own vector env.
 
     The teacher (and the student ``collect`` is given) on ``device``: each vector step's
     observations go there and the outputs or actions come back, in the library and the bare
-    teacher-acting loop alike.
+    teacher-acting loop alike. ``labeller``: who computes the teacher's outputs, in ``collect()``
+    and in the bare teacher-acting loop alike (:func:`~poldist.fast_teacher.make_labeller`).
     """
     task = filled_task(cfg, [teacher] if teacher else None, 0, seed)
     task.teacher.net.to(device)
@@ -51,9 +59,10 @@ def _collection_row(
     controller = TeacherControl(cfg.epsilon)
     rng = np.random.default_rng(seed)
     n = cfg.num_envs
+    lab = make_labeller(task.teacher, labeller)
 
     def library_collect() -> None:
-        collect(task, controller, student, n, rng)  # one vector step: n transitions
+        collect(task, controller, student, n, rng, labeller=lab)  # one vector step: n transitions
 
     spec = task.spec
     bare_env = make_vector_env(spec, n, seed + 1)
@@ -64,13 +73,10 @@ def _collection_row(
 
     act_env = make_vector_env(spec, n, seed + 2)
     state = {"obs": act_env.reset(seed=seed + 2)[0]}
-    net = task.teacher.net
 
     def bare_teacher_step() -> None:
         # the least a teacher-acting loop must do: one forward pass and one env step
-        with torch.inference_mode():
-            actions = net(to_device(state["obs"], device)).argmax(1).cpu().numpy()
-        state["obs"] = act_env.step(actions)[0]
+        state["obs"] = act_env.step(lab(state["obs"]).argmax(1))[0]
 
     try:
         r = paired_rates(
@@ -90,6 +96,7 @@ def _collection_row(
         "env_id": spec.env_id,
         "device": str(device),
         "teacher": label,
+        "labeller": labeller,
         "num_envs": n,
         "memory_class": type(task.memory).__name__,
         "collect_transitions_per_s": lib,
@@ -159,24 +166,56 @@ def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = 
     return {"rows": rows}
 
 
+def collection_labellers(device: torch.device = CPU) -> tuple[list[str], str | None]:
+    """The labellers section 2 measures on ``device``, and why onnxruntime is left out (or None)."""
+    why = onnxruntime_missing()
+    if why is None and device.type != "cpu":
+        why = f"the teacher is on {device}"
+    return (["torch"] if why else ["torch", "onnxruntime"]), why
+
+
 def bench_collection(
-    budget: Budget, atari: bool, seed: int = 0, ray_rows: bool = True, device: torch.device = CPU
+    budget: Budget,
+    atari: bool,
+    seed: int = 0,
+    ray_rows: bool = True,
+    device: torch.device = CPU,
+    labellers: list[str] | None = None,
 ) -> dict[str, Any]:
     """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs,
-    the teacher on ``device``; with ``ray_rows``, also the Ray backend with 1 and 2 local actors
-    (:func:`bench_ray_collection`; its actors and its local side on the CPU)."""
-    rows = [
-        _collection_row(MINATAR_TEACHER, DistillConfig(teacher=MINATAR_TEACHER), None, budget, seed, device)
-    ]
+    the teacher on ``device``, one row per labeller (default: :func:`collection_labellers`);
+    with ``ray_rows``, also the Ray backend with 1 and 2 local actors (:func:`bench_ray_collection`;
+    its actors and its local side on the CPU)."""
     notes = []
+    if labellers is None:
+        labellers, why = collection_labellers(device)
+        if why:
+            notes.append(f"onnxruntime labeller rows skipped: {why}")
+    rows = [
+        _collection_row(
+            MINATAR_TEACHER, DistillConfig(teacher=MINATAR_TEACHER), None, budget, seed, device, lab
+        )
+        for lab in labellers
+    ]
     skip = "Atari skipped: --no-atari" if not atari else atari_missing()
     if skip:
         notes.append(skip)
     else:
-        teacher = random_atari_teacher(seed)
         # a small memory: only the rows the timing writes are touched
         cfg = DistillConfig(teacher="", memory_size=20_000)
-        rows.append(_collection_row("nature-dqn (random weights)", cfg, teacher, budget, seed, device))
+        for lab in labellers:
+            teacher = random_atari_teacher(seed)
+            rows.append(
+                _collection_row("nature-dqn (random weights)", cfg, teacher, budget, seed, device, lab)
+            )
+    for r in rows:
+        r["target"] = COLLECTION_TARGETS["atari" if r["env_id"].startswith("ALE/") else "minatar"]
+    notes.append(
+        "targets (issue 22): collect/random >= "
+        + ", ".join(f"{v} ({k})" for k, v in COLLECTION_TARGETS.items())
+        + " with the fastest labeller; torch is the default (bit-identical), onnxruntime opt-in "
+        "(labels within 1e-5 of torch's)"
+    )
     result: dict[str, Any] = {"rows": rows, "notes": notes}
     ray_skip = "ray rows skipped: --quick (Ray starts in seconds)" if not ray_rows else ray_missing()
     if ray_skip:
@@ -194,6 +233,7 @@ def collection_table(res: dict[str, Any]) -> str:
         [
             "env",
             "teacher",
+            "labeller",
             "envs",
             "collect() trans/s",
             "random steps/s",
@@ -205,6 +245,7 @@ def collection_table(res: dict[str, Any]) -> str:
             [
                 r["env_id"],
                 r["teacher"],
+                r.get("labeller", "torch"),  # absent in older JSON
                 r["num_envs"],
                 round(r["collect_transitions_per_s"]),
                 round(r["bare_random_steps_per_s"]),
