@@ -189,6 +189,9 @@ def test_tau_gap_and_lr_schedule_in_a_run(tmp_path) -> None:
     summary = distiller.finish()
     task = summary["tasks"][0]
     assert task["tau"] == distiller.task_taus[0]
+    # the config as given (tau 0) and, beside it, the temperature tau_gap set
+    assert summary["config"]["tau"] == 0.0
+    assert summary["resolved"] == {"tau": None, "task_taus": distiller.task_taus, "tau_from": "tau_gap"}
     assert len(task["student_returns"]) == 2 and "agreement_by_gap" in task
     # a resumed run keeps the measured temperature (from the checkpoint), not a new measurement
     resumed = Distiller(replace(cfg, updates=60), tmp_path / "run", resume=True)

@@ -55,7 +55,7 @@ from poldist.networks import (
     to_device,
 )
 from poldist.progress import progress
-from poldist.runs import RunBook, machine_info
+from poldist.runs import RunBook, loss_text, machine_info
 from poldist.teachers import NetworkTeacher, Teacher, check_teacher_fits, expand_teacher_names, load_teacher
 
 if TYPE_CHECKING:  # tensorboard is imported when a run opens its logs, not with the module
@@ -400,6 +400,25 @@ class Distiller:
             return None
         return self.task_taus[k] if self.cfg.tau_gap > 0 else self.loss_fn.keywords["tau"]
 
+    def resolved(self) -> dict[str, Any]:
+        """What the config left to the run, as it ran: ``tau``, the temperature of every task (a
+        ``cfg.tau`` of 0 stands for the teacher's default: 0.01 for Q-values, 1 for logits);
+        ``task_taus``, each task's (``tau_gap`` sets one per task, ``None`` before its first
+        update); ``tau_from``: ``config``, ``teacher_default``, ``tau_gap`` or ``none`` (NLL, MSE).
+        Recorded in the summary and the student checkpoint beside the config as given."""
+        task_taus = [self.tau_used(k) for k in range(len(self.tasks))]
+        if self.cfg.loss not in ("kl", "erd"):
+            tau_from = "none"
+        elif self.cfg.tau_gap > 0:
+            tau_from = "tau_gap"
+        else:
+            tau_from = "config" if self.cfg.tau > 0 else "teacher_default"
+        return {
+            "tau": task_taus[0] if tau_from in ("config", "teacher_default") else None,
+            "task_taus": task_taus,
+            "tau_from": tau_from,
+        }
+
     def evaluate_student(self, episodes: int, seed: int) -> list[EvalResult]:
         """Score the student on every task (epsilon 0.05)."""
         self.student.eval()
@@ -444,6 +463,7 @@ class Distiller:
             unit="upd",
             disable=not show_progress,
         )
+        loss_sum, losses = 0.0, 0  # since the bar's last loss: it shows their mean
         while self.updates < until:
             # each minibatch comes from one task (the paper); single-task: always task 0
             if cfg.task_schedule == "round_robin":
@@ -466,6 +486,7 @@ class Distiller:
             loss = distill_step(self.student, self.optimizer, self.task_loss(k), obs, teacher_out, k)
             if not np.isfinite(loss):
                 raise PoldistError(f"loss became {loss} at update {self.updates}; last good checkpoint kept")
+            loss_sum, losses = loss_sum + loss, losses + 1
             task.updates += 1
             self.updates += 1
             bar.update(1)
@@ -474,13 +495,20 @@ class Distiller:
                 self.writer.add_scalar("train/updates_per_second", self.updates / self.wall(), self.updates)
             if self.updates % cfg.eval_interval == 0 or self.updates == cfg.updates:
                 results = self.evaluate()
-                bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), loss=f"{loss:.4f}")
+                bar.set_postfix(
+                    score=" ".join(f"{r.mean:.2f}" for r in results), loss=loss_text(loss_sum / losses)
+                )
+                loss_sum, losses = 0.0, 0
             if self.updates % cfg.checkpoint_interval == 0 or self.updates == cfg.updates:
                 self.checkpoint()
         bar.close()
 
     def finish(self) -> dict[str, Any]:
-        """Final evaluation (student, teacher, agreement); save ``<run_dir>/student`` and the summary."""
+        """Final evaluation (student, teacher, agreement); save ``<run_dir>/student`` and the summary.
+
+        The summary's ``config`` is the config as given (``config.json``, a valid ``--config`` and
+        ``--resume`` input); ``resolved`` (:meth:`resolved`) records the temperature(s) used. The
+        student checkpoint's metadata holds both (``distillation.resolved``, ``config``)."""
         cfg, tasks = self.cfg, self.tasks
         if self._start_eval_due:  # never run: its curve still starts at the untrained student
             self.evaluate()
@@ -531,7 +559,8 @@ class Distiller:
             "wall_seconds": self.wall(),
             "device": str(self.device),
             "machine": machine_info(),
-            "config": asdict(cfg),
+            "config": asdict(cfg),  # as given (config.json); what ran of it: "resolved"
+            "resolved": self.resolved(),
         }
         save_model(
             self.run_dir / "student",

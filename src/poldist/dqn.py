@@ -35,7 +35,7 @@ from poldist.networks import (
     to_device,
 )
 from poldist.progress import progress
-from poldist.runs import EvalLog, RunBook, machine_info
+from poldist.runs import EvalLog, RunBook, loss_text, machine_info
 from poldist.teachers import NetworkTeacher, check_teacher_fits, expand_teacher_names, load_teacher
 
 if TYPE_CHECKING:  # tensorboard is imported when a run opens its logs, not with the module
@@ -206,11 +206,13 @@ class DQNTrainer:
         specs = [make_env_spec(e) for e in ids]  # fails before any work on a bad id
         self.device = resolve_device(cfg.device)  # an unknown or absent device fails before the run dir
         self.kick_teachers = _kickstart_teachers(cfg, specs, self.device) if cfg.kickstart_teacher else []
-        self.kick_loss = (
-            make_loss(kickstart_loss_name(cfg, self.kick_teachers[0]), self.kick_teachers[0].default_tau)
-            if self.kick_teachers
-            else None
-        )
+        # what cfg left to the run ("auto", the teacher's temperature), recorded in the summary
+        self.resolved: dict[str, Any] = {"kickstart_loss": None, "kickstart_tau": None}
+        self.kick_loss = None
+        if self.kick_teachers:
+            name, tau = kickstart_loss_name(cfg, self.kick_teachers[0]), self.kick_teachers[0].default_tau
+            self.kick_loss = make_loss(name, tau)
+            self.resolved = {"kickstart_loss": name, "kickstart_tau": tau if name in ("kl", "erd") else None}
         self.book = RunBook(run_dir, resume=resume, seed=cfg.seed, torch_threads=cfg.torch_threads)
         self.run_dir = self.book.dir
         self.rng = self.book.rng
@@ -232,6 +234,9 @@ class DQNTrainer:
         self.step = self.updates = 0
         # the fraction of an update owed when updates_per_step * envs is not whole
         self.update_debt = 0.0
+        # the losses since the progress bar last showed their mean (a tensor: no sync per update)
+        self._loss_sum: torch.Tensor | float = 0.0
+        self._losses = 0
         if resume:
             self._restore()
         self.book.open_logs(cfg, self.step)
@@ -370,6 +375,7 @@ class DQNTrainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm, foreach=True)
             self.optimizer.step()
+            self._loss_sum, self._losses = self._loss_sum + loss.detach(), self._losses + 1
             for teacher in self._live_teachers:
                 teacher.weights_changed()
             self.updates += 1
@@ -383,6 +389,15 @@ class DQNTrainer:
                 self.writer.add_scalar(
                     "train/steps_per_second", self.step / max(self.wall(), 1e-9), self.step
                 )
+
+    def _postfix(self, results: list[EvalResult], eps: float) -> dict[str, str]:
+        """The progress bar's readout at an evaluation: scores, epsilon and the mean loss of the
+        updates since the last one (none before ``learning_starts``)."""
+        postfix = {"score": " ".join(f"{r.mean:.2f}" for r in results), "eps": f"{eps:.2f}"}
+        if self._losses:
+            postfix["loss"] = loss_text(float(self._loss_sum) / self._losses)
+        self._loss_sum, self._losses = 0.0, 0
+        return postfix
 
     def run(self, until: int) -> list[EvalResult] | None:
         """Train until ``until`` env steps (at most ``cfg.total_steps``), all games together,
@@ -405,7 +420,7 @@ class DQNTrainer:
             if self.step >= self._next_eval or self.step >= cfg.total_steps:
                 self._next_eval += cfg.eval_interval
                 results = self.evaluate()
-                self.bar.set_postfix(score=" ".join(f"{r.mean:.2f}" for r in results), eps=f"{eps:.2f}")
+                self.bar.set_postfix(self._postfix(results, eps))
             if self.step >= self._next_ckpt or self.step >= cfg.total_steps:
                 self._next_ckpt += cfg.checkpoint_interval
                 self._checkpoint_due = True
@@ -454,7 +469,8 @@ class DQNTrainer:
             "stopped_early": self.step < cfg.total_steps if stopped_early is None else stopped_early,
             "device": str(self.device),
             "machine": machine_info(),
-            "config": asdict(cfg),
+            "config": asdict(cfg),  # as given (config.json); what ran of it: "resolved"
+            "resolved": self.resolved,
         }
         save_model(
             self.run_dir / "teacher",

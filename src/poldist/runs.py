@@ -7,7 +7,9 @@
       state/           latest resumable checkpoint (weights, optimizer, memory, counters)
       tb/              TensorBoard logs
       evals.csv        periodic evaluations (step, score, CI)
-      summary.json     the finished run's summary
+      summary.json     the finished run's summary; its "config" is config.json's, and what the
+                       config left to the run (distillation: the temperature a tau of 0 stands
+                       for, or tau_gap's per task) is under "resolved"
 
 :class:`RunBook` keeps that layout for a job: the directory, the seeds and RNGs, the clock across
 resumes, the logs and the resumable checkpoint's shared part (RNG states, optimizer, counters).
@@ -111,8 +113,17 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
 
 
+def loss_text(value: float) -> str:
+    """A loss for a progress bar, to three significant digits: a KL at temperature 0.01 is about
+    1e-5, which four decimals show as ``0.0000``."""
+    return f"{value:.3g}"
+
+
 class EvalLog:
-    """Append-only CSV of periodic evaluations, truncated on resume to the checkpointed step."""
+    """Append-only CSV of periodic evaluations, truncated on resume to the checkpointed step.
+
+    The counts (:attr:`INT_FIELDS`) are written and read as integers, before and after a resume.
+    """
 
     FIELDS = (
         "step",
@@ -125,27 +136,47 @@ class EvalLog:
         "ci_high",
         "episodes",
     )
+    INT_FIELDS = ("step", "task", "updates", "env_steps", "episodes")
 
     def __init__(self, path: str | Path, resume_step: int | None = None):
         self.path = Path(path)
-        rows = self.read(self.path) if self.path.exists() else []
+        rows = []
+        if self.path.exists():
+            with self.path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
         if resume_step is not None:
-            rows = [r for r in rows if r["step"] <= resume_step]
+            rows = [r for r in rows if self._number("step", r["step"]) <= resume_step]
         with self.path.open("w", newline="") as f:
             w = csv.DictWriter(f, self.FIELDS)
             w.writeheader()
-            w.writerows(rows)
+            # kept as written, but a count an older version rewrote as "5000.0" is written "5000" again
+            w.writerows({k: self._text(k, v) for k, v in r.items()} for r in rows)
 
     def append(self, **row: float) -> None:
         """Add one evaluation."""
         with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.FIELDS).writerow({k: row.get(k, "") for k in self.FIELDS})
+            csv.DictWriter(f, self.FIELDS).writerow({k: self._text(k, row.get(k, "")) for k in self.FIELDS})
 
-    @staticmethod
-    def read(path: str | Path) -> list[dict[str, float]]:
-        """All rows, as numbers."""
+    @classmethod
+    def _number(cls, field: str, text: str) -> float:
+        value = float(text)
+        return int(value) if field in cls.INT_FIELDS and value.is_integer() else value
+
+    @classmethod
+    def _text(cls, field: str, value: Any) -> Any:
+        """A cell as written: a whole count as an integer, anything else as given."""
+        if field in cls.INT_FIELDS and value not in ("", None):
+            number = cls._number(field, str(value))
+            return str(number) if isinstance(number, int) else value
+        return value
+
+    @classmethod
+    def read(cls, path: str | Path) -> list[dict[str, float]]:
+        """All rows, as numbers: the counts (:attr:`INT_FIELDS`) as ints, the rest as floats."""
         with Path(path).open() as f:
-            return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+            return [
+                {k: cls._number(k, v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)
+            ]
 
 
 def resume_or_clear(run_dir: str | Path, checkpoint_in: str = "") -> bool:
