@@ -59,16 +59,21 @@ def _check_result(result: dict[str, Any]) -> None:
     for r in update:
         _positive(r, "library_updates_per_s", "bare_updates_per_s", "ratio", "params")
 
-    (collection,) = result["collection_efficiency"]["rows"]  # MinAtar only: atari=False
-    assert collection["env_id"] == "MinAtar/Breakout-v1" and collection["num_envs"] == 8
-    _positive(
-        collection,
-        "collect_transitions_per_s",
-        "bare_random_steps_per_s",
-        "bare_teacher_steps_per_s",
-        "ratio",
-        "ratio_vs_bare_teacher",
+    collection = result["collection_efficiency"]["rows"]  # MinAtar only: atari=False
+    want = {("torch", 1), ("torch", 2)} | (
+        {("onnxruntime", 1), ("onnxruntime", 2)} if onnx_missing() is None else set()
     )
+    assert {(r["labeller"], r["groups"]) for r in collection} == want
+    for r in collection:
+        assert r["env_id"] == "MinAtar/Breakout-v1" and r["num_envs"] == 8 and r["target"] == 0.5
+        _positive(
+            r,
+            "collect_transitions_per_s",
+            "bare_random_steps_per_s",
+            "bare_teacher_steps_per_s",
+            "ratio",
+            "ratio_vs_bare_teacher",
+        )
 
     inference = result["inference"]
     assert {r["role"] for r in inference["rows"]} == {"teacher", "net1", "net2", "net3"}

@@ -221,3 +221,62 @@ def test_atari_collect_sends_and_receives_and_stores_what_the_plain_loop_stores(
         assert np.array_equal(rows_a[k], rows_b[k]), k
     a.env.close()
     b.env.close()
+
+
+class _RowTeacher:
+    """A protocol teacher whose row ``i`` depends on observation ``i`` alone, bit for bit at any batch."""
+
+    def __init__(self, spec, n_actions: int):
+        self.env, self.name, self.output_kind, self.version = spec, "rows", "q", 0
+        self.n_actions, self.device = n_actions, torch.device("cpu")
+        d = int(np.prod(spec.obs_shape))
+        g = torch.Generator().manual_seed(0)
+        self.cols = torch.randint(0, d, (n_actions, 5), generator=g)
+        self.w = torch.rand(n_actions, 5, generator=g)
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.flatten(1).float()[:, self.cols]  # (B, A, 5)
+        return (x * self.w).amax(dim=2)
+
+
+@pytest.mark.parametrize("env_id", ["MinAtar/Breakout-v1", pytest.param("ALE/Breakout-v5", marks=ATARI)])
+def test_pipelined_collect_on_grouped_envs_stores_what_the_plain_loop_stores(env_id: str) -> None:
+    spec = make_env_spec(env_id)
+    teacher = _RowTeacher(spec, spec.n_actions)
+    fields = {"obs": (spec.obs_shape, np.uint8), "teacher_out": ((spec.n_actions,), np.float32)}
+
+    def memory():
+        return FrameStackMemory(500, fields) if spec.domain == "atari" else ReplayMemory(500, fields)
+
+    n_envs, steps = (5, 40) if spec.domain == "atari" else (7, 300)
+    plain, grouped = DistillTask(teacher, spec, memory()), DistillTask(teacher, spec, memory())
+    plain.start(n_envs, 11)
+    grouped.start(n_envs, 11, groups=2)
+    assert np.array_equal(plain.obs, grouped.obs)
+    ra, rb = np.random.default_rng(4), np.random.default_rng(4)
+    for _ in range(2):
+        collect(plain, TeacherControl(0.3), None, steps, ra)
+        collect(grouped, TeacherControl(0.3), None, steps, rb)
+    rows_a, rows_b = plain.memory.all_rows(), grouped.memory.all_rows()
+    for k in rows_a:
+        assert np.array_equal(rows_a[k], rows_b[k]), k
+    assert np.array_equal(plain.obs, grouped.obs)
+    assert ra.random() == rb.random()
+    plain.env.close()
+    grouped.env.close()
+    grouped.env.close()  # idempotent
+
+
+def test_pipelined_collect_with_the_shipped_teacher_and_other_controllers() -> None:
+    teacher = load_teacher("minatar/breakout")
+    student = QNetwork(teacher.net.arch)
+    task = DistillTask(teacher, teacher.env, _minatar_memory(teacher))
+    task.start(8, 3, groups=2)
+    collect(task, TeacherControl(), student, 400, np.random.default_rng(0))
+    collect(task, StudentControl(), student, 400, np.random.default_rng(0))
+    n = task.memory.size
+    assert n >= 800 and task.obs.shape == (8, *teacher.env.obs_shape)
+    obs, labels = task.memory.data["obs"][:n], task.memory.data["teacher_out"][:n]
+    want = teacher(torch.from_numpy(obs)).numpy()
+    assert np.abs(labels - want).max() <= LABEL_TOLERANCE * max(1.0, np.abs(want).max())
+    task.env.close()

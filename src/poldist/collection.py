@@ -12,6 +12,7 @@ This module imports neither the loop nor Ray: both build on it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -148,10 +149,60 @@ class DistillTask:
     obs: np.ndarray | None = None
     updates: int = 0
 
-    def start(self, num_envs: int, seed: int) -> None:
-        """(Re)open the envs at fresh episodes."""
-        self.env = make_vector_env(self.spec, num_envs, seed)
+    def start(self, num_envs: int, seed: int, groups: int = 1) -> None:
+        """(Re)open the envs at fresh episodes.
+
+        ``groups`` > 1: the ``num_envs`` envs as that many vector envs (:class:`GroupedVectorEnv`,
+        each env seeded as in one vector env), which :func:`collect` pipelines: one group steps
+        while the teacher labels the other (opt-in).
+        """
+        if groups > 1:
+            self.env = GroupedVectorEnv(self.spec, num_envs, seed, groups)
+        else:
+            self.env = make_vector_env(self.spec, num_envs, seed)
         self.obs, _ = self.env.reset(seed=seed)
+
+
+class GroupedVectorEnv:
+    """``num_envs`` copies of a game as ``groups`` consecutive vector envs, stepped as one.
+
+    Env ``i`` is the same env (same seed at a reset) as env ``i`` of ``make_vector_env(spec,
+    num_envs, seed)``: group ``g`` holds envs ``offsets[g]`` to ``offsets[g + 1] - 1`` and is reset
+    with ``seed + offsets[g]``. :meth:`step` steps the groups one after the other and concatenates
+    what they give; :func:`collect` instead steps a group in a worker thread (:attr:`pool`) while
+    the teacher labels the next one, so env stepping and labelling overlap.
+    """
+
+    def __init__(self, spec: EnvSpec, num_envs: int, seed: int, groups: int = 2):
+        if not 1 <= groups <= num_envs:
+            raise PoldistError(f"cannot split {num_envs} envs into {groups} groups")
+        sizes = [num_envs // groups + (g < num_envs % groups) for g in range(groups)]
+        self.offsets = np.cumsum([0, *sizes]).tolist()
+        self.envs = [make_vector_env(spec, k, seed + off) for k, off in zip(sizes, self.offsets)]
+        self.num_envs = num_envs
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poldist-envs")
+
+    def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every env: observations ``(num_envs, C, H, W)`` and ``{"groups": [info, ...]}``."""
+        res = [e.reset(seed=None if seed is None else seed + off) for e, off in zip(self.envs, self.offsets)]
+        return np.concatenate([r[0] for r in res]), {"groups": [r[1] for r in res]}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every env with ``actions`` ``(num_envs,)``: obs, rewards, terminations, truncations
+        (each concatenated over the groups) and ``{"groups": [info, ...]}``."""
+        res = [e.step(actions[a:b]) for e, a, b in zip(self.envs, self.offsets, self.offsets[1:])]
+        return (
+            *(np.concatenate([r[k] for r in res]) for k in range(4)),
+            {"groups": [r[4] for r in res]},
+        )  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close the envs and the worker thread; idempotent."""
+        self.pool.shutdown(wait=True)
+        for e in self.envs:
+            e.close()
 
 
 _TORCH_LABELLERS: dict[int, TorchLabeller] = {}  # id(teacher) -> its labeller (collect without one)
@@ -192,6 +243,9 @@ def collect(
         labeller = _default_labeller(teacher)
     elif labeller.teacher is not teacher:
         raise PoldistError(f"the labeller labels for {labeller.teacher.name}, not for {teacher.name}")
+    if isinstance(task.env, GroupedVectorEnv) and type(controller) is TeacherControl:
+        _collect_pipelined(task, controller, labeller, n_transitions, rng, updates)
+        return
     device = teacher.device
     on_host = device.type == "cpu"
     torch_labels = isinstance(labeller, TorchLabeller)
@@ -200,18 +254,15 @@ def collect(
     done = 0
     while done < n_transitions:
         obs = task.obs
-        obs_t = to_device(obs, device)
+        # on the CPU, torch.from_numpy: the tensor torch.as_tensor gives (shared memory), 3 us sooner
+        obs_t = torch.from_numpy(obs) if on_host and type(obs) is np.ndarray else to_device(obs, device)
         if torch_labels:
             out_t = labeller.outputs(obs_t)
             out = out_t.cpu().numpy() if not on_host else out_t.numpy()
         else:
             out = labeller(obs)
             out_t = torch.from_numpy(out) if on_host else to_device(out, device)
-        if not np.isfinite(out).all():  # refuse before a NaN reaches the memory (and a checkpoint)
-            raise PoldistError(
-                f"teacher outputs are not finite (NaN/inf) at update {updates} "
-                f"(teacher {teacher.name}); nothing stored from them, last good checkpoint kept"
-            )
+        _check_finite(out, teacher, updates)
         actions = controller.act(obs_t, out_t, student, task.index, rng, updates)
         if split_step:  # the envs step in their threads while the memory stores
             env.send(actions)
@@ -221,6 +272,62 @@ def collect(
             task.memory.add(obs=obs, teacher_out=out)
             task.obs = env.step(actions)[0]
         done += len(actions)
+
+
+def _check_finite(out: np.ndarray, teacher: Teacher, updates: int) -> None:
+    if not np.isfinite(out).all():  # refuse before a NaN reaches the memory (and a checkpoint)
+        raise PoldistError(
+            f"teacher outputs are not finite (NaN/inf) at update {updates} "
+            f"(teacher {teacher.name}); nothing stored from them, last good checkpoint kept"
+        )
+
+
+def _collect_pipelined(
+    task: DistillTask,
+    controller: TeacherControl,
+    labeller: Labeller,
+    n_transitions: int,
+    rng: np.random.Generator,
+    updates: int,
+) -> None:
+    """:func:`collect` on a :class:`GroupedVectorEnv`, teacher-driven: while a group steps in the
+    env's worker thread, the teacher labels the next group (and the memory stores).
+
+    Each vector step draws its exploration as :func:`host_epsilon_greedy` does for all envs at
+    once (``rng.random(N)``, then the random actions of the exploring envs), so actions, draws
+    and the memory's rows (one ``add`` per vector step, envs in order) are those of the plain
+    loop whenever the labeller gives each group's rows what it gives them in one batch.
+    """
+    env: GroupedVectorEnv = task.env
+    bounds = list(zip(env.offsets, env.offsets[1:]))
+    groups = [task.obs[a:b] for a, b in bounds]
+    pending: list[Future | None] = [None] * len(groups)
+    n_actions = task.teacher.n_actions
+    done = 0
+    try:
+        while done < n_transitions:
+            explore = rng.random(env.num_envs) < controller.epsilon
+            random_actions = np.zeros(env.num_envs, np.int64)
+            if explore.any():
+                random_actions[explore] = rng.integers(0, n_actions, int(explore.sum()))
+            outs = []
+            for g, (a, b) in enumerate(bounds):
+                if pending[g] is not None:  # its previous step, taken while the other groups were labelled
+                    groups[g] = pending[g].result()[0]
+                    pending[g] = None
+                out = labeller(groups[g])
+                _check_finite(out, task.teacher, updates)
+                actions = np.where(explore[a:b], random_actions[a:b], out.argmax(axis=1)).astype(np.int64)
+                outs.append(out)
+                pending[g] = env.pool.submit(env.envs[g].step, actions)
+            # groups[g] still holds what was labelled: replaced only when its step is collected
+            task.memory.add(obs=np.concatenate(groups), teacher_out=np.concatenate(outs))
+            done += env.num_envs
+    finally:
+        for g, fut in enumerate(pending):
+            if fut is not None:
+                groups[g] = fut.result()[0]
+        task.obs = np.concatenate(groups)
 
 
 class Collector(Protocol):

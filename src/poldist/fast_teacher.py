@@ -134,10 +134,11 @@ class TorchLabeller:
 def onnx_graph(net: QNetwork, task: int = 0, in_channels: int | None = None) -> Any:
     """An ONNX model of head ``task`` of ``net``: ``obs`` uint8 ``(N, C, H, W)`` -> ``outputs`` ``(N, A)``.
 
-    ``outputs`` are float32. Built node by node from the weights (Cast, Mul by ``obs_scale``, Conv, Relu, Flatten, Gemm):
-    the same computation as :meth:`QNetwork.forward`. ``in_channels`` below the network's
-    (a multi-task network reading a game with fewer channels) uses only those channels of the
-    first conv's weights, as :meth:`QNetwork.features` does.
+    ``outputs`` are float32. Built node by node from the weights (Cast, Mul by ``obs_scale``,
+    Conv, Relu, Flatten, Gemm): the same computation as :meth:`QNetwork.forward`.
+    ``in_channels`` below the network's (a multi-task network reading a game with fewer
+    channels) uses only those channels of the first conv's weights, as
+    :meth:`QNetwork.features` does.
 
     Raises:
         PoldistError: a network with layers other than Conv2d/ReLU/Flatten/Linear.
@@ -283,7 +284,9 @@ class OnnxLabeller:
         t = self.teacher
         if self._key != (t.version, id(t.net), obs.shape[1]):
             self._build(obs.shape[1])
-        return self._session.run(None, {"obs": np.ascontiguousarray(obs, dtype=np.uint8)})[0]
+        if obs.dtype != np.uint8 or not obs.flags.c_contiguous:
+            obs = np.ascontiguousarray(obs, dtype=np.uint8)
+        return self._session.run(None, {"obs": obs})[0]
 
 
 LABELLER_FACTORIES: dict[str, Callable[[Teacher], Labeller]] = {

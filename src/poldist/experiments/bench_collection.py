@@ -45,6 +45,7 @@ def _collection_row(
     seed: int,
     device: torch.device = CPU,
     labeller: str = "torch",
+    groups: int = 1,
 ) -> dict[str, Any]:
     """``collect()`` against random-action and teacher-acting bare loops, each on its own vector env.
 
@@ -52,8 +53,13 @@ def _collection_row(
     observations go there and the outputs or actions come back, in the library and the bare
     teacher-acting loop alike. ``labeller``: who computes the teacher's outputs, in ``collect()``
     and in the bare teacher-acting loop alike (:func:`~poldist.fast_teacher.make_labeller`).
+    ``groups`` > 1: ``collect()``'s envs as that many groups, pipelined
+    (:class:`~poldist.collection.GroupedVectorEnv`); the bare loops keep one vector env.
     """
     task = filled_task(cfg, [teacher] if teacher else None, 0, seed)
+    if groups > 1:
+        task.env.close()
+        task.start(cfg.num_envs, seed, groups)
     task.teacher.net.to(device)
     student = make_student(cfg, [task], base_architecture([task])).to(device)
     controller = TeacherControl(cfg.epsilon)
@@ -97,6 +103,7 @@ def _collection_row(
         "device": str(device),
         "teacher": label,
         "labeller": labeller,
+        "groups": groups,
         "num_envs": n,
         "memory_class": type(task.memory).__name__,
         "collect_transitions_per_s": lib,
@@ -166,12 +173,14 @@ def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = 
     return {"rows": rows}
 
 
-def collection_labellers(device: torch.device = CPU) -> tuple[list[str], str | None]:
-    """The labellers section 2 measures on ``device``, and why onnxruntime is left out (or None)."""
+def collection_labellers(device: torch.device = CPU) -> tuple[list[tuple[str, int]], str | None]:
+    """The ``(labeller, groups)`` section 2 measures on ``device``, and why onnxruntime is left
+    out (or None): each labeller on one vector env, then on two pipelined groups."""
     why = onnxruntime_missing()
     if why is None and device.type != "cpu":
         why = f"the teacher is on {device}"
-    return (["torch"] if why else ["torch", "onnxruntime"]), why
+    labs = ["torch"] if why else ["torch", "onnxruntime"]
+    return [(lab, g) for g in (1, 2) for lab in labs], why
 
 
 def bench_collection(
@@ -180,10 +189,10 @@ def bench_collection(
     seed: int = 0,
     ray_rows: bool = True,
     device: torch.device = CPU,
-    labellers: list[str] | None = None,
+    labellers: list[tuple[str, int]] | None = None,
 ) -> dict[str, Any]:
     """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs,
-    the teacher on ``device``, one row per labeller (default: :func:`collection_labellers`);
+    the teacher on ``device``, one row per ``(labeller, groups)`` (default: :func:`collection_labellers`);
     with ``ray_rows``, also the Ray backend with 1 and 2 local actors (:func:`bench_ray_collection`;
     its actors and its local side on the CPU)."""
     notes = []
@@ -193,9 +202,9 @@ def bench_collection(
             notes.append(f"onnxruntime labeller rows skipped: {why}")
     rows = [
         _collection_row(
-            MINATAR_TEACHER, DistillConfig(teacher=MINATAR_TEACHER), None, budget, seed, device, lab
+            MINATAR_TEACHER, DistillConfig(teacher=MINATAR_TEACHER), None, budget, seed, device, lab, g
         )
-        for lab in labellers
+        for lab, g in labellers
     ]
     skip = "Atari skipped: --no-atari" if not atari else atari_missing()
     if skip:
@@ -203,18 +212,19 @@ def bench_collection(
     else:
         # a small memory: only the rows the timing writes are touched
         cfg = DistillConfig(teacher="", memory_size=20_000)
-        for lab in labellers:
+        for lab, g in labellers:
             teacher = random_atari_teacher(seed)
             rows.append(
-                _collection_row("nature-dqn (random weights)", cfg, teacher, budget, seed, device, lab)
+                _collection_row("nature-dqn (random weights)", cfg, teacher, budget, seed, device, lab, g)
             )
     for r in rows:
         r["target"] = COLLECTION_TARGETS["atari" if r["env_id"].startswith("ALE/") else "minatar"]
     notes.append(
         "targets (issue 22): collect/random >= "
         + ", ".join(f"{v} ({k})" for k, v in COLLECTION_TARGETS.items())
-        + " with the fastest labeller; torch is the default (bit-identical), onnxruntime opt-in "
-        "(labels within 1e-5 of torch's)"
+        + " with the fastest labeller; torch on 1 group is the default (bit-identical), onnxruntime "
+        "(labels within 1e-5 of torch's) and 2 pipelined groups (the same data when the labeller "
+        "gives a group's rows what it gives them in one batch) are opt-in"
     )
     result: dict[str, Any] = {"rows": rows, "notes": notes}
     ray_skip = "ray rows skipped: --quick (Ray starts in seconds)" if not ray_rows else ray_missing()
@@ -234,6 +244,7 @@ def collection_table(res: dict[str, Any]) -> str:
             "env",
             "teacher",
             "labeller",
+            "groups",
             "envs",
             "collect() trans/s",
             "random steps/s",
@@ -246,6 +257,7 @@ def collection_table(res: dict[str, Any]) -> str:
                 r["env_id"],
                 r["teacher"],
                 r.get("labeller", "torch"),  # absent in older JSON
+                r.get("groups", 1),
                 r["num_envs"],
                 round(r["collect_transitions_per_s"]),
                 round(r["bare_random_steps_per_s"]),
