@@ -103,7 +103,9 @@ class TorchLabeller:
     def outputs(self, obs_t: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` uint8 on the teacher's device -> ``(N, A)`` outputs there."""
         t = self.teacher
-        if not isinstance(t, NetworkTeacher):
+        # the layer-by-layer path is NetworkTeacher.__call__'s arithmetic; a teacher that is not one,
+        # or a subclass that changes what a call returns, is called as it is
+        if not isinstance(t, NetworkTeacher) or type(t).__call__ is not NetworkTeacher.__call__:
             return t(obs_t)
         net = t.net
         layers = self._plain(net, t.task)
@@ -304,7 +306,8 @@ def make_labeller(teacher: Teacher, kind: str = "torch") -> Labeller:
         PoldistError: an unknown ``kind``, or ``"onnxruntime"`` where it cannot be used.
     """
     if kind == "auto":
-        usable = isinstance(teacher, NetworkTeacher) and teacher.device.type == "cpu"
+        usable = isinstance(teacher, NetworkTeacher) and type(teacher).__call__ is NetworkTeacher.__call__
+        usable = usable and teacher.device.type == "cpu"
         usable = usable and onnxruntime_missing() is None
         usable = usable and _plain_layers(teacher.net, teacher.task) is not None
         kind = "onnxruntime" if usable else "torch"
