@@ -280,3 +280,20 @@ def test_pipelined_collect_with_the_shipped_teacher_and_other_controllers() -> N
     want = teacher(torch.from_numpy(obs)).numpy()
     assert np.abs(labels - want).max() <= LABEL_TOLERANCE * max(1.0, np.abs(want).max())
     task.env.close()
+
+
+def test_distill_config_chooses_the_labeller_and_the_env_groups(tmp_path) -> None:
+    """--labeller and --env-groups reach the collector and the envs; a bad value is one line."""
+    from poldist.config import DistillConfig
+    from poldist.distillation import Distiller
+
+    cfg = DistillConfig(
+        updates=40, learning_starts=64, eval_interval=10**6, eval_episodes=1, final_eval_episodes=1,
+        agreement_states=8, evaluate_teacher=False, num_envs=4, labeller="onnxruntime", env_groups=2,
+    )  # fmt: skip
+    with Distiller(cfg, tmp_path / "run") as d:
+        assert d.collector.labeller == "onnxruntime"
+        d.run(show_progress=False)
+        assert d.tasks[0].memory.size >= 64
+    with pytest.raises(PoldistError, match=r"env_groups \(3\) must be at most num_envs \(2\)"):
+        DistillConfig(num_envs=2, env_groups=3).validate()

@@ -222,6 +222,18 @@ class DistillConfig:
     backend: Backend = option("local", "teacher play: local | ray (actors; pip install 'poldist[ray]')")
     ray_address: str = option("", "ray: cluster address; empty: a local ray.init()")
     ray_actors: int = option(2, "ray: teacher-play actors per game", minimum=1)
+    labeller: Literal["torch", "onnxruntime", "auto"] = option(
+        "torch",
+        "who computes the teacher's outputs while collecting (local backend): torch (bit-identical "
+        "to the teacher) | onnxruntime (CPU teachers, faster; labels within 1e-5, so runs are not "
+        "bit-identical) | auto",
+    )
+    env_groups: int = option(
+        1,
+        "collection envs of a game in this many pipelined groups: one steps while the teacher labels the "
+        "other (teacher acting, local backend; 2 can help Atari when a core is free)",
+        minimum=1,
+    )
     updates: int = option(30_000, "student minibatch updates", minimum=0)
     transitions_per_update: float = option(5.4, "fresh teacher transitions per update, per game", minimum=0.0)
     learning_starts: int = option(10_000, "teacher transitions per game before the first update", minimum=0)
@@ -265,6 +277,10 @@ class DistillConfig:
                 raise PoldistError(f"distill: {name} must be at most 1, got {getattr(self, name)}")
         if self.transitions_per_update <= 0:
             raise PoldistError("distill: transitions_per_update must be positive")
+        if self.env_groups > self.num_envs:
+            raise PoldistError(
+                f"distill: env_groups ({self.env_groups}) must be at most num_envs ({self.num_envs})"
+            )
         if self.backend == "ray" and importlib.util.find_spec("ray") is None:
             raise PoldistError("backend ray needs ray: pip install 'poldist[ray]'")
 

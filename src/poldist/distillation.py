@@ -95,7 +95,7 @@ def _ray_collector(cfg: DistillConfig, tasks: list[DistillTask]) -> Collector:
 
 # the keys are DistillConfig's backend choices (config.BACKEND_CHOICES), checked there
 COLLECTORS: dict[str, Callable[[DistillConfig, list[DistillTask]], Collector]] = {
-    "local": lambda cfg, tasks: LocalCollector(),
+    "local": lambda cfg, tasks: LocalCollector(cfg.labeller),
     "ray": _ray_collector,
 }
 
@@ -337,7 +337,7 @@ class Distiller:
             self._restore()
         self.book.open_logs(cfg, self.updates)
         for i, task in enumerate(self.tasks):
-            task.start(cfg.num_envs, self.env_seed("collect", i, self.updates))
+            task.start(cfg.num_envs, self.env_seed("collect", i, self.updates), cfg.env_groups)
         # the learning curve starts at the untrained student: evaluated before the first update
         self._start_eval_due = self.updates == 0
         self._closed = False
