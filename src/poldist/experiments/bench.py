@@ -95,7 +95,16 @@ def _summary(result: dict[str, Any]) -> list[list[Any]]:
         )
     if "collection_efficiency" in result:
         for r in result["collection_efficiency"]["rows"]:
-            out.append([f"collection {r['env_id']}: collect/random", f"{r['ratio']:.2f}", "-", "-"])
+            how = r.get("labeller", "torch") + (f", {r['groups']} groups" if r.get("groups", 1) > 1 else "")
+            target = r.get("target")
+            out.append(
+                [
+                    f"collection {r['env_id']} ({how}): collect/random",
+                    f"{r['ratio']:.2f}",
+                    "-" if target is None else f">= {target}",
+                    "-" if target is None else _met(r["ratio"], target),
+                ]
+            )
     if "inference" in result:
         for r in result["inference"]["rows"]:
             if r["role"] == "net2" and r["batch"] == 1:
