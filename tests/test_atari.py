@@ -295,7 +295,12 @@ class _CountingEnv:
         self.env, self.ended = env, 0
 
     def step(self, actions):
-        out = self.env.step(actions)
+        return self._count(self.env.step(actions))
+
+    def recv(self):  # collection pipelines Atari: send(actions), store, then recv()
+        return self._count(self.env.recv())
+
+    def _count(self, out):
         self.ended += int((out[2] | out[3]).sum())
         return out
 
