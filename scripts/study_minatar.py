@@ -88,6 +88,22 @@ COMBOS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
 }
+COMBOS.update(
+    {
+        f"tau1-cosine-{suffix}": (
+            f"temperature 1, cosine learning rate, {change}",
+            {"tau": 1.0, "lr_schedule": "cosine", **fields},
+        )
+        for suffix, (change, fields) in {
+            "student": ("the student acts", {"control": "student"}),
+            "mixed": ("teacher then student acting", {"control": "mixed"}),
+            "60k": (
+                "60k updates",
+                {"updates": 60_000, "eval_interval": 7_500, "checkpoint_interval": 15_000},
+            ),
+        }.items()
+    }
+)
 VARIANTS.update(COMBOS)
 
 # MinAtar student families for the study of conv capacity: size -> (conv filters, hidden units).
