@@ -340,6 +340,8 @@ def _distill_argv(run: Path) -> list[str]:
         "--batch-size",
         "32",
         "--no-evaluate-teacher",
+        "--recipe",
+        "paper",  # the transition count below is the paper's 5.4 a update
         "--out",
         str(run),
     ]

@@ -52,13 +52,20 @@ def _probability(text: str) -> float:
     return value
 
 
-def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
+def _add_dataclass_args(
+    parser: argparse.ArgumentParser, cls: type, recipes: dict[str, dict[str, Any]] | None = None
+) -> None:
     group = parser.add_argument_group(f"{cls.__name__} (hyper-parameters)")
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         kind = type(default)
-        help_text = f.metadata.get("help", "") + f" (default: {default!r})"
+        by_recipe = "".join(
+            f"; {name} recipe: {values[f.name]!r}"
+            for name, values in (recipes or {}).items()
+            if f.name in values
+        )
+        help_text = f.metadata.get("help", "") + f" (default: {default!r}{by_recipe})"
         if kind is bool:
             group.add_argument(
                 flag,
@@ -75,11 +82,28 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def _add_run_command(
-    sub: Any, name: str, cls: type, func: Any, *, help: str, description: str
+    sub: Any,
+    name: str,
+    cls: type,
+    func: Any,
+    *,
+    help: str,
+    description: str,
+    recipes: dict[str, dict[str, Any]] | None = None,
 ) -> argparse.ArgumentParser:
-    """A sub-command for a long job: the config dataclass's fields as flags, ``--out``, ``--resume``."""
+    """A sub-command for a long job: the config dataclass's fields as flags, ``--out``, ``--resume``
+    (and ``--recipe`` where the command has per-domain recipes)."""
     p = sub.add_parser(name, help=help, description=description)
-    _add_dataclass_args(p, cls)
+    _add_dataclass_args(p, cls, recipes)
+    if recipes:
+        p.add_argument(
+            "--recipe",
+            choices=("auto", *recipes),
+            default="auto",
+            help="the settings the flags start from: auto (minatar for a MinAtar teacher, else paper) | "
+            + " | ".join(recipes)
+            + "; a --config file and the flags given override it (default: auto)",
+        )
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.set_defaults(func=func)
@@ -111,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capture-video", type=Path, help=_CAPTURE_HELP.format(what="final evaluation"))
 
     from poldist.distillation import DistillConfig
+    from poldist.recipes import RECIPES
 
     p = _add_run_command(
         sub,
@@ -119,7 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         commands.cmd_distill,
         help="distil a teacher into a student",
         description="Distil a teacher (checkpoint dir or shipped name) into a smaller student; "
-        "writes <out>/student, <out>/summary.json and <out>/curve.png.",
+        "writes <out>/student, <out>/summary.json and <out>/curve.png. The defaults are the paper's; "
+        "a MinAtar teacher starts from the minatar recipe (RESULTS.md section 5b) unless --recipe says "
+        "otherwise.",
+        recipes=RECIPES,
     )
     p.add_argument("--capture-video", type=Path, help=_CAPTURE_HELP.format(what="student's final evaluation"))
 

@@ -28,8 +28,9 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def build_config(cls: type, args: argparse.Namespace) -> Any:
-    """The command's config: the ``--config`` file, then the flags given; on ``--resume`` of a run
-    that recorded its config, that config, with only the changes a resume may make (recorded in
+    """The command's config: its recipe (``--recipe``, where the command has one), then the
+    ``--config`` file, then the flags given; on ``--resume`` of a run that recorded its config,
+    that config, with only the changes a resume may make (recorded in
     ``<out>/config_changes.json``)."""
     values: dict[str, Any] = {}
     names = {f.name for f in dataclasses.fields(cls)}
@@ -39,18 +40,29 @@ def build_config(cls: type, args: argparse.Namespace) -> Any:
         v = getattr(args, name)
         if v is not None:
             values[name] = v
+    given = dict(values)  # what a resume compares with the stored config
     out = Path(args.out)
     stored = out / "config.json"
     # only a run with a checkpoint can resume; without one the command says so itself
     has_checkpoint = any((out / d / "state" / "meta.json").exists() for d in (".", "teacher-run"))
     if args.resume and stored.exists() and has_checkpoint:
-        cfg, changes = resumed_config(cls, _read_json(stored, "the run's config"), values, str(stored))
+        cfg, changes = resumed_config(cls, _read_json(stored, "the run's config"), given, str(stored))
         if changes:
             log = out / "config_changes.json"
             history = _read_json(log, "the run's config changes") if log.exists() else []
             write_json(log, [*history, {"command": " ".join(["poldist", *sys.argv[1:]]), "changes": changes}])
             print("resuming with " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
         return cfg
+    if getattr(args, "recipe", None) is not None:
+        from poldist.recipes import recipe_for
+
+        default_teacher = {f.name: f.default for f in dataclasses.fields(cls)}["teacher"]
+        name, recipe = recipe_for(
+            args.recipe, values.get("teacher", default_teacher), values.get("env_id", "")
+        )
+        if recipe:
+            print(f"recipe {name}: " + ", ".join(f"{k} {recipe[k]}" for k in recipe if k not in given))
+        values = {**recipe, **values}
     cfg = cls(**values)
     cfg.validate()  # before anything is made on disk
     return cfg

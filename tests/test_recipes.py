@@ -1,0 +1,56 @@
+"""Per-domain recipes: what ``poldist distill`` starts from, and what wins over it."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from poldist.cli import build_parser
+from poldist.commands import build_config
+from poldist.config import DistillConfig
+from poldist.errors import PoldistError
+from poldist.recipes import RECIPES, recipe_config, recipe_for, teacher_domain
+
+
+def _config(argv: list[str], tmp_path: Path) -> DistillConfig:
+    args = build_parser().parse_args(["distill", "--out", str(tmp_path / "run"), *argv])
+    return build_config(DistillConfig, args)
+
+
+def test_every_recipe_field_is_a_valid_config_value() -> None:
+    for values in RECIPES.values():
+        DistillConfig(**values).validate()
+
+
+def test_auto_follows_the_teachers_domain() -> None:
+    assert teacher_domain("minatar/breakout") == "minatar"
+    assert teacher_domain("minatar/all") == "minatar"
+    assert teacher_domain("anything", env_id="ALE/Pong-v5") == "atari"
+    assert recipe_for("auto", "minatar/seaquest")[0] == "minatar"
+    assert recipe_for("auto", "x", env_id="ALE/Pong-v5") == ("paper", {})
+    with pytest.raises(PoldistError, match="unknown recipe 'fast'"):
+        recipe_for("fast", "minatar/breakout")
+
+
+def test_a_minatar_teacher_gets_the_minatar_recipe_and_flags_win(tmp_path: Path) -> None:
+    cfg = _config(["--teacher", "minatar/breakout"], tmp_path)
+    for name, value in RECIPES["minatar"].items():
+        assert getattr(cfg, name) == value, name
+    cfg = _config(["--teacher", "minatar/breakout", "--tau", "0.01", "--batch-size", "32"], tmp_path)
+    assert (cfg.tau, cfg.batch_size, cfg.lr_schedule) == (0.01, 32, "cosine")
+    # --recipe paper: the dataclass defaults, the paper's settings
+    cfg = _config(["--teacher", "minatar/breakout", "--recipe", "paper"], tmp_path)
+    assert cfg == DistillConfig(teacher="minatar/breakout")
+
+
+def test_a_config_file_wins_over_the_recipe(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"teacher": "minatar/asterix", "updates": 123}))
+    cfg = _config(["--config", str(path)], tmp_path)
+    assert (cfg.teacher, cfg.updates, cfg.tau) == ("minatar/asterix", 123, 1.0)
+
+
+def test_recipe_config_from_python() -> None:
+    cfg = recipe_config("minatar/freeway", student="net3", seed=2)
+    assert (cfg.student, cfg.seed, cfg.tau, cfg.updates) == ("net3", 2, 1.0, 40_000)
+    assert recipe_config("minatar/freeway", recipe="paper") == DistillConfig(teacher="minatar/freeway")
