@@ -29,6 +29,7 @@ from typing import Any
 from poldist.distillation import DistillConfig, distill
 from poldist.evaluation import percent_of_teacher
 from poldist.experiments.reproduce import BUDGETS, GAMES
+from poldist.recipes import RECIPES
 from poldist.runs import resume_or_clear, write_json
 from poldist.zoo import reference_returns
 
@@ -104,6 +105,8 @@ COMBOS.update(
         }.items()
     }
 )
+# The recipe `poldist distill` starts from for MinAtar teachers: what the fresh seeds report
+COMBOS["recipe"] = ("the minatar recipe (poldist distill's MinAtar default)", dict(RECIPES["minatar"]))
 VARIANTS.update(COMBOS)
 
 # MinAtar student families for the study of conv capacity: size -> (conv filters, hidden units).
@@ -119,6 +122,7 @@ WIDTHS = {
     "net1-c16": "16/32",
     "teacher": "16/128",
 }
+# poldist's MinAtar family (networks.MINATAR_STUDENTS) is net1 8/64, net2-c8 8/18, net3-c8 8/10
 
 
 def cell_name(variant: str, size: str, game: str, seed: int) -> str:

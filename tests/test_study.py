@@ -13,7 +13,7 @@ import pytest
 from poldist import zoo
 from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
-from poldist.experiments.study_report import group_intervals, near_tie_table, study_table
+from poldist.experiments.study_report import group_intervals, near_tie_table, recipe_table, study_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,11 +73,11 @@ def test_report_rescores_records_against_the_reference(monkeypatch) -> None:
     ) == {"m": pytest.approx(150.0)}
 
 
-def _record(variant: str, game: str, returns: list[float], seed: int = 0) -> dict:
+def _record(variant: str, game: str, returns: list[float], seed: int = 0, size: str = "net2") -> dict:
     return {
         "variant": variant,
         "change": f"change {variant}",
-        "size": "net2",
+        "size": size,
         "game": game,
         "seed": seed,
         "student_returns": returns,
@@ -109,6 +109,52 @@ def test_study_tables_by_hand() -> None:
     assert "0.50 / 0.80" in ties and "0.50 / –" in ties
 
 
+def test_recipe_table_reports_fresh_seeds_against_the_targets() -> None:
+    records = [
+        _record("recipe", "a", [2.0, 2.0], seed=1, size="net3-c8"),
+        _record("recipe", "a", [1.0, 1.0], seed=2, size="net3-c8"),
+        _record("recipe", "b", [2.0], seed=1, size="net3-c8"),
+        _record("recipe", "b", [2.0], seed=2, size="net3-c8"),
+    ]
+    groups = group_intervals(records, {"a": [2.0], "b": [2.0]})
+    table = recipe_table(groups, ["a", "b"])
+    # a: seeds at 100% and 50% -> 75; b: 100; geometric mean sqrt(75 * 100)
+    row = next(line for line in table.splitlines() if line.startswith("| recipe"))
+    assert "| net3-c8 (9,000) | 75.0 [50, 100] | 100.0 [100, 100] | **86.6**" in row
+    assert row.endswith("| 95 | 1, 2 | 0.900 | 2.0 |")
+
+
+def test_report_splits_the_tuning_seed_from_the_fresh_seeds(tmp_path, monkeypatch) -> None:
+    from poldist.experiments import study_report
+    from poldist.experiments.report_stats import ReportContext
+
+    raw = tmp_path / "study" / "raw"
+    raw.mkdir(parents=True)
+    config = {
+        "tau": 1.0,
+        "optimizer": "rmsprop",
+        "lr": 1e-3,
+        "lr_schedule": "cosine",
+        "batch_size": 256,
+        "updates": 40_000,
+        "transitions_per_update": 20.0,
+        "memory_size": 200_000,
+        "epsilon": 0.05,
+        "control": "teacher",
+        "final_eval_episodes": 200,
+    }
+    for i, rec in enumerate(
+        [_record("base", "breakout", [1.0]), _record("recipe", "breakout", [2.0], seed=1)]
+    ):
+        (raw / f"{i}.json").write_text(json.dumps({**rec, "config": config}))
+    monkeypatch.setattr(study_report, "reference_returns_of", lambda recs: {"breakout": [2.0]})
+    ctx = ReportContext(results=tmp_path, out=tmp_path / "RESULTS.md", raw=[])
+    tuning = "\n".join(study_report.study_lines(ctx))
+    fresh = "\n".join(study_report.recipe_lines(ctx))
+    assert "| base | change base | net2 (9,000) | 50.0" in tuning and "| recipe" not in tuning
+    assert "| recipe | net2 (9,000) | 100.0" in fresh and "| base" not in fresh
+
+
 def test_study_variants_change_one_thing() -> None:
     study = _study_script()
     base = study.cell_config("base", "net2", "breakout", 0)
@@ -116,5 +162,7 @@ def test_study_variants_change_one_thing() -> None:
     for name, (_, fields) in study.VARIANTS.items():
         cfg = study.cell_config(name, "net2", "breakout", 0)
         changed = {k for k in vars(cfg) if getattr(cfg, k) != getattr(base, k)}
-        assert changed == set(fields), name
+        # a variant sets its fields and nothing else (the recipe restates some of the base's)
+        assert changed <= set(fields) and all(getattr(cfg, k) == v for k, v in fields.items()), name
+        assert changed or name in ("base", "recipe"), name
     assert study.cell_name("tau1", "net2", "breakout", 3) == "tau1__net2__breakout__seed3"

@@ -30,7 +30,7 @@ from poldist.experiments.sections_single_game import (
     kickstart_lines,
     losses_lines,
 )
-from poldist.experiments.study_report import study_lines
+from poldist.experiments.study_report import recipe_lines, study_lines
 from poldist.tables import md_table
 
 
@@ -55,6 +55,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("## 5. Beyond the paper: who acts, and what is matched", control_lines),
     Section("### Kickstarting", kickstart_lines),
     Section("## 5b. What holds students back: one change at a time (tuning seed 0)", study_lines),
+    Section("## 5c. The MinAtar recipe on fresh seeds", recipe_lines),
     Section("## 6. Speed and memory (`poldist bench`)", bench_lines),
 )
 

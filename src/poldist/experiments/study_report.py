@@ -146,10 +146,72 @@ def study_curve_data(
     return out
 
 
+TUNING_SEED = 0
+SIZE_RANK = ("teacher", "net1", "net1-c16", "net2", "net2-c8", "net2-c16", "net3", "net3-c8", "net3-c16")
+# The issue 18 targets: geometric mean of percent of the reference score over the five games
+RECIPE_TARGETS = {"teacher": 100.0, "net1": 100.0, "net2": 100.0, "net3": 95.0}
+
+
+def _size_family(size: str) -> str:
+    """``net2-c8`` -> ``net2``: the compression level a study size belongs to."""
+    return size.split("-")[0]
+
+
+def recipe_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str]) -> str:
+    """Markdown: one row per student size of the fresh-seed runs, percent of the reference score per
+    game, the geometric mean, and the issue's target for that size."""
+    headers = ["variant", "student", *games, "geometric mean", "target", "seeds", "agreement", "min/run"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    rank = {s: i for i, s in enumerate(SIZE_RANK)}
+    for (variant, size), g in sorted(groups.items(), key=lambda kv: (rank.get(kv[0][1], 99), kv[0])):
+        geo = g["geomean"]
+        target = RECIPE_TARGETS.get(_size_family(size))
+        row = [
+            variant,
+            f"{size} ({g['records'][0]['student_params']:,})",
+            *[_pct(g["per_game"].get(game)) for game in games],
+            "–" if geo is None else f"**{geo.mean:.1f}** [{geo.ci_low:.1f}, {geo.ci_high:.1f}]",
+            "–" if target is None else f"{target:g}",
+            ", ".join(str(s) for s in g["seeds"]),
+            f"{g['agreement']:.3f}",
+            f"{g['wall'] / 60:.1f}",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def recipe_lines(ctx: ReportContext) -> list[str]:
+    """Section 5c: the recipe chosen on the tuning seed, run on seeds that played no part in it."""
+    records = [r for r in load_study(ctx.results / "study" / "raw") if r["seed"] != TUNING_SEED]
+    if not records:
+        return [
+            "No fresh-seed runs yet: `python scripts/study_minatar.py --variants recipe --seeds 1,2,3`.",
+            "",
+        ]
+    refs = reference_returns_of(records)
+    groups = group_intervals(records, refs)
+    games = [g for g in GAME_ORDER if g in refs]
+    cfg = records[0]["config"]
+    return [
+        f"The `minatar` recipe (`poldist distill`'s default for MinAtar teachers; `src/poldist/recipes.py`), "
+        "chosen on seed 0 alone (section 5b), run here on seeds that played no part in the choice, each "
+        f"with its own env seeds. Budget per student: {cfg['updates']:,} updates of batch "
+        f"{cfg['batch_size']}, {cfg['transitions_per_update']:g} fresh teacher transitions per update "
+        f"({cfg['control']} acting), KL at tau {cfg['tau']:g}, {cfg['lr_schedule']} learning rate; "
+        f"{cfg['final_eval_episodes']} final episodes per run. Percent of each teacher's reference score, "
+        "[95% interval] of the two-stage bootstrap (seeds, then episodes, and the reference episodes). "
+        "`target`: issue 18's goal for that compression level (paper, Atari: net1 108.3, net2 101.7, "
+        "net3 83.9).",
+        "",
+        recipe_table(groups, games),
+        "",
+    ]
+
+
 def study_lines(ctx: ReportContext) -> list[str]:
     """Section 5b: the study table, its learning curves and where base students disagree."""
     raw_dir = ctx.results / "study" / "raw"
-    records = load_study(raw_dir)
+    records = [r for r in load_study(raw_dir) if r["seed"] == TUNING_SEED]
     if not records:
         return ["No raw results yet: `python scripts/study_minatar.py --list`.", ""]
     refs = reference_returns_of(records)
