@@ -35,7 +35,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -404,7 +404,7 @@ def _tiny(updates: int) -> DistillConfig:
 
 def _tiny_argv(run: Path, updates: int) -> list[str]:
     """The CLI flags of ``_tiny(updates)``."""
-    argv = ["distill", "--out", str(run), "--updates", str(updates)]
+    argv = ["distill", "--out", str(run), "--updates", str(updates), "--recipe", "paper"]
     for k, v in TINY.items():
         flag = "--" + k.replace("_", "-")
         argv += [f"--no-{flag[2:]}"] if v is False else [flag, str(v)]
@@ -773,3 +773,20 @@ def test_dqn_resume_keeps_the_fractional_update_owed(tmp_path: Path) -> None:
     cfg.total_steps = 2_400
     split = train_dqn(cfg, tmp_path / "split", resume=True)
     assert split["updates"] == whole["updates"]
+
+
+def test_python_resume_refuses_a_changed_config_and_records_a_longer_run(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """``distill(cfg, run, resume=True)`` from Python keeps the run's config as the CLI does."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    stored = (run / "config.json").read_text()
+    with pytest.raises(PoldistError, match="--batch-size 64 differs from the run's") as e:
+        distill(replace(_tiny(300), batch_size=64), run, resume=True)
+    assert "\n" not in str(e.value) and (run / "config.json").read_text() == stored
+    assert not (run / "config_changes.json").exists()
+    distill(_tiny(400), run, resume=True)
+    (change,) = json.loads((run / "config_changes.json").read_text())
+    assert change["changes"] == {"updates": [300, 400]}
+    assert json.loads((run / "summary.json").read_text())["updates"] == 400

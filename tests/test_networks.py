@@ -9,6 +9,7 @@ import torch
 
 from poldist.errors import PoldistError
 from poldist.networks import (
+    LEGACY_MINATAR_STUDENTS,
     Architecture,
     QNetwork,
     adam,
@@ -45,10 +46,19 @@ def test_minatar_dqn_parameter_count() -> None:
 @pytest.mark.parametrize(
     "size, low, high", [("net1", 0.22, 0.28), ("net2", 0.06, 0.08), ("net3", 0.035, 0.045)]
 )
-def test_minatar_student_fractions(size: str, low: float, high: float) -> None:
-    teacher = minatar_dqn(4, 3)
+@pytest.mark.parametrize("channels, actions", [(4, 3), (4, 6), (7, 3), (10, 6)])  # the five games'
+def test_minatar_student_fractions(size: str, low: float, high: float, channels: int, actions: int) -> None:
+    teacher = minatar_dqn(channels, actions)
     frac = _params(student_architecture(teacher, size)) / _params(teacher)
     assert low <= frac <= high
+
+
+def test_minatar_family_keeps_eight_filters_and_the_legacy_widths_stay_reachable() -> None:
+    teacher = minatar_dqn(4, 3)
+    assert [student_architecture(teacher, s).convs[0][0] for s in ("net1", "net2", "net3")] == [8, 8, 8]
+    legacy = {s: _params(student_architecture(teacher, w)) for s, w in LEGACY_MINATAR_STUDENTS.items()}
+    # the counts of RESULTS.md section 2's students (made before 0.4) on a 4-channel, 3-action game
+    assert legacy == {"net1": 33_323, "net2": 9_511, "net3": 5_351}
 
 
 def test_student_keeps_kernels_strides_heads_and_scale() -> None:

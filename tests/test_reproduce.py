@@ -79,7 +79,7 @@ def test_control_and_kickstart_cells() -> None:
     ]
     assert kick[0].name == "breakout__net1__kl-tau0.01__seed0"  # standard budget
     cfg = kick[2].dqn_config(DQN_BUDGET)
-    assert cfg.kickstart_teacher == "minatar/breakout" and cfg.network == "net1"
+    assert cfg.kickstart_teacher == "minatar/breakout" and cfg.network == "8/64"  # the legacy net1
     assert cfg.kickstart_loss == "mse" and cfg.lr == 5e-4  # the variant's own lr
     assert cfg.env_id == "MinAtar/Breakout-v1" and kick[1].dqn_config(DQN_BUDGET).kickstart_teacher == ""
     assert kick[1].dqn_config(DQN_BUDGET).lr == 5e-4  # each kickstart variant has its DQN baseline

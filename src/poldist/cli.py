@@ -207,12 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="distil a shipped MinAtar teacher, compare, plot (a few minutes on CPU)",
-        description="Distil a shipped MinAtar teacher into a student with ~7%% of its parameters, "
-        "evaluate both, print a table, save a plot and summary.json.",
+        description="Distil a shipped MinAtar teacher into a student with ~7%% of its parameters with "
+        "the minatar recipe (what poldist distill runs for a MinAtar teacher), evaluate both, print a "
+        "table, save a plot and summary.json.",
     )
     p.add_argument("--game", default="breakout", help="shipped MinAtar teacher (default: breakout)")
     p.add_argument("--student", default="net2", help="student size (default net2, ~7%% of the teacher)")
-    p.add_argument("--updates", type=_count(1), default=60_000, help="student minibatch updates (batch 64)")
+    p.add_argument(
+        "--updates",
+        type=_count(1),
+        default=None,
+        help="student minibatch updates (default: the minatar recipe's)",
+    )
     p.add_argument("--episodes", type=_count(1), default=200, help="final evaluation episodes of each")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="", help="run directory (default runs/demo-<game>-<time>)")

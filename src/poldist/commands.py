@@ -16,7 +16,6 @@ from typing import Any
 
 from poldist.config import config_values, resumed_config
 from poldist.errors import PoldistError
-from poldist.runs import write_json
 from poldist.tables import format_table
 
 
@@ -47,10 +46,7 @@ def build_config(cls: type, args: argparse.Namespace) -> Any:
     has_checkpoint = any((out / d / "state" / "meta.json").exists() for d in (".", "teacher-run"))
     if args.resume and stored.exists() and has_checkpoint:
         cfg, changes = resumed_config(cls, _read_json(stored, "the run's config"), given, str(stored))
-        if changes:
-            log = out / "config_changes.json"
-            history = _read_json(log, "the run's config changes") if log.exists() else []
-            write_json(log, [*history, {"command": " ".join(["poldist", *sys.argv[1:]]), "changes": changes}])
+        if changes:  # the run records them (runs.record_config_changes) once it has checked them too
             print("resuming with " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
         return cfg
     if getattr(args, "recipe", None) is not None:
@@ -265,30 +261,27 @@ def cmd_demo(args: argparse.Namespace) -> None:
     """``poldist demo``: see ``poldist demo --help``."""
     import time
 
-    from poldist.distillation import DistillConfig, distill
+    from poldist.distillation import distill
     from poldist.evaluation import percent_of_teacher
     from poldist.plotting import plot_learning_curve
+    from poldist.recipes import recipe_config
     from poldist.runs import write_json
     from poldist.zoo import reference_mean
 
     game = args.game.lower().replace("-", "_")
     out = Path(args.out or f"runs/demo-{game}-{time.strftime('%Y%m%d-%H%M%S')}")
-    cfg = DistillConfig(
-        teacher=f"minatar/{game}",
-        student=args.student,
-        updates=args.updates,
-        batch_size=64,
-        eval_interval=max(1, args.updates // 10),
-        eval_episodes=20,
-        final_eval_episodes=args.episodes,
-        seed=args.seed,
+    # the settings `poldist distill --teacher minatar/<game>` starts from: the minatar recipe
+    updates = {} if args.updates is None else {"updates": args.updates}
+    cfg = recipe_config(
+        f"minatar/{game}", student=args.student, final_eval_episodes=args.episodes, seed=args.seed, **updates
     )
     reference = reference_mean(cfg.teacher)  # the yardstick (issue 18), checked before any work
     if reference is None:
         raise PoldistError(f"{cfg.teacher} has no reference score: poldist reference-score {cfg.teacher}")
     print(
         f"poldist demo: distilling the shipped MinAtar {game} teacher into a {cfg.student} student "
-        f"({cfg.updates:,} KL updates of batch {cfg.batch_size}, tau 0.01), run directory {out}"
+        f"(the minatar recipe: {cfg.updates:,} KL updates of batch {cfg.batch_size}, tau {cfg.tau:g}, "
+        f"{cfg.lr_schedule} learning rate, {cfg.control} acting), run directory {out}"
     )
     start = time.perf_counter()
     summary = distill(cfg, out)

@@ -129,12 +129,17 @@ ATARI_STUDENTS = {
     "net2": ((16, 16, 16), 128),
     "net3": ((16, 16, 16), 64),
 }
+# MinAtar's one conv layer feeds 64 cells x its filters to the hidden layer, so the family keeps
+# 8 filters and narrows the hidden layer (RESULTS.md section 5b: at 7%, 8 filters and 18 units beat
+# 4 filters and 36).
 MINATAR_STUDENTS = {
     "teacher": ((16,), 128),
     "net1": ((8,), 64),  # ~25% of the MinAtar DQN
-    "net2": ((4,), 36),  # ~7%
-    "net3": ((4,), 20),  # ~4%
+    "net2": ((8,), 18),  # ~7%
+    "net3": ((8,), 10),  # ~4%
 }
+# The family before 0.4 (4 filters at net2 and net3): the widths of results made with it
+LEGACY_MINATAR_STUDENTS = {"net1": "8/64", "net2": "4/36", "net3": "4/20"}
 _WIDTHS = re.compile(r"^(?P<convs>\d+(,\d+)*)/(?P<hidden>\d+)$")
 
 

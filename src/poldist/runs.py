@@ -179,6 +179,38 @@ class EvalLog:
             ]
 
 
+def record_config_changes(run_dir: Path, config: Any) -> dict[str, list[Any]]:
+    """On a resume, compare ``config`` with the run's stored ``config.json``: refuse a change a
+    resume may not make (:func:`poldist.config.resumed_config`), and append the allowed ones (a
+    longer run, another device) with the command to ``<run_dir>/config_changes.json``.
+
+    Raises:
+        PoldistError: a field differs where a resume must keep the run's setting (one line).
+    """
+    import sys
+
+    from poldist.config import resumed_config
+
+    stored = run_dir / "config.json"
+    if not stored.exists():
+        return {}
+    try:
+        raw = json.loads(stored.read_text())
+    except (OSError, ValueError) as e:
+        raise PoldistError(f"--resume: cannot read the run's config {stored}: {e}") from None
+    _, changes = resumed_config(type(config), raw, asdict(config), str(stored))
+    if changes:
+        log = run_dir / "config_changes.json"
+        history = json.loads(log.read_text()) if log.exists() else []
+        command = (
+            " ".join(["poldist", *sys.argv[1:]])
+            if Path(sys.argv[0]).name == "poldist"
+            else " ".join(sys.argv)
+        )
+        write_json(log, [*history, {"command": command, "changes": changes}])
+    return changes
+
+
 def resume_or_clear(run_dir: str | Path, checkpoint_in: str = "") -> bool:
     """For scripts that own their runs directory: True if ``run_dir`` holds a checkpoint to resume;
     a run killed before its first checkpoint has nothing to resume, so it is removed (False).
@@ -250,6 +282,8 @@ class RunBook:
         on a resume: rows after the checkpoint are made again) and start the clock."""
         from torch.utils.tensorboard import SummaryWriter
 
+        if self.resume and is_dataclass(config):
+            record_config_changes(self.dir, config)
         write_json(self.dir / "config.json", config)
         self.writer = SummaryWriter(str(self.dir / "tb"))
         self.evals = EvalLog(self.dir / "evals.csv", resume_step=resume_step if self.resume else None)

@@ -31,7 +31,7 @@ from poldist.distillation import DistillConfig, distill
 from poldist.dqn import DQNConfig, train_dqn
 from poldist.errors import PoldistError
 from poldist.evaluation import evaluate, percent_of_teacher
-from poldist.networks import count_parameters
+from poldist.networks import LEGACY_MINATAR_STUDENTS, count_parameters
 from poldist.online import OnlineConfig, online_distill
 from poldist.runs import resume_or_clear, write_json
 from poldist.teachers import ZOO, load_teacher
@@ -113,7 +113,7 @@ class Cell:
             base,
             lr=self.lr or base.lr,
             teacher=f"minatar/{self.game}",
-            student=self.student,
+            student=LEGACY_MINATAR_STUDENTS.get(self.student, self.student),
             loss=self.loss,
             tau=self.tau if self.loss in ("kl", "erd") else 0.0,
             seed=self.seed,
@@ -126,7 +126,7 @@ class Cell:
         return replace(
             budget,
             env_id=card["env_id"],
-            network=self.student,
+            network=LEGACY_MINATAR_STUDENTS.get(self.student, self.student),
             seed=self.seed,
             kickstart_teacher=f"minatar/{self.game}" if self.method == "kickstart" else "",
             kickstart_loss=self.loss,
