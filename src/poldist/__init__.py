@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # what __getattr__ imports, spelled out for type checkers and
     from poldist.evaluation import EvalResult, evaluate
     from poldist.losses import LOSSES, erd_loss, kl_loss, make_loss, mse_loss, nll_loss
     from poldist.online import online_distill
+    from poldist.recipes import RECIPES, recipe_config
     from poldist.teachers import NetworkTeacher, Teacher, load_teacher
 
 # public name -> the module it lives in
@@ -65,6 +66,8 @@ _EXPORTS = {
     "mse_loss": "poldist.losses",
     "nll_loss": "poldist.losses",
     "online_distill": "poldist.online",
+    "RECIPES": "poldist.recipes",
+    "recipe_config": "poldist.recipes",
     "NetworkTeacher": "poldist.teachers",
     "Teacher": "poldist.teachers",
     "load_teacher": "poldist.teachers",
@@ -84,6 +87,7 @@ __all__ = [
     "NetworkTeacher",
     "OnlineConfig",
     "PoldistError",
+    "RECIPES",
     "StudentControl",
     "Teacher",
     "TeacherControl",
@@ -98,6 +102,7 @@ __all__ = [
     "mse_loss",
     "nll_loss",
     "online_distill",
+    "recipe_config",
     "save_model",
     "train_dqn",
 ]
