@@ -217,7 +217,19 @@ def test_record_errors_are_one_line_and_write_nothing(capsys, tmp_path):
     assert "MinAtar/Asterix-v1" in err and "same env" in err
     err = _error(capsys, ["record", "minatar/breakout", "--vs", str(tmp_path / "nope"), "--out", str(out)])
     assert "no checkpoint" in err
+    err = _error(capsys, ["record", "minatar/breakout", "--labels", "a,b", "--out", str(out)])
+    assert "2 labels for 1 agents" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_labels_name_the_panels(tmp_path):
+    by_path = rec.record("minatar/breakout", tmp_path / "a.gif", max_steps=3)
+    labelled = rec.record("minatar/breakout", tmp_path / "b.gif", max_steps=3, labels=["teacher"])
+    a, b = videos.read_gif(tmp_path / "a.gif"), videos.read_gif(tmp_path / "b.gif")
+    top = rendering.header_height()
+    np.testing.assert_array_equal(a[:, top:], b[:, top:])  # the same play
+    assert not np.array_equal(a[:, :top], b[:, :top])  # another name in the header
+    assert [p.name for p in labelled.agents] == ["teacher"] and by_path.agents[0].name == "minatar/breakout"
 
 
 def test_vs_with_other_env_settings_is_refused(capsys, tmp_path):

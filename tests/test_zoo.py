@@ -52,3 +52,29 @@ def test_publish_in_half_precision_checks_the_score(tmp_path, monkeypatch):
     text = (dest / "MODEL_CARD.md").read_text()
     assert "half precision" in text and "\n\nN." in text
     assert all(p.dtype == torch.float32 for p in load_teacher("minatar/tiny").net.parameters())
+
+
+def test_card_video_shows_teacher_and_student_in_the_card(tmp_path, monkeypatch):
+    import shutil
+
+    import poldist.teachers
+    from poldist import zoo
+    from poldist.video import read_gif
+
+    shutil.copytree(ZOO / "minatar" / "breakout", tmp_path / "minatar" / "breakout")
+    (tmp_path / "minatar" / "breakout" / "play.gif").unlink(missing_ok=True)
+    monkeypatch.setattr(zoo, "ZOO", tmp_path)
+    monkeypatch.setattr(poldist.teachers, "ZOO", tmp_path)
+    student = ZOO / "minatar" / "breakout"  # the teacher itself stands in for a student
+    video = zoo.add_card_video(
+        "minatar/breakout", student, "student x (7%)", max_steps=20, provenance="by hand"
+    )
+    dest = tmp_path / "minatar" / "breakout"
+    frames = read_gif(dest / "play.gif")
+    assert frames.shape[0] == video["frames"] == 21 and video["bytes"] == (dest / "play.gif").stat().st_size
+    assert json.loads((dest / "card.json").read_text())["video"] == video
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "![teacher and student playing](play.gif)" in card and "a distilled x (7%) student" in card
+    assert "The student: by hand." in card
+    with pytest.raises(Exception, match="no shipped teacher"):
+        zoo.add_card_video("minatar/nothing", student, "s")

@@ -201,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="pixels per MinAtar cell (default 20) or per Atari screen pixel (default 2)",
     )
+    p.add_argument(
+        "--labels",
+        help="the panels' names, comma-separated, one per agent (default: the checkpoints as given)",
+    )
     p.add_argument("--device", default="auto", help=DEVICE_HELP + " (default: 'auto')")
     p.set_defaults(func=commands.cmd_record)
 

@@ -251,6 +251,7 @@ def cmd_record(args: argparse.Namespace) -> None:
             fps=args.fps,
             scale=args.scale,
             device=resolve_device(args.device),
+            labels=None if args.labels is None else args.labels.split(","),
         )
     finally:
         torch.set_num_threads(threads)

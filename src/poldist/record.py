@@ -37,7 +37,7 @@ streams. The file is written under a temporary name and renamed when whole.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -457,6 +457,7 @@ def record(
     fps: float | None = None,
     scale: int | None = None,
     device: str | torch.device = "cpu",
+    labels: Sequence[str] | None = None,
 ) -> Recording:
     """Record an agent (or two, side by side) playing ``episodes`` episodes.
 
@@ -480,6 +481,7 @@ def record(
         scale: pixels per MinAtar cell (default 20: 200x200 panels) or per Atari screen pixel
             (default 2: 320x420 panels). Each panel has a header above it.
         device: where the networks run (a ``torch.device`` or a ``--device`` name such as ``auto``).
+        labels: the panels' names, one per agent (default: the checkpoints as given).
 
     Returns:
         The :class:`Recording`: ``frames`` of ``(height, width, 3)``, ``width`` the panel width
@@ -491,10 +493,14 @@ def record(
             is written.
     """
     _check_options(episodes, epsilon, max_steps, fps, scale)
+    names = [str(checkpoint)] + ([str(vs)] if vs is not None else [])
+    if labels is not None:
+        if len(labels) != len(names):
+            raise PoldistError(f"record: {len(labels)} labels for {len(names)} agents: give one per agent")
+        names = [str(label) for label in labels]
     out = check_video_path(out)
     dev = resolve_device(device)
     agents, spec = _load_agents(checkpoint, vs, task, env_id, dev)
-    names = [str(checkpoint)] + ([str(vs)] if vs is not None else [])
 
     def make() -> list[_Player]:
         players: list[_Player] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,56 @@ def reference_score(name: str, *, episodes: int = 1000, num_envs: int = REFERENC
     return card["reference"]
 
 
+def add_card_video(
+    name: str,
+    student: str | Path,
+    student_label: str,
+    *,
+    max_steps: int = 300,
+    seed: int = 12345,
+    provenance: str = "",
+) -> dict[str, Any]:
+    """Record shipped teacher ``name`` and a ``student`` side by side on one env seed (the
+    evaluation protocol of :func:`poldist.record.record`) into ``play.gif`` beside the teacher,
+    and show it in the model card.
+
+    Args:
+        name: shipped teacher, e.g. ``minatar/breakout``.
+        student: the student's checkpoint directory.
+        student_label: the student's panel name, e.g. ``student net2 (7%)``.
+        max_steps: at most this many env steps of each (keeps the GIF a few hundred KB).
+        provenance: how the student was made (a command), for the card.
+
+    Returns:
+        The card's ``video`` entry: file, labels, seed, steps, each agent's returns, bytes.
+    """
+    from poldist.record import record
+
+    dest = ZOO / name
+    card_path = dest / "card.json"
+    if not card_path.exists():
+        raise PoldistError(f"no shipped teacher {name!r} (shipped: {', '.join(zoo_names())})")
+    card = json.loads(card_path.read_text())
+    labels = ["teacher", student_label]
+    rec = record(name, dest / "play.gif", vs=student, labels=labels, max_steps=max_steps, seed=seed)
+    card["video"] = {
+        "file": "play.gif",
+        "labels": labels,
+        "seed": seed,
+        "epsilon": rec.epsilon,
+        "max_steps": max_steps,
+        "frames": rec.frames,
+        "bytes": rec.bytes,
+        "returns": {label: a.returns for label, a in zip(labels, rec.agents)},
+        "student_provenance": provenance,
+        "command": f"poldist record {name} --vs STUDENT --labels {shlex.quote(','.join(labels))} "
+        f"--max-steps {max_steps} --seed {seed} --out play.gif",
+    }
+    write_json(card_path, card)
+    (dest / "MODEL_CARD.md").write_text(_card_markdown(card))
+    return card["video"]
+
+
 def reference_returns(name: str) -> list[float]:
     """The reference episode returns of shipped teacher ``name`` (see :func:`reference_score`).
 
@@ -238,6 +289,20 @@ Reproduce the score: `{card["evaluate_command"]}`{
     }
 
 ![learning curve](curve.png)
+{_video_markdown(card)}"""
+
+
+def _video_markdown(card: dict[str, Any]) -> str:
+    """The card's video paragraph, or nothing."""
+    v = card.get("video")
+    if not v:
+        return ""
+    provenance = f" The student: {v['student_provenance']}." if v.get("student_provenance") else ""
+    return f"""
+The teacher (left) and a distilled {v["labels"][1].removeprefix("student ")} student (right) on the
+same env seed ({v["seed"]}, epsilon {v["epsilon"]:g}, at most {v["max_steps"]} steps each).{provenance}
+
+![teacher and student playing]({v["file"]})
 """
 
 
