@@ -208,6 +208,86 @@ def recipe_lines(ctx: ReportContext) -> list[str]:
     ]
 
 
+def _geo(groups: dict[tuple[str, str], dict[str, Any]], variant: str, size: str) -> float | None:
+    g = groups.get((variant, size))
+    return None if g is None or g["geomean"] is None else g["geomean"].mean
+
+
+def _game(groups: dict[tuple[str, str], dict[str, Any]], variant: str, size: str, game: str) -> float | None:
+    g = groups.get((variant, size))
+    iv = None if g is None else g["per_game"].get(game)
+    return None if iv is None else iv.mean
+
+
+def study_findings(groups: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """Bullets: what each one-change comparison of the table says (only those whose runs exist)."""
+    out = []
+    runs = sum(len(g["records"]) for g in groups.values())
+    out.append(
+        f"Tuning budget: {runs} runs on seed 0 ({len(groups)} variant and size pairs), one run each; "
+        "nothing below was measured on the seeds of section 5c."
+    )
+    pairs = [
+        ("temperature 1 against the paper's 0.01", ("tau1", "net2"), ("base", "net2")),
+        (
+            "8 conv filters and 18 hidden units against 4 and 36 (the same 7%)",
+            ("base", "net2-c8"),
+            ("base", "net2"),
+        ),
+        (
+            "the same with tau 1 and a cosine learning rate",
+            ("tau1-cosine", "net2-c8"),
+            ("tau1-cosine", "net2"),
+        ),
+        ("a cosine learning rate at tau 0.01", ("cosine", "net2"), ("base", "net2")),
+        (
+            "the student acting (tau 1, cosine, 8 filters)",
+            ("tau1-cosine-student", "net2-c8"),
+            ("tau1-cosine", "net2-c8"),
+        ),
+    ]
+    for what, a, b in pairs:
+        ga, gb = _geo(groups, *a), _geo(groups, *b)
+        if ga is not None and gb is not None:
+            out.append(f"{what}: geometric mean {ga:.1f}% against {gb:.1f}% ({ga - gb:+.1f}).")
+    sea = {
+        v: _game(groups, v, "net2-c8", "seaquest")
+        for v in ("tau1-cosine", "tau1-cosine-60k", "tau1-cosine-mixed", "tau1-cosine-student")
+    }
+    if all(x is not None for x in sea.values()):
+        out.append(
+            "Seaquest, the game every teacher-acting recipe fell short on: teacher acting "
+            f"{sea['tau1-cosine']:.1f}%, 1.5x the updates {sea['tau1-cosine-60k']:.1f}%, mixed control "
+            f"{sea['tau1-cosine-mixed']:.1f}%, student acting {sea['tau1-cosine-student']:.1f}%. "
+            "Consistent with a student that, trained only on the teacher's states, drifts into "
+            "states its teacher never visits: labelling the student's own states (DAgger's remedy) "
+            "closes most of the gap, more updates on the teacher's data less of it (one seed; not a "
+            "proof of the mechanism)."
+        )
+    base = [g for (v, _), g in groups.items() if v == "base"]
+    if base:
+        recs = [r for g in base for r in g["records"]]
+        tie_share = float(np.mean([sum(r["gap_shares"][:2]) for r in recs]))
+        tie_agree = [
+            float(np.average(r["agreement_by_gap"][:2], weights=r["gap_shares"][:2]))
+            for r in recs
+            if None not in r["agreement_by_gap"][:2] and sum(r["gap_shares"][:2]) > 0
+        ]
+        far_agree = [r["agreement_by_gap"][-2] for r in recs if r["agreement_by_gap"][-2] is not None]
+        if tie_agree and far_agree:
+            out.append(
+                f"Where base students disagree: {100 * tie_share:.0f}% of teacher states have a top-2 Q "
+                f"gap under {recs[0]['gap_edges'][2]}, where students agree with the teacher "
+                f"{100 * np.mean(tie_agree):.0f}% of the time, against {100 * np.mean(far_agree):.0f}% on "
+                "clear choices (table below): much of the disagreement is between actions the teacher values "
+                "almost equally, so agreement understates the students' play."
+            )
+    return [
+        "What the comparisons say (seed 0, one run each, so a difference under about 5 points is noise):",
+        "",
+    ] + [f"- {line}" for line in out]
+
+
 def study_lines(ctx: ReportContext) -> list[str]:
     """Section 5b: the study table, its learning curves and where base students disagree."""
     raw_dir = ctx.results / "study" / "raw"
@@ -232,6 +312,8 @@ def study_lines(ctx: ReportContext) -> list[str]:
         "reported on other seeds.",
         "",
         study_table(groups, games),
+        "",
+        *study_findings(groups),
         "",
     ]
     for size in sorted({r["size"] for r in records}):
