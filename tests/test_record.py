@@ -298,6 +298,11 @@ def test_distill_capture_video_is_the_final_evaluation(capsys, tmp_path, monkeyp
     _assert_captured_final(calls)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["tasks"][0]["student_returns"] == calls["evaluate"][-1][1].returns
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    assert "capture/student" in events.Tags()["images"]  # frames of the video, in TensorBoard too
 
 
 def test_train_teacher_capture_video_is_the_final_evaluation(capsys, tmp_path, monkeypatch):

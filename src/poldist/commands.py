@@ -116,6 +116,25 @@ def _capture_final(args: argparse.Namespace, checkpoint: Path, seed: int, episod
         device=device,
     )
     print(rec)
+    if rec.path.suffix == ".gif" and (checkpoint.parent / "tb").is_dir():
+        _video_to_tensorboard(rec.path, checkpoint.parent / "tb", f"capture/{checkpoint.name}")
+
+
+def _video_to_tensorboard(gif: Path, tb_dir: Path, tag: str, frames: int = 16) -> None:
+    """Up to ``frames`` evenly spaced frames of ``gif`` as an image summary in ``tb_dir`` (TensorBoard's
+    video summary needs moviepy; a strip of frames needs nothing more)."""
+    import numpy as np
+    from torch.utils.tensorboard import SummaryWriter
+
+    from poldist.video import read_gif
+
+    video = read_gif(gif)
+    picked = video[np.linspace(0, len(video) - 1, min(frames, len(video))).round().astype(int)]
+    writer = SummaryWriter(str(tb_dir))
+    try:
+        writer.add_images(tag, picked, dataformats="NHWC")
+    finally:
+        writer.close()
 
 
 def _distill_table(summary: dict[str, Any]) -> str:
