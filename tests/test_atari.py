@@ -6,6 +6,7 @@ assert that episodes really ended.
 """
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -243,6 +244,39 @@ def test_atari_dqn_crosses_episode_ends_checkpoints_and_resumes(tmp_path: Path, 
         np.testing.assert_array_equal(rows[k], v[-1_200:], err_msg=k)
     (npz,) = (run / "state").glob("memory_0-*.npz")
     assert npz.stat().st_size / final.size < 10_000
+
+
+def test_overlapped_env_steps_store_the_same_play_and_owe_the_same_updates(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """overlap_envs: the envs step in their threads while the network updates; the same
+    transitions are stored (no updates: bit-identical play) and the same updates are made."""
+    _short_episodes(monkeypatch, dqn)
+    recorder = _AddRecorder(monkeypatch)
+    base = DQNConfig(
+        env_id="ALE/Breakout-v5",
+        total_steps=600,
+        num_envs=2,
+        buffer_size=1_200,
+        learning_starts=10**6,  # no updates: the play depends on nothing but the seed
+        eps_end=1.0,
+        eval_interval=10**6,
+        eval_episodes=1,
+        checkpoint_interval=10**6,
+    )
+    plays = []
+    for overlap in (False, True):
+        recorder.batches.clear()
+        summary = train_dqn(replace(base, overlap_envs=overlap), tmp_path / f"play-{overlap}")
+        assert summary["resolved"]["overlap_envs"] is overlap and summary["env_steps"] == 600
+        plays.append({k: recorder.rows(k) for k in ("obs", "next_obs", "action", "reward", "done")})
+    for k in plays[0]:
+        np.testing.assert_array_equal(plays[0][k], plays[1][k], err_msg=k)
+    # with learning: the same number of updates, each env step stored once
+    recorder.batches.clear()
+    cfg = replace(base, overlap_envs=True, total_steps=1_000, learning_starts=600, batch_size=16)
+    summary = train_dqn(cfg, tmp_path / "learn")
+    assert summary["updates"] == 50 and len(recorder.rows("obs")) == 1_000
 
 
 def test_atari_dqn_memory_stores_real_play_bit_exactly_about_one_frame_per_row() -> None:

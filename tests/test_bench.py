@@ -130,13 +130,21 @@ def test_atari_dqn_section_pieces() -> None:
 
     bare = bench_dqn.bare_dqn(steps=64, learning_starts=32, buffer_rows=96, threads=1)
     assert bare["steps_per_second"] > 0 and bare["peak_rss_mb"] > 0
-    ours = bench_dqn.poldist_dqn(steps=64, learning_starts=32, buffer_rows=96, threads=1)
+    ours = bench_dqn.poldist_dqn(steps=64, learning_starts=32, buffer_rows=96, threads=1, overlap=True)
     assert ours["train_wall_seconds"] > 0
     res = {
-        "steps_per_second": {"poldist-1": 60.0, "bare-1": 50.0, "poldist-2": 90.0, "bare-2": 75.0},
+        "steps_per_second": {
+            "poldist-1": 60.0,
+            "bare-1": 50.0,
+            "poldist-2": 90.0,
+            "bare-2": 75.0,
+            "poldist-2-overlap": 100.0,
+        },
         "ratio_1_thread": 1.2,
         "ratio_2_threads": 1.2,
         "ratio_2_threads_vs_bare_1": 1.8,
+        "ratio_2_threads_overlap": 100 / 75,
+        "ratio_2_threads_overlap_vs_bare_1": 2.0,
         "memory_rows": 1000,
         "peak_rss_mb": {"poldist": 500.0, "bare": 1000.0},
         "settings": "s",
@@ -146,3 +154,5 @@ def test_atari_dqn_section_pieces() -> None:
     assert "60.0" in table and "50.0" in table and "0.50" in table
     summary = {row[0]: row for row in bench._summary({"dqn_atari": res})}
     assert summary["Atari DQN steps/s: poldist 2 threads/bare 1"][1:] == ["1.80", ">= 1.5", "yes"]
+    assert summary["Atari DQN steps/s: poldist 2 threads, envs overlapped/bare 1"][1] == "2.00"
+    assert "100.0" in table and "1.33 (2.00 vs bare at 1 thread)" in table

@@ -133,6 +133,11 @@ class DQNConfig:
     env_id: str = option("MinAtar/Breakout-v1", "the game: MinAtar/<Game>-v1 or ALE/<Game>-v5")
     total_steps: int = option(3_000_000, "length of training, in env steps (all envs together)", minimum=1)
     num_envs: int = option(8, "parallel envs", minimum=1)
+    overlap_envs: bool = option(
+        False,
+        "step the envs in their own threads while the network updates (envs with send/recv: Atari); "
+        "each update then samples the memory before that env step's transitions are stored",
+    )
     seed: int = option(0, "run seed (weights, exploration, env seeds)", minimum=0)
     lr: float = option(1e-4, "Adam learning rate", minimum=0.0)
     batch_size: int = option(64, "transitions per update", minimum=1)

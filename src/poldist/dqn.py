@@ -247,6 +247,11 @@ class DQNTrainer:
             )
             game.obs, _ = game.env.reset(seed=seed)
             game.ep_ret = np.zeros(cfg.num_envs)
+        # Atari's vector env steps in its own threads between send() and recv(); others cannot overlap
+        self._overlap = cfg.overlap_envs and all(
+            hasattr(g.env, "send") and hasattr(g.env, "recv") for g in self.games
+        )
+        self.resolved["overlap_envs"] = self._overlap
         self._next_eval = (self.step // cfg.eval_interval + 1) * cfg.eval_interval
         self._next_ckpt = (self.step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
         self._saved_step = self.step if resume else -1  # the step of the checkpoint on disk
@@ -334,11 +339,31 @@ class DQNTrainer:
 
     def _act(self, eps: float) -> None:
         """One vector step of every game's envs, epsilon-greedy on the online network; store it."""
-        cfg = self.cfg
+        self._store([(game.env.step(a), a) for game, a in zip(self.games, self._actions(eps))])
+
+    def _actions(self, eps: float) -> list[np.ndarray]:
+        """Every game's ``(num_envs,)`` epsilon-greedy actions on its current observations."""
+        actions = []
         for i, game in enumerate(self.games):
             with torch.no_grad():
-                actions = epsilon_greedy(self.online(to_device(game.obs, self.device), i), eps, self.rng)
-            next_obs, reward, terminated, truncated, info = game.env.step(actions)
+                actions.append(
+                    epsilon_greedy(self.online(to_device(game.obs, self.device), i), eps, self.rng)
+                )
+        return actions
+
+    def _overlapped_step(self, eps: float) -> None:
+        """``overlap_envs``: send every game's actions, do the updates owed while the envs step in
+        their threads, then receive and store the transitions."""
+        actions = self._actions(eps)
+        for game, a in zip(self.games, actions):
+            game.env.send(a)
+        self._learn(eps, steps=self.cfg.num_envs * len(self.games))
+        self._store([(game.env.recv(), a) for game, a in zip(self.games, actions)])
+
+    def _store(self, stepped: list[tuple[tuple[Any, ...], np.ndarray]]) -> None:
+        """Store each game's vector step ``((next_obs, reward, terminated, truncated, info), actions)``."""
+        cfg = self.cfg
+        for game, ((next_obs, reward, terminated, truncated, info), actions) in zip(self.games, stepped):
             stored_next, done = final_observations(next_obs, terminated, truncated, info)
             game.memory.add(obs=game.obs, next_obs=stored_next, action=actions, reward=reward, done=done)
             game.ep_ret += reward
@@ -349,10 +374,11 @@ class DQNTrainer:
             self.step += cfg.num_envs
         self.bar.update(cfg.num_envs * len(self.games))
 
-    def _learn(self, eps: float) -> None:
-        """The gradient updates owed for the env steps just taken (none before ``learning_starts``)."""
+    def _learn(self, eps: float, steps: int = 0) -> None:
+        """The gradient updates owed for the env steps just taken (none before ``learning_starts``);
+        ``steps``: env steps taken but not yet counted (``overlap_envs``: still in the envs)."""
         cfg, games, online, target = self.cfg, self.games, self.online, self.target
-        if self.step < cfg.learning_starts:
+        if self.step + steps < cfg.learning_starts:
             return
         self.update_debt += cfg.num_envs * len(games) * cfg.updates_per_step
         while self.update_debt >= 1:
@@ -414,8 +440,11 @@ class DQNTrainer:
             if self._checkpoint_due:  # the state of the step being left, with what the caller did there
                 self.checkpoint()
             eps = linear_epsilon(self.step, cfg)
-            self._act(eps)
-            self._learn(eps)
+            if self._overlap:
+                self._overlapped_step(eps)
+            else:
+                self._act(eps)
+                self._learn(eps)
             results = None
             if self.step >= self._next_eval or self.step >= cfg.total_steps:
                 self._next_eval += cfg.eval_interval

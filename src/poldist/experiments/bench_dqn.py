@@ -110,9 +110,16 @@ def bare_dqn(
 
 
 def poldist_dqn(
-    steps: int, learning_starts: int, buffer_rows: int, threads: int, seed: int = 0, checkpoint: bool = False
+    steps: int,
+    learning_starts: int,
+    buffer_rows: int,
+    threads: int,
+    seed: int = 0,
+    checkpoint: bool = False,
+    overlap: bool = False,
 ) -> dict[str, Any]:
-    """``train_dqn`` with CleanRL's settings on one env for ``learning_starts + steps`` steps."""
+    """``train_dqn`` with CleanRL's settings on one env for ``learning_starts + steps`` steps
+    (``overlap``: the env steps in its thread while the network updates)."""
     from poldist.dqn import DQNConfig, train_dqn
 
     cfg = DQNConfig(
@@ -130,6 +137,7 @@ def poldist_dqn(
         eval_episodes=1,
         checkpoint_interval=10**12 if not checkpoint else learning_starts + steps,
         torch_threads=threads,
+        overlap_envs=overlap,
     )
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -157,7 +165,13 @@ def bench_dqn_atari(
     steps: int = 4000, learning_starts: int = 2000, repeats: int = 2, memory_rows: int = 50_000
 ) -> dict[str, Any]:
     """Run both measurements (see the module docstring); every raw number is returned."""
-    runs: dict[str, list[float]] = {"bare-1": [], "poldist-1": [], "bare-2": [], "poldist-2": []}
+    runs: dict[str, list[float]] = {
+        "bare-1": [],
+        "poldist-1": [],
+        "bare-2": [],
+        "poldist-2": [],
+        "poldist-2-overlap": [],
+    }
     for _ in range(repeats):
         for threads in (1, 2):
             bare = _in_subprocess(
@@ -168,19 +182,21 @@ def bench_dqn_atari(
                 threads=threads,
             )
             runs[f"bare-{threads}"].append(bare["steps_per_second"])
-            pre, full = (
-                _in_subprocess(
-                    "poldist_dqn",
-                    steps=s,
-                    learning_starts=learning_starts,
-                    buffer_rows=steps + learning_starts,
-                    threads=threads,
+            for overlap in (False, True) if threads == 2 else (False,):
+                pre, full = (
+                    _in_subprocess(
+                        "poldist_dqn",
+                        steps=s,
+                        learning_starts=learning_starts,
+                        buffer_rows=steps + learning_starts,
+                        threads=threads,
+                        overlap=overlap,
+                    )
+                    for s in (0, steps)
                 )
-                for s in (0, steps)
-            )
-            runs[f"poldist-{threads}"].append(
-                steps / (full["train_wall_seconds"] - pre["train_wall_seconds"])
-            )
+                runs[f"poldist-{threads}" + ("-overlap" if overlap else "")].append(
+                    steps / (full["train_wall_seconds"] - pre["train_wall_seconds"])
+                )
     speed = {k: statistics.median(v) for k, v in runs.items()}
     mem_bare = _in_subprocess(
         "bare_dqn", steps=1, learning_starts=memory_rows, buffer_rows=memory_rows + 1, threads=1
@@ -204,6 +220,8 @@ def bench_dqn_atari(
         "ratio_1_thread": speed["poldist-1"] / speed["bare-1"],
         "ratio_2_threads_vs_bare_1": speed["poldist-2"] / speed["bare-1"],
         "ratio_2_threads": speed["poldist-2"] / speed["bare-2"],
+        "ratio_2_threads_overlap_vs_bare_1": speed["poldist-2-overlap"] / speed["bare-1"],
+        "ratio_2_threads_overlap": speed["poldist-2-overlap"] / speed["bare-2"],
         "memory_rows": memory_rows,
         "peak_rss_mb": {"poldist": mem_poldist["peak_rss_mb"], "bare": mem_bare["peak_rss_mb"]},
     }
@@ -225,6 +243,19 @@ def dqn_atari_table(res: dict[str, Any]) -> str:
             f"{sps['bare-2']:.1f}",
             f"{res['ratio_2_threads']:.2f}",
         ],
+        *(
+            [
+                [
+                    "agent steps/s, 2 torch threads, env stepping during the update (--overlap-envs)",
+                    f"{sps['poldist-2-overlap']:.1f}",
+                    f"{sps['bare-2']:.1f}",
+                    f"{res['ratio_2_threads_overlap']:.2f} "
+                    f"({res['ratio_2_threads_overlap_vs_bare_1']:.2f} vs bare at 1 thread)",
+                ]
+            ]
+            if "poldist-2-overlap" in sps
+            else []
+        ),
         [
             f"peak resident memory (MB), {res['memory_rows']:,} transitions",
             f"{res['peak_rss_mb']['poldist']:.0f}",
