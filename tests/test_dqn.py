@@ -152,7 +152,7 @@ def test_student_sized_dqn_stops_where_its_caller_says_so(tmp_path):
     assert seen == [1_000, 2_000] and summary["env_steps"] == 2_000 and summary["stopped_early"]
     assert load_checkpoint(tmp_path / "run" / "state").metadata["counters"]["step"] == 2_000
     net = load_teacher(tmp_path / "run" / "teacher").net
-    assert net.arch.convs[0][0] == 4 and net.arch.hidden == 36  # MinAtar net2 widths
+    assert net.arch.convs[0][0] == 8 and net.arch.hidden == 18  # MinAtar net2 widths
 
 
 def test_kickstart_weight_falls_linearly_to_zero():

@@ -111,11 +111,11 @@ def test_dqn_summary_records_the_kickstart_loss_auto_chose(tmp_path: Path) -> No
     """kickstart_loss "auto" is MSE for a Q-value teacher (no temperature); without a teacher, none."""
     kick = DQNConfig(**TINY_DQN, kickstart_teacher="minatar/breakout")
     with DQNTrainer(kick, tmp_path / "kick", show_progress=False) as trainer:
-        assert trainer.resolved == {"kickstart_loss": "mse", "kickstart_tau": None}
+        assert trainer.resolved == {"kickstart_loss": "mse", "kickstart_tau": None, "overlap_envs": False}
     with DQNTrainer(replace(kick, kickstart_loss="kl"), tmp_path / "kl", show_progress=False) as trainer:
-        assert trainer.resolved == {"kickstart_loss": "kl", "kickstart_tau": 0.01}
+        assert trainer.resolved == {"kickstart_loss": "kl", "kickstart_tau": 0.01, "overlap_envs": False}
     with DQNTrainer(DQNConfig(**TINY_DQN), tmp_path / "plain", show_progress=False) as trainer:
-        assert trainer.resolved == {"kickstart_loss": None, "kickstart_tau": None}
+        assert trainer.resolved == {"kickstart_loss": None, "kickstart_tau": None, "overlap_envs": False}
 
 
 # --------------------------------------------------------------------------- counts stay integers
@@ -143,7 +143,7 @@ def test_teacher_counts_are_ints_in_evals_csv_summary_and_what_the_cli_prints(tm
     printed = capsys.readouterr().out
     assert all(COUNT.fullmatch(c) for c in _csv_counts(run / "evals.csv"))
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["resolved"] == {"kickstart_loss": None, "kickstart_tau": None}
+    assert summary["resolved"] == {"kickstart_loss": None, "kickstart_tau": None, "overlap_envs": False}
     assert type(summary["env_steps"]) is int and type(summary["updates"]) is int
     final = summary["final_eval"]
     assert final and all(type(r[k]) is int for r in final for k in COUNTS)
