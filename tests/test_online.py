@@ -2,9 +2,14 @@
 
 import csv
 import json
+from dataclasses import replace
+
+import pytest
 
 from poldist.checkpoints import load_model
 from poldist.cli import main
+from poldist.errors import PoldistError
+from poldist.online import OnlineConfig, online_distill
 
 
 def test_online_distillation_logs_both_scores_on_one_axis(tmp_path):
@@ -63,6 +68,10 @@ def test_online_run_resumes_with_the_student_waiting_for_the_teacher(tmp_path, m
     student_meta = json.loads((out / "student-run" / "state" / "meta.json").read_text())
     assert student_meta["counters"]["updates"] == 200  # the student's: one chunk ahead
     assert main([*ARGS, "--out", str(out)]) == 2  # an existing run is not overwritten
+    # from Python too, a resume keeps the run's settings
+    stored = OnlineConfig(**json.loads((out / "config.json").read_text()))
+    with pytest.raises(PoldistError, match="--memory-size 999 differs"):
+        online_distill(replace(stored, memory_size=999), out, resume=True)
     assert main([*ARGS, "--out", str(out), "--resume"]) == 0
     with (out / "online.csv").open() as f:
         rows = list(csv.DictReader(f))

@@ -29,7 +29,7 @@ from poldist.dqn import DQNConfig, DQNTrainer
 from poldist.envs import make_env_spec
 from poldist.errors import PoldistError
 from poldist.networks import resolve_device
-from poldist.runs import prepare_run_dir, resume_or_clear, write_json
+from poldist.runs import prepare_run_dir, record_config_changes, resume_or_clear, write_json
 from poldist.teachers import NetworkTeacher, load_teacher
 
 FIELDS = ("teacher_env_steps", "teacher_score", "teacher_ci_low", "teacher_ci_high")
@@ -86,6 +86,8 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
         ray_actors=cfg.ray_actors,
         device=str(device),
     )
+    if resume:  # the run's own settings: refuse a change a resume may not make, record the others
+        record_config_changes(run_dir, cfg)
     write_json(run_dir / "config.json", cfg)
     csv_path = run_dir / "online.csv"
     kept: list[list[str]] = []
