@@ -27,6 +27,7 @@ from poldist.distillation import DistillConfig, distill
 from poldist.dqn import DQNConfig, train_dqn
 from poldist.evaluation import evaluate, geometric_mean, percent_of_teacher
 from poldist.plotting import plot_learning_curve
+from poldist.recipes import RECIPES
 from poldist.runs import resume_or_clear, write_json
 from poldist.tables import format_table
 from poldist.teachers import ZOO, load_teacher, zoo_names
@@ -97,7 +98,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--runs", default="", help="default runs/multitask (seed 0), runs/multitask-seed<S>")
     parser.add_argument("--out", default="", help="default results/multitask/seed<S>")
-    parser.add_argument("--updates", type=int, default=300_000, help="student updates (all games)")
+    parser.add_argument(
+        "--recipe",
+        default="",
+        choices=("", "minatar"),
+        help="students start from this recipe (poldist.recipes; its tau, lr schedule, acting, batch, "
+        "optimizer, transitions per update, memory); --updates then defaults to 40,000 per game",
+    )
+    parser.add_argument(
+        "--updates", type=int, default=0, help="student updates, all games (default 300,000; recipe: 200,000)"
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--memory-size", type=int, default=500_000, help="transitions per game")
@@ -130,6 +140,8 @@ def main() -> None:
         "--final-episodes", type=int, default=EPISODES, help="episodes of each game's final student score"
     )
     args = parser.parse_args()
+    recipe = dict(RECIPES[args.recipe]) if args.recipe else {}
+    args.updates = args.updates or (40_000 * 5 if recipe else 300_000)
     runs = Path(args.runs or ("runs/multitask" if args.seed == 0 else f"runs/multitask-seed{args.seed}"))
     out = Path(args.out or f"results/multitask/seed{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +168,7 @@ def main() -> None:
     # settings of issue 18's protocol name their runs; the committed runs' names stay as they were
     arch += "-cosine" if args.lr_schedule == "cosine" else "-linear" if args.lr_schedule == "linear" else ""
     arch += "-disjoint" if args.env_seeds == "disjoint" else ""
+    arch += f"-{args.recipe}-recipe" if recipe else ""
     if args.student != "teacher":
         arch += "-" + args.student.replace(",", "-").replace("/", "x")
     for loss in args.losses.split(","):
@@ -163,19 +176,24 @@ def main() -> None:
         if reuse(f"multi_dist_{loss}", run):
             continue
         if not (run / "summary.json").exists():
+            # a recipe's training fields, else this script's flags; the protocol below always wins
+            skip = ("updates", "eval_interval", "eval_episodes", "checkpoint_interval")
+            fields = {k: v for k, v in recipe.items() if k not in skip} or {
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "memory_size": args.memory_size,
+                "lr_schedule": args.lr_schedule,
+            }
+            fields["tau"] = (args.tau or fields.get("tau", 0.0)) if loss == "kl" else 0.0
             cfg = DistillConfig(
+                **fields,
                 teacher=",".join(names),
                 student=args.student,
                 head_hidden=args.head_hidden,
                 loss=loss,
-                tau=args.tau if loss == "kl" else 0.0,
                 updates=args.updates,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                memory_size=args.memory_size,
                 eval_interval=args.updates // 10,
                 checkpoint_interval=args.updates // 10,  # five memories: GBs per checkpoint
-                lr_schedule=args.lr_schedule,
                 final_eval_episodes=args.final_episodes,
                 evaluate_teacher=False,  # teachers are scored by their reference scores
                 seed=args.seed,
@@ -191,8 +209,10 @@ def main() -> None:
             "tau": summary["config"]["tau"] or 0.01,
             "head_hidden": args.head_hidden,
             "student": args.student,
-            "lr_schedule": args.lr_schedule,
+            "lr_schedule": summary["config"]["lr_schedule"],
             "env_seeds": args.env_seeds,
+            "recipe": args.recipe,
+            "control": summary["config"]["control"],
             "params": summary["student_params"],
         }
         save_results(out, rows, names, student_runs)
