@@ -155,6 +155,52 @@ def test_report_splits_the_tuning_seed_from_the_fresh_seeds(tmp_path, monkeypatc
     assert "| recipe | net2 (9,000) | 100.0" in fresh and "| base" not in fresh
 
 
+def test_recipe_section_adds_the_multitask_student_and_weighs_it_against_the_dqn(
+    tmp_path, monkeypatch
+) -> None:
+    from poldist.experiments import study_report
+    from poldist.experiments.report_stats import ReportContext
+
+    config = {
+        "updates": 200_000,
+        "batch_size": 256,
+        "transitions_per_update": 20.0,
+        "control": "student",
+        "tau": 1.0,
+        "lr_schedule": "cosine",
+        "final_eval_episodes": 2,
+        "seed": 1,
+    }
+    seed_dir = tmp_path / "multitask" / "recipe-seed1"
+    (seed_dir / "run").mkdir(parents=True)
+    (seed_dir / "results.json").write_text(json.dumps({"students": {"multi_dist_kl": {"run": "run"}}}))
+    tasks = [
+        {"teacher": "minatar/asterix", "student_returns": [2.0, 2.0], "agreement": 0.8},
+        {"teacher": "minatar/breakout", "student_returns": [3.0, 3.0], "agreement": 0.6},
+    ]
+    summary = {"config": config, "tasks": tasks, "train_wall_seconds": 600.0, "student_params": 5_000}
+    (seed_dir / "run" / "summary.json").write_text(json.dumps(summary))
+    # the multi-task DQN of section 3: 50% on both games (bare percents are kept as they are)
+    dqn = {
+        "per_game": {
+            f"minatar/{g}": {"teacher_score": 2.0, "multi_dqn": 1.0, "multi_dqn_percent": 50.0}
+            for g in ("asterix", "breakout")
+        }
+    }
+    (tmp_path / "multitask" / "seed0").mkdir()
+    (tmp_path / "multitask" / "seed0" / "results.json").write_text(json.dumps(dqn))
+    monkeypatch.setattr(
+        study_report, "reference_returns_of", lambda recs: {"asterix": [2.0], "breakout": [2.0]}
+    )
+    monkeypatch.setattr("poldist.experiments.report_stats.reference_mean", lambda t: None)
+    ctx = ReportContext(results=tmp_path, out=tmp_path / "RESULTS.md", raw=[])
+    text = "\n".join(study_report.recipe_lines(ctx))
+    # asterix: 100%, breakout: 150% -> geometric mean sqrt(1.5) * 100; target 100; 600 s = 10 min for the five games
+    assert "| recipe | multi-task (5,000) | 100.0 [100, 100] | 150.0 [150, 150] | **122.5**" in text
+    assert "| 100 | 1 | 0.700 | 10.0 |" in text
+    assert "DQN 50.0% [50.0, 50.0]" in text and "above it, the intervals apart." in text
+
+
 def test_study_variants_change_one_thing() -> None:
     study = _study_script()
     base = study.cell_config("base", "net2", "breakout", 0)

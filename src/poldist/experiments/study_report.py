@@ -147,14 +147,54 @@ def study_curve_data(
 
 
 TUNING_SEED = 0
-SIZE_RANK = ("teacher", "net1", "net1-c16", "net2", "net2-c8", "net2-c16", "net3", "net3-c8", "net3-c16")
+MULTITASK_SIZE = "multi-task"  # the five-game student of scripts/multitask_minatar.py --recipe minatar
+SIZE_RANK = (
+    "teacher",
+    "net1",
+    "net1-c16",
+    "net2",
+    "net2-c8",
+    "net2-c16",
+    "net3",
+    "net3-c8",
+    "net3-c16",
+    MULTITASK_SIZE,
+)
 # The issue 18 targets: geometric mean of percent of the reference score over the five games
-RECIPE_TARGETS = {"teacher": 100.0, "net1": 100.0, "net2": 100.0, "net3": 95.0}
+RECIPE_TARGETS = {"teacher": 100.0, "net1": 100.0, "net2": 100.0, "net3": 95.0, MULTITASK_SIZE: 100.0}
+
+
+def multitask_recipe_records(multitask_dir: Path) -> list[dict[str, Any]]:
+    """Study-style records (one per game) of the multi-task students distilled with the recipe:
+    ``<multitask_dir>/recipe-seed*/<run>/summary.json`` (kept by ``scripts/multitask_minatar.py
+    --recipe minatar``). ``train_wall_seconds`` is the whole five-game run's."""
+    records = []
+    for res_path in sorted(Path(multitask_dir).glob("recipe-seed*/results.json")):
+        student = json.loads(res_path.read_text()).get("students", {}).get("multi_dist_kl")
+        summary_path = res_path.parent / student["run"] / "summary.json" if student else None
+        if summary_path is None or not summary_path.exists():
+            continue
+        summary = json.loads(summary_path.read_text())
+        for task in summary["tasks"]:
+            records.append(
+                {
+                    "variant": "recipe",
+                    "size": MULTITASK_SIZE,
+                    "game": task["teacher"].split("/")[-1],
+                    "seed": summary["config"]["seed"],
+                    "student_returns": task["student_returns"],
+                    "agreement": task["agreement"],
+                    "train_wall_seconds": summary["train_wall_seconds"],
+                    "student_params": summary["student_params"],
+                    "config": summary["config"],
+                }
+            )
+    return records
 
 
 def _size_family(size: str) -> str:
     """``net2-c8`` -> ``net2``: the compression level a study size belongs to."""
-    return size.split("-")[0]
+    return size if size == MULTITASK_SIZE else size.split("-")[0]
 
 
 def recipe_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str]) -> str:
@@ -182,7 +222,9 @@ def recipe_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str]
 
 def recipe_lines(ctx: ReportContext) -> list[str]:
     """Section 5c: the recipe chosen on the tuning seed, run on seeds that played no part in it."""
-    records = [r for r in load_study(ctx.results / "study" / "raw") if r["seed"] != TUNING_SEED]
+    single = [r for r in load_study(ctx.results / "study" / "raw") if r["seed"] != TUNING_SEED]
+    multi = multitask_recipe_records(ctx.results / "multitask")
+    records = single + multi
     if not records:
         return [
             "No fresh-seed runs yet: `python scripts/study_minatar.py --variants recipe --seeds 1,2,3`.",
@@ -192,7 +234,7 @@ def recipe_lines(ctx: ReportContext) -> list[str]:
     groups = group_intervals(records, refs)
     games = [g for g in GAME_ORDER if g in refs]
     cfg = records[0]["config"]
-    return [
+    lines = [
         f"The `minatar` recipe (`poldist distill`'s default for MinAtar teachers; `src/poldist/recipes.py`), "
         "chosen on seed 0 alone (section 5b), run here on seeds that played no part in the choice, each "
         f"with its own env seeds. Budget per student: {cfg['updates']:,} updates of batch "
@@ -206,6 +248,41 @@ def recipe_lines(ctx: ReportContext) -> list[str]:
         recipe_table(groups, games),
         "",
     ]
+    if multi:
+        lines += [
+            _multitask_recipe_note(groups.get(("recipe", MULTITASK_SIZE)), ctx.results / "multitask"),
+            "",
+        ]
+    return lines
+
+
+def _multitask_recipe_note(group: dict[str, Any] | None, multitask_dir: Path) -> str:
+    """What the ``multi-task`` row is, and how it stands against the multi-task DQN of section 3."""
+    from poldist.experiments.sections_multitask import multitask_section
+
+    cfg = group["records"][0]["config"] if group else {}
+    text = (
+        "`multi-task`: one student with section 3's multi-task network distilled from the five teachers "
+        f"with the same recipe, {cfg.get('updates', 0):,} updates in all (round robin, the single-game "
+        "budget per game), each game on its own env seeds; `min/run` is the whole five-game run. "
+        f"Command, per seed S: `python scripts/multitask_minatar.py --recipe minatar --skip-dqn --losses kl "
+        "--env-seeds disjoint --final-episodes 200 --seed S --out results/multitask/recipe-seedS`."
+    )
+    dqn_paths = sorted(multitask_dir.glob("seed*/results.json"))
+    geo = group["geomean"] if group else None
+    if not dqn_paths or geo is None:
+        return text
+    agg = multitask_section(dqn_paths)[1].get("multi_dqn")
+    if agg is None:
+        return text
+    point, low, high = agg["geomean"]
+    apart = geo.ci_low > high
+    return (
+        text + f" Against the multi-task DQN of section 3 (seeds {len(dqn_paths)}, rescored against the "
+        f"reference scores): DQN {point:.1f}% [{low:.1f}, {high:.1f}] (bootstrap over its seeds), student "
+        f"{geo.mean:.1f}% [{geo.ci_low:.1f}, {geo.ci_high:.1f}]: "
+        + ("above it, the intervals apart." if apart else "the intervals overlap.")
+    )
 
 
 def _geo(groups: dict[tuple[str, str], dict[str, Any]], variant: str, size: str) -> float | None:
