@@ -20,17 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from poldist.distillation import DistillConfig, distill
-from poldist.evaluation import percent_of_teacher
+from poldist.distillation import DistillConfig
+from poldist.experiments.cells import distill_cell
 from poldist.experiments.reproduce import BUDGETS, GAMES
 from poldist.recipes import RECIPES
-from poldist.runs import resume_or_clear, write_json
 from poldist.zoo import reference_returns
 
 # The base: the compression experiment's 40k budget (KL at the paper's tau 0.01, RMSProp 1e-3,
@@ -145,43 +143,22 @@ def run_cell(variant: str, size: str, game: str, seed: int, runs: Path, results:
     raw = results / "raw" / f"{name}.json"
     if raw.exists():
         return json.loads(raw.read_text())
-    cfg = cell_config(variant, size, game, seed)
-    run = runs / name
-    summary = distill(cfg, run, resume=resume_or_clear(run))
-    task = summary["tasks"][0]
     try:
         reference = reference_returns(f"minatar/{game}")
         ref_mean = sum(reference) / len(reference)
     except Exception:  # no reference score yet: the report computes percent later
-        ref_mean = float("nan")
-    record = {
+        ref_mean = None
+    fields = {
         "variant": variant,
         "change": VARIANTS[variant][0],
         "size": size,
         "game": game,
         "seed": seed,
         "teacher": f"minatar/{game}",
-        "reference_score": ref_mean,
-        "student_score": task["student_score"],
-        "student_ci": task["student_ci"],
-        "percent_of_reference": percent_of_teacher(task["student_score"], ref_mean),
-        "student_returns": task["student_returns"],
-        **{k: task[k] for k in ("agreement", "regret", "gap_edges", "gap_shares", "agreement_by_gap", "tau")},
-        "transitions": task["transitions"],
-        "student_params": summary["student_params"],
-        "teacher_params": summary["teacher_params"],
-        "updates": summary["updates"],
-        "train_wall_seconds": summary["train_wall_seconds"],
-        "wall_seconds": summary["wall_seconds"],
-        "machine": summary["machine"],
-        "config": asdict(cfg),
         "command": f"python scripts/study_minatar.py --variants {variant} --sizes {size} "
         f"--games {game} --seeds {seed}",
     }
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run / "evals.csv", raw.with_suffix(".evals.csv"))
-    write_json(raw, record)  # last: a raw file exists only for a finished run
-    return record
+    return distill_cell(cell_config(variant, size, game, seed), runs / name, raw, fields, ref_mean)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from poldist.experiments.report_stats import BOOT_REPS, GEO_FLOOR, ReportContext, load_raw, rescore
+from poldist.experiments.sections_atari import atari_lines
 from poldist.experiments.sections_multitask import multitask_lines
 from poldist.experiments.sections_other import bench_lines, online_lines
 from poldist.experiments.sections_single_game import (
@@ -57,6 +58,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("## 5b. What holds students back: one change at a time (tuning seed 0)", study_lines),
     Section("## 5c. The MinAtar recipe on fresh seeds", recipe_lines),
     Section("## 6. Speed and memory (`poldist bench`)", bench_lines),
+    Section("## 7. Atari: a teacher trained here, students at the paper's sizes", atari_lines),
 )
 
 STATUS_SEEDS = (0, 1, 2)

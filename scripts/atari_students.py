@@ -1,0 +1,147 @@
+"""The paper's Atari compression experiment at our scale (issue 19, part 2).
+
+A shipped Atari teacher (``atari/pong``, trained here by ``poldist train-teacher``) distilled into
+the paper's three Atari students (net1 / net2 / net3: 427,874 / 113,346 / 61,954 parameters for 18
+actions), with the paper's settings (``--recipe paper``: RMSProp, batch 32, 5.4 fresh teacher
+transitions per update, teacher acting) and KL at the paper's tau 0.01 or at the MinAtar recipe's
+tau 1; each run seed on its own env seeds; the final score over ``--episodes`` episodes::
+
+    .venv/bin/python scripts/atari_students.py --teacher atari/pong --seeds 1,2,3
+    .venv/bin/python scripts/atari_students.py --teacher atari/pong --sizes net2 --variants tau1 --seeds 0
+
+Writes ``results/atari/<game>/raw/<cell>.json`` (every final episode's return, agreement, wall
+time, config, the command) and ``<cell>.evals.csv`` (the learning curve); ``poldist report`` makes
+RESULTS.md's Atari section from them, against the teacher's reference score and, because Atari
+scores can be negative, its uniformly random policy's score (both from the model card). Finished
+cells are skipped and interrupted ones resume from their checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from poldist.config import DistillConfig
+from poldist.errors import PoldistError
+from poldist.experiments.cells import distill_cell
+from poldist.recipes import recipe_config
+from poldist.teachers import ZOO
+
+SIZES = ("net1", "net2", "net3")
+VARIANTS = {"tau0.01": 0.01, "tau1": 1.0}  # name -> KL temperature
+UPDATES = 30_000  # the library's (the paper's) default budget: 162k fresh transitions per student
+
+
+def teacher_card(teacher: str) -> dict[str, Any]:
+    """The shipped teacher's model card (its reference and random-policy scores).
+
+    Raises:
+        PoldistError: ``teacher`` is not a shipped teacher with a reference score.
+    """
+    path = ZOO / teacher / "card.json"
+    if not path.exists():
+        raise PoldistError(f"{teacher} is not a shipped teacher: publish it first (poldist publish-teacher)")
+    card = json.loads(path.read_text())
+    if "reference" not in card:
+        raise PoldistError(f"{teacher} has no reference score: poldist reference-score {teacher}")
+    return card
+
+
+def cell_name(game: str, size: str, variant: str, seed: int) -> str:
+    """File-safe identity of one run, e.g. ``pong__net2__tau0.01__seed1``."""
+    return f"{game}__{size}__{variant}__seed{seed}"
+
+
+def cell_config(
+    teacher: str, size: str, variant: str, seed: int, updates: int, episodes: int
+) -> DistillConfig:
+    """The distillation config of one cell: the paper recipe with this size, temperature and seed."""
+    return recipe_config(
+        teacher,
+        "paper",
+        student=size,
+        loss="kl",
+        tau=VARIANTS[variant],
+        seed=seed,
+        updates=updates,
+        eval_interval=max(1, updates // 10),
+        eval_episodes=4,
+        checkpoint_interval=max(1, updates // 10),
+        final_eval_episodes=episodes,
+        env_seeds="disjoint",
+    )
+
+
+def run_cell(
+    teacher: str, size: str, variant: str, seed: int, updates: int, episodes: int, runs: Path, results: Path
+) -> dict[str, Any]:
+    """Run (or resume, or skip if done) one cell; write its raw record and learning curve."""
+    card = teacher_card(teacher)
+    game = teacher.split("/")[-1]
+    name = cell_name(game, size, variant, seed)
+    fields = {
+        "variant": variant,
+        "size": size,
+        "game": game,
+        "seed": seed,
+        "teacher": teacher,
+        "random_score": card["random_policy"]["mean"],
+        "command": f"python scripts/atari_students.py --teacher {teacher} --sizes {size} "
+        f"--variants {variant} --seeds {seed} --updates {updates} --episodes {episodes}",
+    }
+    cfg = cell_config(teacher, size, variant, seed, updates, episodes)
+    return distill_cell(
+        cfg, runs / name, results / game / "raw" / f"{name}.json", fields, card["reference"]["mean"]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default="atari/pong", help="a shipped Atari teacher (default atari/pong)")
+    p.add_argument("--sizes", default=",".join(SIZES), help="comma-separated student sizes (default: all)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: tau0.01 (paper), tau1")
+    p.add_argument(
+        "--seeds", default="1,2,3", help="comma-separated run seeds (default 1,2,3; 0 is for tuning)"
+    )
+    p.add_argument(
+        "--updates", type=int, default=UPDATES, help=f"student updates per run (default {UPDATES:,})"
+    )
+    p.add_argument("--episodes", type=int, default=100, help="episodes of each final score (default 100)")
+    p.add_argument("--runs", default="runs/atari-students", help="where the run directories go")
+    p.add_argument("--results", default="results/atari", help="where the raw results go (per game)")
+    args = p.parse_args(argv)
+    cells = [
+        (size, variant, int(seed))
+        for seed in args.seeds.split(",")
+        for variant in args.variants.split(",")
+        for size in args.sizes.split(",")
+    ]
+    for k, (size, variant, seed) in enumerate(cells):
+        print(f"[{k + 1}/{len(cells)}] {size} {variant} seed {seed}", flush=True)
+        rec = run_cell(
+            args.teacher,
+            size,
+            variant,
+            seed,
+            args.updates,
+            args.episodes,
+            Path(args.runs),
+            Path(args.results),
+        )
+        print(
+            f"    {rec['student_score']:.2f} (reference {rec['reference_score']:.2f}, random "
+            f"{rec['random_score']:.2f}), agreement {rec['agreement']:.3f}, "
+            f"{rec['train_wall_seconds']:.0f} s",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except PoldistError as e:
+        sys.exit(f"atari_students.py: {e}")

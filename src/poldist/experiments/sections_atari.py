@@ -1,0 +1,152 @@
+"""RESULTS.md section 7: Atari, with a teacher trained here (``scripts/atari_students.py``).
+
+Reads ``<results>/atari/<game>/raw/*.json`` (one record per student run, every final episode's
+return) and the ``.evals.csv`` curve beside each, and the teacher's model card in the zoo (its
+reference episodes and its uniformly random policy's score). Atari scores can be negative (Pong:
+-21 to 21), so the main percent is above random, ``100 (student - random) / (teacher - random)``,
+with the paper's plain ``100 student / teacher`` beside it where the teacher scores above 0. Both
+carry the two-stage bootstrap interval of :func:`poldist.evaluation.percent_intervals` (seeds,
+episodes within each, and the reference episodes). Seed 0 is the tuning seed: its rows are marked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from poldist.evaluation import percent_intervals
+from poldist.experiments.report_stats import ReportContext
+from poldist.experiments.study_report import TUNING_SEED, load_study
+from poldist.networks import QNetwork, count_parameters, nature_dqn, student_architecture
+from poldist.plotting import study_curves
+from poldist.runs import EvalLog
+from poldist.tables import md_table
+from poldist.teachers import ZOO
+
+SIZE_ORDER = ("teacher", "net1", "net2", "net3")
+
+
+def paper_params(size: str) -> int:
+    """Parameters of ``size`` with the paper's 18 actions (net1 427,874, net2 113,346, net3 61,954)."""
+    return count_parameters(QNetwork(student_architecture(nature_dqn(18), size)))
+
+
+def _interval(iv: Any) -> str:
+    return f"{iv.mean:.1f} [{iv.ci_low:.1f}, {iv.ci_high:.1f}]"
+
+
+def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list[str]]:
+    """Table rows, one per (student size, variant, tuning or fresh seeds): parameters (this game's
+    and the paper's 18-action count), the mean score over seeds (each seed's mean in brackets),
+    percent above random and plain percent with intervals, seeds, agreement, minutes per run."""
+    ref = card["reference"]["returns"]
+    random = card["random_policy"]["mean"]
+    game = records[0]["game"]
+    groups: dict[tuple[int, str, bool], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        rank = SIZE_ORDER.index(r["size"]) if r["size"] in SIZE_ORDER else len(SIZE_ORDER)
+        groups[(rank, r["variant"], r["seed"] == TUNING_SEED)].append(r)
+    rows = []
+    for (_, variant, tuning), recs in sorted(groups.items()):
+        recs = sorted(recs, key=lambda r: r["seed"])
+        returns = {game: [r["student_returns"] for r in recs]}
+        above = percent_intervals(returns, {game: ref}, baselines={game: random})[0][game]
+        plain = percent_intervals(returns, {game: ref})[0][game] if np.mean(ref) > 0 else None
+        seed_means = [float(np.mean(r["student_returns"])) for r in recs]
+        size = recs[0]["size"]
+        rows.append(
+            [
+                size,
+                f"{recs[0]['student_params']:,} ({paper_params(size):,})",
+                variant + (" (tuning)" if tuning else ""),
+                f"{np.mean(seed_means):.2f} ({', '.join(f'{m:.1f}' for m in seed_means)})",
+                f"**{_interval(above)}**",
+                "–" if plain is None else _interval(plain),
+                ", ".join(str(r["seed"]) for r in recs),
+                f"{np.mean([r['agreement'] for r in recs]):.3f}",
+                f"{np.mean([r['train_wall_seconds'] for r in recs]) / 60:.0f}",
+            ]
+        )
+    return rows
+
+
+def atari_curves(records: list[dict[str, Any]], raw_dir: Path, card: dict[str, Any], path: Path) -> Path:
+    """Learning curves of the fresh-seed runs: percent above random against updates, one line per
+    size and variant (mean over seeds)."""
+    ref = float(np.mean(card["reference"]["returns"]))
+    random = card["random_policy"]["mean"]
+    curves: dict[str, dict[str, list[dict[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        csv_path = raw_dir / f"{r['game']}__{r['size']}__{r['variant']}__seed{r['seed']}.evals.csv"
+        if r["seed"] == TUNING_SEED or not csv_path.exists():
+            continue
+        points = {
+            int(row["updates"]): 100 * (row["score"] - random) / (ref - random)
+            for row in EvalLog.read(csv_path)
+        }
+        curves[f"{r['size']} {r['variant']}"][r["game"]].append(points)
+    label = f"{records[0]['teacher']} students: % above random of the reference score (fresh seeds)"
+    return study_curves(dict(sorted(curves.items())), [records[0]["game"]], path, label)
+
+
+def atari_lines(ctx: ReportContext) -> list[str]:
+    """Section 7: per game, the teacher trained here and its students at the paper's sizes."""
+    folder = ctx.results / "atari"
+    games = sorted(p.parent.name for p in folder.glob("*/raw") if any(p.glob("*.json")))
+    if not games:
+        return [
+            "No Atari student runs yet: publish the Pong teacher (`poldist publish-teacher`), then "
+            "`python scripts/atari_students.py --teacher atari/pong --seeds 1,2,3`.",
+            "",
+        ]
+    lines: list[str] = []
+    for game in games:
+        raw_dir = folder / game / "raw"
+        records = load_study(raw_dir)
+        teacher = records[0]["teacher"]
+        card = json.loads((ZOO / teacher / "card.json").read_text())
+        ref, rnd = card["reference"], card["random_policy"]
+        cfg = records[0]["config"]
+        lines += [
+            f"### {teacher}",
+            "",
+            f"Teacher: `{teacher}` (model card: `src/poldist/zoo/{teacher}/MODEL_CARD.md`), trained here for "
+            f"{card['env_steps']:,} env steps in {card['train_wall_seconds'] / 3600:.1f} hours; reference "
+            f"score {ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}] over {ref['episodes']} "
+            f"episodes on reserved env seeds, uniformly random policy {rnd['mean']:.2f} over "
+            f"{rnd['episodes']}. Students: the paper's recipe ({cfg['updates']:,} updates of batch "
+            f"{cfg['batch_size']}, {cfg['transitions_per_update']:g} fresh teacher transitions per update, "
+            f"{cfg['control']} acting, {cfg['optimizer']} lr {cfg['lr']:g}), KL at tau 0.01 (the paper's) "
+            "or 1 (the MinAtar recipe's); "
+            f"{cfg['final_eval_episodes']} final episodes per run at epsilon {cfg['epsilon']:g}. "
+            "`% above random`: 100 (student - random) / (teacher - random), `plain %`: the paper's "
+            "100 student / teacher; [95% interval] of the two-stage bootstrap (seeds, episodes, reference "
+            "episodes). Parameters: this game's action set (the paper's 18 actions in brackets).",
+            "",
+            md_table(
+                [
+                    "student",
+                    "parameters",
+                    "variant",
+                    "score (per seed)",
+                    "% above random",
+                    "plain %",
+                    "seeds",
+                    "agreement",
+                    "min/run",
+                ],
+                atari_rows(records, card),
+            ),
+            "",
+        ]
+        if any(r["seed"] != TUNING_SEED for r in records):
+            ctx.plots.mkdir(parents=True, exist_ok=True)
+            curve = atari_curves(records, raw_dir, card, ctx.plots / f"atari_{game}_students.png")
+            lines += [f"![{game} students]({ctx.link(curve)})", ""]
+        commands = sorted({r["command"] for r in records})
+        lines += ["Commands:", "", *(f"- `{c}`" for c in commands), ""]
+    return lines

@@ -1,0 +1,122 @@
+"""The Atari students harness (issue 19 part 2): scripts/atari_students.py and RESULTS.md section 7."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from poldist.checkpoints import save_model
+from poldist.envs import make_env_spec
+from poldist.experiments import sections_atari
+from poldist.experiments.report_stats import ReportContext
+from poldist.networks import QNetwork, nature_dqn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("atari_students", ROOT / "scripts" / "atari_students.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["atari_students"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _card(reference: list[float], random: float) -> dict:
+    mean = sum(reference) / len(reference)
+    return {
+        "env_steps": 1_000,
+        "train_wall_seconds": 3600.0,
+        "reference": {"returns": reference, "mean": mean, "ci_low": mean, "ci_high": mean, "episodes": 2},
+        "random_policy": {"mean": random, "episodes": 2},
+    }
+
+
+def _record(seed: int, returns: list[float], size: str = "net2", variant: str = "tau0.01") -> dict:
+    return {
+        "variant": variant,
+        "size": size,
+        "game": "pong",
+        "seed": seed,
+        "teacher": "atari/pong",
+        "student_returns": returns,
+        "student_params": 100,
+        "agreement": 0.5,
+        "train_wall_seconds": 120.0,
+        "command": f"cmd {seed}",
+    }
+
+
+def test_paper_parameter_counts() -> None:
+    assert [sections_atari.paper_params(s) for s in ("net1", "net2", "net3")] == [427_874, 113_346, 61_954]
+
+
+def test_atari_rows_by_hand() -> None:
+    # reference 20, random -20; seeds score 0 and 20: mean 10, (10 + 20) / 40 = 75% above random, 50% plain
+    rows = sections_atari.atari_rows(
+        [_record(1, [0.0, 0.0]), _record(2, [20.0, 20.0]), _record(0, [-20.0])], _card([20.0, 20.0], -20.0)
+    )
+    fresh = next(r for r in rows if r[2] == "tau0.01")
+    assert fresh[0] == "net2" and fresh[1] == "100 (113,346)"
+    assert fresh[3] == "10.00 (0.0, 20.0)"
+    assert fresh[4] == "**75.0 [50.0, 100.0]**" and fresh[5] == "50.0 [0.0, 100.0]"
+    assert fresh[6:] == ["1, 2", "0.500", "2"]
+    tuning = next(r for r in rows if r[2] == "tau0.01 (tuning)")
+    assert tuning[4] == "**0.0 [0.0, 0.0]**"  # the random policy's score
+    # a teacher at or below 0 has no plain percent
+    rows = sections_atari.atari_rows([_record(1, [-5.0])], _card([-10.0, -10.0], -20.0))
+    assert rows[0][4].startswith("**150.0") and rows[0][5] == "–"
+
+
+def test_atari_students_script_runs_a_cell_and_the_report_shows_it(tmp_path: Path, monkeypatch) -> None:
+    import poldist.teachers
+
+    torch.set_num_threads(1)
+    # a zoo with a random-weight Pong teacher whose episodes are capped (the cap is recorded)
+    zoo = tmp_path / "zoo"
+    spec = make_env_spec("ALE/Pong-v5", max_num_frames_per_episode=200)
+    torch.manual_seed(0)
+    save_model(zoo / "atari" / "pong", QNetwork(nature_dqn(spec.n_actions)), spec)
+    (zoo / "atari" / "pong" / "card.json").write_text(json.dumps(_card([1.0, 3.0], -1.0)))
+    monkeypatch.setattr(poldist.teachers, "ZOO", zoo)
+    monkeypatch.setattr(sections_atari, "ZOO", zoo)
+    script = _script()
+    monkeypatch.setattr(script, "ZOO", zoo)
+    real = script.cell_config
+
+    def tiny(*args, **kwargs):  # the paper recipe, scaled down to seconds
+        from dataclasses import replace
+
+        cfg = real(*args, **kwargs)
+        return replace(
+            cfg, num_envs=2, learning_starts=64, memory_size=500, batch_size=8, agreement_states=32
+        )
+
+    monkeypatch.setattr(script, "cell_config", tiny)
+    argv = ["--sizes", "net3", "--variants", "tau1", "--seeds", "1", "--updates", "10", "--episodes", "2"]
+    argv += ["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results" / "atari")]
+    assert script.main(argv) == 0
+    raw = tmp_path / "results" / "atari" / "pong" / "raw" / "pong__net3__tau1__seed1.json"
+    record = json.loads(raw.read_text())
+    assert len(record["student_returns"]) == 2 and record["random_score"] == -1.0
+    assert record["config"]["tau"] == 1.0 and record["config"]["batch_size"] == 8
+    assert record["reference_score"] == 2.0 and raw.with_suffix(".evals.csv").exists()
+    ctx = ReportContext(results=tmp_path / "results", out=tmp_path / "RESULTS.md", raw=[])
+    text = "\n".join(sections_atari.atari_lines(ctx))
+    assert "| net3 |" in text and "(61,954)" in text and "| tau1 |" in text
+    assert "--sizes net3 --variants tau1 --seeds 1 --updates 10 --episodes 2" in text
+    assert (tmp_path / "results" / "plots" / "atari_pong_students.png").exists()
+
+
+def test_atari_students_script_refuses_a_teacher_not_in_the_zoo(tmp_path: Path, monkeypatch) -> None:
+    script = _script()
+    monkeypatch.setattr(script, "ZOO", tmp_path)
+    from poldist.errors import PoldistError
+
+    with pytest.raises(PoldistError, match="not a shipped teacher"):
+        script.main(["--teacher", "atari/nothing", "--seeds", "1", "--results", str(tmp_path)])
