@@ -207,6 +207,6 @@ def test_resume_uses_the_stored_config_and_refuses_contradicting_flags(capsys, t
     assert json.loads((run / "summary.json").read_text())["updates"] == 400
     (change,) = json.loads((run / "config_changes.json").read_text())
     assert change["changes"] == {"updates": [300, 400]}
-    capsys.readouterr()
-    err = _error(capsys, ["distill", "--out", str(run), "--resume", "--updates", "200"])
-    assert "--updates 200 differs from the run's 400" in err
+    # a shorter one ends the run where it stands (400 updates done: the summary says so)
+    assert main(["distill", "--out", str(run), "--resume", "--updates", "200"]) == 0
+    assert json.loads((run / "summary.json").read_text())["updates"] == 400

@@ -205,3 +205,26 @@ def test_teacher_bar_shows_the_dqn_loss(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     losses = [float(x) for x in re.findall(r"loss=([-+.e\d]+)", err)]
     assert losses and all(x > 0 for x in losses), err
+
+
+def test_a_resume_may_end_a_run_sooner_where_it_stands(tmp_path: Path) -> None:
+    """--total-steps / --updates at or below what is done: the resumed run ends at its checkpoint
+    (a teacher kept where its evaluations peaked); the summary records the counters that ran."""
+    teacher_run = tmp_path / "teacher"
+    with DQNTrainer(DQNConfig(**TINY_DQN), teacher_run, show_progress=False) as trainer:
+        trainer.run(800)  # then killed: the checkpoint at 400 is on disk (800's is due on the next step)
+    argv = ["train-teacher", "--out", str(teacher_run), "--resume", "--total-steps", "400"]
+    assert main(argv) in (0, None)
+    summary = json.loads((teacher_run / "summary.json").read_text())
+    assert summary["env_steps"] == 400 and summary["config"]["total_steps"] == 400
+    assert [r["step"] for r in summary["final_eval"]] == [400]  # its evaluation at 400 is the final one
+    assert (teacher_run / "teacher" / "meta.json").exists()
+    changes = json.loads((teacher_run / "config_changes.json").read_text())
+    assert changes[-1]["changes"] == {"total_steps": [1200, 400]}
+
+    student_run = tmp_path / "student"
+    with Distiller(DistillConfig(updates=300, **TINY), student_run) as distiller:
+        distiller.run(200, show_progress=False)  # then killed: the checkpoint at 200 is on disk
+    assert main(["distill", "--out", str(student_run), "--resume", "--updates", "150"]) in (0, None)
+    summary = json.loads((student_run / "summary.json").read_text())
+    assert summary["updates"] == 200 and summary["config"]["updates"] == 150

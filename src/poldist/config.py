@@ -319,7 +319,10 @@ class OnlineConfig:
 # --------------------------------------------------------------------------- resuming a run
 
 # what a resumed run may change: its length may grow; where and how fast it runs may change
-RESUME_MAY_GROW = ("updates", "total_steps")
+# A resume may set the run's length, longer or shorter: a length at or below what is done ends the
+# run at its checkpoint (its summary records the counters that ran), e.g. to keep a teacher where
+# its evaluations peaked.
+RESUME_MAY_RESIZE = ("updates", "total_steps")
 RESUME_MAY_CHANGE = ("device", "torch_threads", "ray_address")
 
 
@@ -347,12 +350,11 @@ def resumed_config(
         if new == old:
             continue
         flag = "--" + name.replace("_", "-")
-        grows = name in RESUME_MAY_GROW and new > old
-        if not (grows or name in RESUME_MAY_CHANGE):
+        if name not in RESUME_MAY_RESIZE + RESUME_MAY_CHANGE:
             allowed = ", ".join("--" + n.replace("_", "-") for n in RESUME_MAY_CHANGE)
             raise PoldistError(
                 f"--resume: {flag} {new!r} differs from the run's {old!r} ({where}); a resumed run keeps its "
-                f"settings (it may only grow --updates / --total-steps or change {allowed}); "
+                f"settings (it may set --updates / --total-steps or change {allowed}); "
                 "drop the flag, or start a new run with another --out"
             )
         changes[name] = [old, new]
