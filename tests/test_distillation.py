@@ -242,3 +242,45 @@ def test_any_teacher_of_the_protocol_is_distilled_given_the_students_base_archit
     assert summary["updates"] == 20 and teacher.calls > 0
     assert summary["teacher_params"] == shipped.num_parameters()
     assert summary["tasks"][0]["teacher"] == "a plain callable"
+
+
+def test_overlapped_collection_owes_the_same_transitions_and_is_reproducible(tmp_path) -> None:
+    """overlap_collection: the worker collects each update's transitions while the previous update
+    runs; every task gets what the plain loop collects, and a seed still fixes the run."""
+    from dataclasses import replace
+
+    from poldist.distillation import Distiller
+
+    cfg = _small_cfg(
+        teacher="minatar/breakout,minatar/freeway",
+        student="net3",
+        control="student",
+        updates=60,
+        learning_starts=200,
+        transitions_per_update=7.0,
+        memory_size=2_000,
+        batch_size=16,
+        eval_interval=1_000,
+        checkpoint_interval=1_000,
+        num_envs=4,
+    )
+
+    def run(config, name):
+        with Distiller(config, tmp_path / name) as d:
+            d.run(show_progress=False)
+            return [t.memory.added for t in d.tasks], [t.updates for t in d.tasks], d.student.state_dict()
+
+    plain = run(cfg, "plain")
+    overlap = run(replace(cfg, overlap_collection=True), "overlap")
+    again = run(replace(cfg, overlap_collection=True), "again")
+    # 30 updates a game: 200 + 30 * 7 = 410 transitions owed, collected in vector steps of 4
+    assert overlap[:2] == plain[:2] == ([412, 412], [30, 30])
+    assert all(torch.equal(overlap[2][k], again[2][k]) for k in overlap[2])
+    assert not all(torch.equal(overlap[2][k], plain[2][k]) for k in plain[2])  # its own draws
+
+
+def test_overlapped_collection_needs_the_local_backend() -> None:
+    from poldist.errors import PoldistError
+
+    with pytest.raises(PoldistError, match="overlap_collection needs backend local"):
+        _small_cfg(overlap_collection=True, backend="ray").validate()

@@ -272,11 +272,18 @@ class DistillConfig:
         "seed + 2 * 10**6; neighbouring run seeds share 7 of 8 env streams)",
     )
     torch_threads: int = option(1, "torch CPU threads", minimum=1)
+    overlap_collection: bool = option(
+        False,
+        "collect the next update's teacher transitions in a worker thread while the student updates "
+        "(a second core; a student that acts does so with weights one update old)",
+    )
     device: str = option("auto", DEVICE_HELP)
 
     def validate(self) -> None:
         """Refuse, in one line, a field of the wrong type or out of range (before any run dir)."""
         check_config(self, "distill")
+        if self.overlap_collection and self.backend != "local":
+            raise PoldistError("distill: overlap_collection needs backend local (Ray actors already overlap)")
         for name in ("epsilon", "beta_start", "beta_end"):
             if getattr(self, name) > 1:
                 raise PoldistError(f"distill: {name} must be at most 1, got {getattr(self, name)}")

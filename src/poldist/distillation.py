@@ -20,8 +20,10 @@ keeps learning (online distillation) is just a teacher whose network changes.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -330,12 +332,20 @@ class Distiller:
         self.student = make_student(cfg, self.tasks, teacher_arch).to(self.device)
         self.optimizer = make_optimizer(cfg, self.student.parameters())
         self.updates = 0
+        # overlap_collection: a worker thread collects the next update's transitions, the student
+        # that acts there being a copy synced before each launch (the update changes the original)
+        self._pool = ThreadPoolExecutor(1, "collect") if cfg.overlap_collection else None
+        self._pending: Future | None = None
+        self._actor = copy.deepcopy(self.student) if cfg.overlap_collection else self.student
+        self._next_task: int | None = None  # the task the pending collection is for
         # tau_gap: each task's temperature, measured once its learning starts (None: not yet)
         self.task_taus: list[float | None] = [None] * len(self.tasks)
         self._task_losses: dict[int, Loss] = {}
         if resume:
             self._restore()
         self.book.open_logs(cfg, self.updates)
+        # the worker's own generator (two threads must not share one), from the seed and the start
+        self._collect_rng = np.random.default_rng([cfg.seed, self.updates, 1])
         for i, task in enumerate(self.tasks):
             task.start(cfg.num_envs, self.env_seed("collect", i, self.updates), cfg.env_groups)
         # the learning curve starts at the untrained student: evaluated before the first update
@@ -465,17 +475,15 @@ class Distiller:
         )
         loss_sum, losses = 0.0, 0  # since the bar's last loss: it shows their mean
         while self.updates < until:
-            # each minibatch comes from one task (the paper); single-task: always task 0
-            if cfg.task_schedule == "round_robin":
-                k = self.updates % len(tasks)
-            else:
-                k = int(rng.integers(len(tasks)))
+            k = self._pick_task(self.updates)
             task = tasks[k]
-            target = cfg.learning_starts + (task.updates + 1) * cfg.transitions_per_update
-            if task.memory.added < target:
-                n = int(np.ceil(target - task.memory.added))
-                self.collector.collect(task, self.controller, self.student, n, rng, self.updates)
+            self._wait_for_collection()
+            owed = self._transitions_owed(k)
+            if owed > 0:  # the first update, or one the worker did not collect for
+                self.collector.collect(task, self.controller, self.student, owed, rng, self.updates)
             batch = task.memory.sample(cfg.batch_size, rng)
+            if self._pool is not None and self.updates + 1 < until:
+                self._launch_collection(k)
             obs, teacher_out = (
                 to_device(batch["obs"], self.device),
                 to_device(batch["teacher_out"], self.device),
@@ -494,14 +502,59 @@ class Distiller:
                 self.writer.add_scalar("train/loss", loss, self.updates)
                 self.writer.add_scalar("train/updates_per_second", self.updates / self.wall(), self.updates)
             if self.updates % cfg.eval_interval == 0 or self.updates == cfg.updates:
+                self._wait_for_collection()
                 results = self.evaluate()
                 bar.set_postfix(
                     score=" ".join(f"{r.mean:.2f}" for r in results), loss=loss_text(loss_sum / losses)
                 )
                 loss_sum, losses = 0.0, 0
             if self.updates % cfg.checkpoint_interval == 0 or self.updates == cfg.updates:
+                self._wait_for_collection()
                 self.checkpoint()
+        self._wait_for_collection()
         bar.close()
+
+    def _pick_task(self, update: int) -> int:
+        """The task of minibatch ``update`` (0-based): each comes from one task (the paper);
+        single-task: 0."""
+        if self._next_task is not None:  # drawn when its transitions were sent to be collected
+            k, self._next_task = self._next_task, None
+            return k
+        if self.cfg.task_schedule == "round_robin":
+            return update % len(self.tasks)
+        return int(self.rng.integers(len(self.tasks)))
+
+    def _transitions_owed(self, k: int, ahead: int = 0) -> int:
+        """Fresh transitions task ``k``'s memory lacks before its next update (``ahead``: updates of
+        task ``k`` that will be done first)."""
+        cfg, task = self.cfg, self.tasks[k]
+        target = cfg.learning_starts + (task.updates + 1 + ahead) * cfg.transitions_per_update
+        return max(0, int(np.ceil(target - task.memory.added)))
+
+    def _launch_collection(self, k: int) -> None:
+        """Collect the next update's transitions in the worker while update ``k`` runs here."""
+        self._next_task = self._pick_task(self.updates + 1)  # now: the worker must know whose envs to play
+        owed = self._transitions_owed(self._next_task, ahead=int(self._next_task == k))
+        if owed == 0:
+            return
+        if self.cfg.control != "teacher":
+            self._actor.load_state_dict(self.student.state_dict())  # the weights before this update
+        task = self.tasks[self._next_task]
+        self._pending = self._pool.submit(
+            self.collector.collect,
+            task,
+            self.controller,
+            self._actor,
+            owed,
+            self._collect_rng,
+            self.updates + 1,
+        )
+
+    def _wait_for_collection(self) -> None:
+        """Let the worker's collection finish (its error, if any, is raised here)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
     def finish(self) -> dict[str, Any]:
         """Final evaluation (student, teacher, agreement); save ``<run_dir>/student`` and the summary.
@@ -580,6 +633,8 @@ class Distiller:
         if self._closed:
             return
         self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         for task in self.tasks:
             task.env.close()
         self.collector.close()  # Ray actors must not outlive the run
