@@ -4,7 +4,8 @@ A shipped Atari teacher (``atari/pong``, trained here by ``poldist train-teacher
 the paper's three Atari students (net1 / net2 / net3: 427,874 / 113,346 / 61,954 parameters for 18
 actions), with the paper's settings (``--recipe paper``: RMSProp, batch 32, 5.4 fresh teacher
 transitions per update, teacher acting) and KL at the paper's tau 0.01 or at the MinAtar recipe's
-tau 1; each run seed on its own env seeds; the final score over ``--episodes`` episodes::
+tau 1; each run seed on its own env seeds; collection overlapped with the updates
+(``--overlap-collection``); the final score over ``--episodes`` episodes::
 
     .venv/bin/python scripts/atari_students.py --teacher atari/pong --seeds 1,2,3
     .venv/bin/python scripts/atari_students.py --teacher atari/pong --sizes net2 --variants tau1 --seeds 0
@@ -72,6 +73,7 @@ def cell_config(
         checkpoint_interval=max(1, updates // 10),
         final_eval_episodes=episodes,
         env_seeds="disjoint",
+        overlap_collection=True,  # the teacher acts: only the draws differ; 1.39x on 2 idle cores
     )
 
 
