@@ -1,5 +1,7 @@
 """Who acts while the teacher labels: teacher-, student-driven and mixed (DAgger) control."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -67,3 +69,27 @@ def test_student_driven_distillation_learns_the_teacher(
     )
     summary = distill(cfg, tmp_path / "run")
     assert summary["tasks"][0]["agreement"] >= least, summary["tasks"][0]
+
+
+def test_student_acts_as_its_module_call_would_with_the_same_draws() -> None:
+    """StudentControl's fast path (layer functions, numpy argmax) against ``student(obs)`` and
+    :func:`~poldist.evaluation.epsilon_greedy`: the same actions and the same generator state."""
+    from poldist.collection import StudentControl
+    from poldist.evaluation import epsilon_greedy
+    from poldist.fast_teacher import plain_forward
+    from poldist.networks import QNetwork, minatar_dqn, student_architecture
+
+    torch.manual_seed(0)
+    arch = student_architecture(minatar_dqn(10, 6), "net2")
+    multi = QNetwork(replace(arch, n_actions=(6, 3), head_hidden=16))
+    obs = torch.randint(0, 2, (64, 10, 10, 10), dtype=torch.uint8)
+    for task in (0, 1):
+        fast, slow = np.random.default_rng(3), np.random.default_rng(3)
+        acted = StudentControl(0.3).act(obs, None, multi, task, fast)
+        with torch.no_grad():
+            expected = epsilon_greedy(multi(obs, task), 0.3, slow)
+        assert np.array_equal(acted, expected) and fast.random() == slow.random()
+        assert torch.equal(plain_forward(multi, obs, task), multi(obs, task).detach())
+    # fewer channels than the network (a multi-task student on a 4-channel game): zero-padded
+    few = obs[:, :4]
+    assert torch.equal(plain_forward(multi, few, 1), multi(few, 1).detach())

@@ -23,7 +23,7 @@ from poldist.config import DistillConfig
 from poldist.envs import EnvSpec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import epsilon_greedy
-from poldist.fast_teacher import LABELLERS, Labeller, TorchLabeller, make_labeller
+from poldist.fast_teacher import LABELLERS, Labeller, TorchLabeller, make_labeller, plain_forward
 from poldist.memory import ReplayMemory
 from poldist.networks import QNetwork, to_device
 from poldist.teachers import Teacher
@@ -74,9 +74,11 @@ def host_epsilon_greedy(outputs: np.ndarray, epsilon: float, rng: np.random.Gene
     return actions
 
 
-@torch.no_grad()
 def _student_actions(student: QNetwork, obs: torch.Tensor, task: int, epsilon: float, rng) -> np.ndarray:
-    return epsilon_greedy(student(obs, task), epsilon, rng)
+    out = plain_forward(student, obs, task)  # = student(obs, task), without module dispatch
+    if out.device.type == "cpu":  # the same actions and draws, without torch's argmax
+        return host_epsilon_greedy(out.numpy(), epsilon, rng)
+    return epsilon_greedy(out, epsilon, rng)
 
 
 @dataclass
