@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from scripts_loader import load_script
 
 from poldist.checkpoints import save_model
 from poldist.envs import make_env_spec
 from poldist.experiments import sections_atari
 from poldist.experiments.report_stats import ReportContext
 from poldist.networks import QNetwork, nature_dqn
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("atari_students", ROOT / "scripts" / "atari_students.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["atari_students"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _card(reference: list[float], random: float) -> dict:
@@ -85,7 +74,7 @@ def test_atari_students_script_runs_a_cell_and_the_report_shows_it(tmp_path: Pat
     (zoo / "atari" / "pong" / "card.json").write_text(json.dumps(_card([1.0, 3.0], -1.0)))
     monkeypatch.setattr(poldist.teachers, "ZOO", zoo)
     monkeypatch.setattr(sections_atari, "ZOO", zoo)
-    script = _script()
+    script = load_script("atari_students")
     monkeypatch.setattr(script, "ZOO", zoo)
     real = script.cell_config
 
@@ -114,7 +103,7 @@ def test_atari_students_script_runs_a_cell_and_the_report_shows_it(tmp_path: Pat
 
 
 def test_atari_students_script_refuses_a_teacher_not_in_the_zoo(tmp_path: Path, monkeypatch) -> None:
-    script = _script()
+    script = load_script("atari_students")
     monkeypatch.setattr(script, "ZOO", tmp_path)
     from poldist.errors import PoldistError
 

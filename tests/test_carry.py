@@ -1,22 +1,18 @@
 """scripts/carry_run.py: a run packed on one machine resumes from the unpacked copy elsewhere."""
 
-import importlib.util
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from scripts_loader import load_script
 
 from poldist.checkpoints import load_checkpoint
 from poldist.dqn import DQNConfig, train_dqn
 from poldist.errors import PoldistError
 from poldist.memory import ReplayMemory
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "carry_run.py"
-_spec = importlib.util.spec_from_file_location("carry_run", SCRIPT)
-carry_run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(carry_run)
+carry_run = load_script("carry_run")
 
 
 def _cfg(total: int) -> DQNConfig:

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
+from scripts_loader import load_script
 
 from poldist import zoo
 from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
 from poldist.experiments.study_report import group_intervals, near_tie_table, recipe_table, study_table
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _study_script():
-    spec = importlib.util.spec_from_file_location("study_minatar", ROOT / "scripts" / "study_minatar.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["study_minatar"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_reference_score_goes_into_the_card(tmp_path, monkeypatch) -> None:
@@ -195,14 +183,15 @@ def test_recipe_section_adds_the_multitask_student_and_weighs_it_against_the_dqn
     monkeypatch.setattr("poldist.experiments.report_stats.reference_mean", lambda t: None)
     ctx = ReportContext(results=tmp_path, out=tmp_path / "RESULTS.md", raw=[])
     text = "\n".join(study_report.recipe_lines(ctx))
-    # asterix: 100%, breakout: 150% -> geometric mean sqrt(1.5) * 100; target 100; 600 s = 10 min for the five games
+    # asterix: 100%, breakout: 150% -> geometric mean sqrt(1.5) * 100; target 100;
+    # 600 s = 10 min for the five games
     assert "| recipe | multi-task (5,000) | 100.0 [100, 100] | 150.0 [150, 150] | **122.5**" in text
     assert "| 100 | 1 | 0.700 | 10.0 |" in text
     assert "DQN 50.0% [50.0, 50.0]" in text and "above it, the intervals apart." in text
 
 
 def test_study_variants_change_one_thing() -> None:
-    study = _study_script()
+    study = load_script("study_minatar")
     base = study.cell_config("base", "net2", "breakout", 0)
     assert base.teacher == "minatar/breakout" and base.student == "4/36" and base.env_seeds == "disjoint"
     for name, (_, fields) in study.VARIANTS.items():
