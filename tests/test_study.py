@@ -11,7 +11,13 @@ from scripts_loader import load_script
 from poldist import zoo
 from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
-from poldist.experiments.study_report import group_intervals, near_tie_table, recipe_table, study_table
+from poldist.experiments.study_report import (
+    group_intervals,
+    near_tie_table,
+    recipe_findings,
+    recipe_table,
+    study_table,
+)
 
 
 def test_reference_score_goes_into_the_card(tmp_path, monkeypatch) -> None:
@@ -110,6 +116,14 @@ def test_recipe_table_reports_fresh_seeds_against_the_targets() -> None:
     row = next(line for line in table.splitlines() if line.startswith("| recipe"))
     assert "| net3-c8 (9,000) | 75.0 [50, 100] | 100.0 [100, 100] | **86.6**" in row
     assert row.endswith("| 95 | 1, 2 | 0.900 | 2.0 |")
+    tuning = group_intervals([_record("base", "a", [2.4], seed=0, size="net3-c8")], {"a": [2.0]})
+    (finding,) = recipe_findings(groups, {"a": [2.0], "b": [2.0]}, tuning)
+    assert finding.startswith("net3-c8 (seeds 1, 2): 86.6% [")
+    assert "against the target 95: not met" in finding
+    assert (
+        "Below 100%: a 75.0 (seeds: 100.0, 50.0; best on the tuning seed at this size: base 120.0)."
+        in finding
+    )
 
 
 def test_report_splits_the_tuning_seed_from_the_fresh_seeds(tmp_path, monkeypatch) -> None:

@@ -248,12 +248,63 @@ def recipe_lines(ctx: ReportContext) -> list[str]:
         recipe_table(groups, games),
         "",
     ]
+    tuning = group_intervals(
+        [r for r in load_study(ctx.results / "study" / "raw") if r["seed"] == TUNING_SEED], refs
+    )
+    lines += [*(f"- {line}" for line in recipe_findings(groups, refs, tuning)), ""]
     if multi:
         lines += [
             _multitask_recipe_note(groups.get(("recipe", MULTITASK_SIZE)), ctx.results / "multitask"),
             "",
         ]
     return lines
+
+
+def _seed_percents(group: dict[str, Any], game: str, reference: list[float]) -> list[tuple[int, float]]:
+    """``(seed, percent of the reference)`` of each run of ``game`` in ``group``."""
+    ref = float(np.mean(reference))
+    recs = sorted((r for r in group["records"] if r["game"] == game), key=lambda r: r["seed"])
+    return [(r["seed"], 100 * float(np.mean(r["student_returns"])) / ref) for r in recs]
+
+
+def recipe_findings(
+    groups: dict[tuple[str, str], dict[str, Any]],
+    references: dict[str, list[float]],
+    tuning: dict[tuple[str, str], dict[str, Any]],
+) -> list[str]:
+    """Per student size of the fresh seeds: the geometric mean against its target, and for each game
+    below 100% its seeds' percents and the best the tuning seed's variants did on it at that size."""
+    out = []
+    for (_, size), g in sorted(groups.items(), key=lambda kv: SIZE_RANK.index(kv[0][1])):
+        geo, target = g["geomean"], RECIPE_TARGETS.get(_size_family(size))
+        seeds = ", ".join(str(s) for s in g["seeds"])
+        if geo is None or target is None:
+            out.append(f"{size}: not every game has a run yet (seeds {seeds}).")
+            continue
+        reach = "the interval reaches it" if geo.ci_high >= target else "the interval lies below it"
+        verdict = "met" if geo.mean >= target else f"not met ({reach})"
+        short = []
+        for game, iv in g["per_game"].items():
+            if iv.mean >= 100:
+                continue
+            per_seed = ", ".join(f"{p:.1f}" for _, p in _seed_percents(g, game, references[game]))
+            tried = [
+                (k[0], t["per_game"][game].mean)
+                for k, t in tuning.items()
+                if k[1] == size and game in t["per_game"]
+            ]
+            best = max(tried, key=lambda kv: kv[1], default=None)
+            short.append(
+                f"{game} {iv.mean:.1f} (seeds: {per_seed}"
+                + (f"; best on the tuning seed at this size: {best[0]} {best[1]:.1f}" if best else "")
+                + ")"
+            )
+        out.append(
+            f"{size} (seeds {seeds}): {geo.mean:.1f}% [{geo.ci_low:.1f}, {geo.ci_high:.1f}] against the "
+            f"target {target:g}: {verdict}."
+            + (f" Below 100%: {'; '.join(short)}." if short else " Every game at or above 100%.")
+        )
+    return out
 
 
 def _multitask_recipe_note(group: dict[str, Any] | None, multitask_dir: Path) -> str:
