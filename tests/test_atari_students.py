@@ -109,3 +109,24 @@ def test_atari_students_script_refuses_a_teacher_not_in_the_zoo(tmp_path: Path, 
 
     with pytest.raises(PoldistError, match="not a shipped teacher"):
         script.main(["--teacher", "atari/nothing", "--seeds", "1", "--results", str(tmp_path)])
+
+
+def test_atari_costs_quote_the_memory_fit_and_the_dqn_bench(tmp_path: Path) -> None:
+    assert "not yet measured" in sections_atari.atari_costs(tmp_path)[0]
+    (tmp_path / "memory_cost").mkdir()
+    fit = {"peak_rss_bytes": {"bytes_per_transition": 8_000.0, "fixed_bytes": 500e6}}
+    (tmp_path / "memory_cost" / "atari.json").write_text(json.dumps({"fit": fit}))
+    dqn = {
+        "settings": "batch 32",
+        "steps_per_second": {"poldist-1": 90.0, "bare-1": 60.0},
+        "ratio_1_thread": 1.5,
+        "peak_rss_mb": {"poldist": 800.0, "bare": 2000.0},
+        "memory_rows": 50_000,
+    }
+    (tmp_path / "bench.json").write_text(json.dumps({"dqn_atari": dqn}))
+    memory, speed = sections_atari.atari_costs(tmp_path)
+    # 540,000 x 8 KB + 500 MB = 4.82 GB; 1 GB / 8 KB = 125k transitions
+    assert "8.0 KB" in memory and "500 MB" in memory and "125k" in memory and "4.8 GB" in memory
+    assert (
+        "90 against 60 agent steps/s on one thread each (1.50x)" in speed and "800 against 2000 MB" in speed
+    )

@@ -93,15 +93,50 @@ def atari_curves(records: list[dict[str, Any]], raw_dir: Path, card: dict[str, A
     return study_curves(dict(sorted(curves.items())), [records[0]["game"]], path, label)
 
 
+def atari_costs(results: Path) -> list[str]:
+    """What Atari costs here: the distillation memory's measured cost per transition
+    (``results/memory_cost/atari.json``) and the Double-DQN trainer against a bare CleanRL-style
+    loop (``results/bench.json``'s ``dqn_atari``), each where it has been measured."""
+    out = []
+    mem = results / "memory_cost" / "atari.json"
+    if mem.exists():
+        fit = json.loads(mem.read_text())["fit"]["peak_rss_bytes"]
+        per, fixed = fit["bytes_per_transition"], fit["fixed_bytes"]
+        out.append(
+            f"- Memory of an Atari distillation: {per / 1e3:.1f} KB of resident memory per stored "
+            f"transition + {fixed / 1e6:.0f} MB (frames stored once; about {1e9 / per / 1e3:.0f}k "
+            f"transitions per GB; the paper's 540,000 in about {(fixed + 540_000 * per) / 1e9:.1f} GB): "
+            "`results/memory_cost/`."
+        )
+    bench = results / "bench.json"
+    dqn = json.loads(bench.read_text()).get("dqn_atari") if bench.exists() else None
+    if dqn:
+        sps, peak = dqn["steps_per_second"], dqn["peak_rss_mb"]
+        out.append(
+            f"- Training a teacher against a bare CleanRL-style DQN loop ({dqn['settings']}): "
+            f"{sps['poldist-1']:.0f} against {sps['bare-1']:.0f} agent steps/s on one thread each "
+            f"({dqn['ratio_1_thread']:.2f}x); peak resident memory {peak['poldist']:.0f} against "
+            f"{peak['bare']:.0f} MB with {dqn['memory_rows']:,} transitions (section 6)."
+        )
+    else:
+        out.append(
+            "- The Double-DQN trainer against a bare CleanRL-style loop: not yet measured on an idle "
+            "machine (`poldist bench --only dqn_atari`, section 6)."
+        )
+    return out
+
+
 def atari_lines(ctx: ReportContext) -> list[str]:
     """Section 7: per game, the teacher trained here and its students at the paper's sizes."""
     folder = ctx.results / "atari"
     games = sorted(p.parent.name for p in folder.glob("*/raw") if any(p.glob("*.json")))
+    costs = ["What Atari costs on this machine:", "", *atari_costs(ctx.results), ""]
     if not games:
         return [
             "No Atari student runs yet: publish the Pong teacher (`poldist publish-teacher`), then "
             "`python scripts/atari_students.py --teacher atari/pong --seeds 1,2,3`.",
             "",
+            *costs,
         ]
     lines: list[str] = []
     for game in games:
@@ -149,4 +184,4 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             lines += [f"![{game} students]({ctx.link(curve)})", ""]
         commands = sorted({r["command"] for r in records})
         lines += ["Commands:", "", *(f"- `{c}`" for c in commands), ""]
-    return lines
+    return lines + costs
