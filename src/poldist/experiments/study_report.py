@@ -329,7 +329,7 @@ def _multitask_recipe_note(group: dict[str, Any] | None, multitask_dir: Path) ->
     point, low, high = agg["geomean"]
     apart = geo.ci_low > high
     return (
-        text + f" Against the multi-task DQN of section 3 (seeds {len(dqn_paths)}, rescored against the "
+        text + f" Against the multi-task DQN of section 3 ({len(dqn_paths)} seeds, rescored against the "
         f"reference scores): DQN {point:.1f}% [{low:.1f}, {high:.1f}] (bootstrap over its seeds), student "
         f"{geo.mean:.1f}% [{geo.ci_low:.1f}, {geo.ci_high:.1f}]: "
         + ("above it, the intervals apart." if apart else "the intervals overlap.")
