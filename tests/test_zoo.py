@@ -8,6 +8,10 @@ import torch
 from poldist.evaluation import evaluate
 from poldist.teachers import ZOO, load_teacher, zoo_names
 
+# an Atari card's 100 episodes take minutes on a CPU: the test plays this many agent steps of the
+# same evaluation (8 envs), whose finished episodes are the card's first ones (evaluate stops early)
+ATARI_STEPS = 24_000
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", zoo_names())
@@ -15,16 +19,27 @@ def test_model_card_score_is_reproduced_by_evaluate(name):
     card = json.loads((ZOO / name / "card.json").read_text())
     teacher = load_teacher(name)
     e = card["eval"]
-    result = evaluate(teacher, teacher.env, e["episodes"], epsilon=e["epsilon"], seed=e["seed"])
-    assert result.returns == pytest.approx(e["returns"])
-    assert card["eval"]["mean"] >= 5 * card["random_policy"]["mean"]
+    cap = ATARI_STEPS if teacher.env.domain == "atari" else None
+    result = evaluate(
+        teacher, teacher.env, e["episodes"], epsilon=e["epsilon"], seed=e["seed"], max_total_steps=cap
+    )
+    if cap is None:
+        assert result.returns == pytest.approx(e["returns"])
+    else:  # the episodes that ended within the cap, in the order they ended in the card's run
+        assert len(result.returns) >= 4 and result.returns == pytest.approx(
+            e["returns"][: len(result.returns)]
+        )
+    # far above a random policy (Atari scores can be negative: Pong's random policy about -20.7)
+    lo = card["random_policy"]["mean"]
+    assert e["mean"] >= (5 * lo if lo >= 0 else lo / 2)
 
 
 @pytest.mark.parametrize("name", zoo_names())
 def test_shipped_teacher_is_small_and_whole(name):
     files = list((ZOO / name).iterdir())
     weights = [f for f in files if f.suffix == ".safetensors"]
-    assert len(weights) == 1 and weights[0].stat().st_size < 1_000_000
+    limit = 4_000_000 if name.startswith("atari/") else 1_000_000  # Nature DQN in half precision: 3.4 MB
+    assert len(weights) == 1 and weights[0].stat().st_size < limit
     assert {"meta.json", "card.json", "MODEL_CARD.md", "curve.png"} <= {f.name for f in files}
     assert load_teacher(name).output_kind == "q"
 
