@@ -537,7 +537,7 @@ class Distiller:
         owed = self._transitions_owed(self._next_task, ahead=int(self._next_task == k))
         if owed == 0:
             return
-        if self.cfg.control != "teacher":
+        if not isinstance(self.controller, TeacherControl):  # a controller that may ask the student
             self._actor.load_state_dict(self.student.state_dict())  # the weights before this update
         task = self.tasks[self._next_task]
         self._pending = self._pool.submit(

@@ -50,7 +50,9 @@ def distill_cell(
         "student_ci": task["student_ci"],
         "student_returns": task["student_returns"],
         "reference_score": float("nan") if reference is None else reference,
-        "percent_of_reference": percent_of_teacher(task["student_score"], reference or float("nan")),
+        "percent_of_reference": percent_of_teacher(
+            task["student_score"], float("nan") if reference is None else reference
+        ),
         **{k: task[k] for k in TASK_FIELDS},
         "student_params": summary["student_params"],
         "teacher_params": summary["teacher_params"],
