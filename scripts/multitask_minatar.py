@@ -227,6 +227,7 @@ def main() -> None:
                 eval_interval=500_000,
                 checkpoint_interval=500_000,
                 seed=args.seed,
+                eval_seeds="fixed",  # the scheme the committed multi-task DQN was trained with
             )
             train_dqn(cfg, run, resume=resume_or_clear(run))
         keep_run_files(

@@ -75,6 +75,43 @@ def test_train_dqn_short_run_and_resume(tmp_path):
     assert summary["updates"] == pytest.approx((6_000 - 1_000) * cfg.updates_per_step, abs=2)
 
 
+def test_evaluations_draw_fresh_env_seeds_unless_fixed(tmp_path, monkeypatch):
+    """Fixed evaluation seeds replay the same starting conditions, so a run ended on its best
+    reading keeps that sample's luck: by default each evaluation gets new seeds, none of them
+    reserved for reference scores; ``fixed`` keeps the old ``seed + 10**6``. Training does not
+    depend on the scheme (the shipped teachers' weights stay reproducible)."""
+    import poldist.dqn as dqn
+    from poldist.envs import REFERENCE_SEED
+
+    seeds = []
+    real = dqn.evaluate
+    monkeypatch.setattr(dqn, "evaluate", lambda *a, seed, **k: seeds.append(seed) or real(*a, seed=seed, **k))
+    weights = {}
+    for scheme in ("fresh", "fixed"):
+        seeds.clear()
+        cfg = DQNConfig(
+            total_steps=1_200,
+            learning_starts=400,
+            buffer_size=1_200,
+            eval_interval=400,
+            eval_episodes=1,
+            checkpoint_interval=1_200,
+            target_update=50,
+            seed=3,
+            eval_seeds=scheme,
+        )
+        with DQNTrainer(cfg, tmp_path / scheme, show_progress=False) as trainer:
+            trainer.run(cfg.total_steps)
+            assert trainer.eval_seed() == seeds[-1]  # what --capture-video replays: the final evaluation
+            weights[scheme] = {k: v.clone() for k, v in trainer.online.state_dict().items()}
+        assert len(seeds) == 3
+        if scheme == "fixed":
+            assert seeds == [3 + 10**6] * 3
+        else:
+            assert len(set(seeds)) == 3 and all(0 <= s < REFERENCE_SEED - 2**16 for s in seeds)
+    assert all(torch.equal(weights["fresh"][k], weights["fixed"][k]) for k in weights["fixed"])
+
+
 def test_dqn_trainer_run_in_steps_is_train_dqn_in_one_call(tmp_path):
     """run(until) in chunks gives the very network of one call; a checkpoint due at a step is
     written when training leaves that step, so work done between two run() calls precedes it."""

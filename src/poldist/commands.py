@@ -84,8 +84,8 @@ def cmd_train_teacher(args: argparse.Namespace) -> None:
     print(json.dumps(summary["final_eval"], indent=2))
     print(f"teacher checkpoint: {Path(args.out) / 'teacher'}")
     if args.capture_video is not None:
-        # the final evaluation of train_dqn: seed + 10**6, eval_epsilon, eval_episodes, 8 copies
-        _capture_final(args, Path(args.out) / "teacher", cfg.seed + 10**6, cfg.eval_episodes, cfg)
+        # the final evaluation of train_dqn: its env seed, eval_epsilon, eval_episodes, 8 copies
+        _capture_final(args, Path(args.out) / "teacher", trainer.eval_seed(), cfg.eval_episodes, cfg)
 
 
 def _check_capture_path(args: argparse.Namespace) -> None:

@@ -157,6 +157,13 @@ class DQNConfig:
     eval_interval: int = option(100_000, "env steps between evaluations", minimum=1)
     eval_episodes: int = option(20, "episodes per evaluation", minimum=1)
     eval_epsilon: float = option(0.05, "epsilon-greedy probability while evaluating", minimum=0.0)
+    eval_seeds: Literal["fresh", "fixed"] = option(
+        "fresh",
+        # fixed seeds replay the same starting conditions at every evaluation, so a run ended on its
+        # best reading is ended on that sample's noise (the Pong teacher read 2 points high)
+        "env seeds of the evaluations: fresh (new seeds each evaluation, drawn from run seed and step) | "
+        "fixed (seed + 10**6 every time: the scheme the shipped MinAtar teachers were trained with)",
+    )
     checkpoint_interval: int = option(100_000, "env steps between checkpoints (resume points)", minimum=1)
     torch_threads: int = option(1, "torch CPU threads (small nets: one beats two on 2 cores)", minimum=1)
     head_hidden: int = option(

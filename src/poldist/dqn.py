@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from poldist.checkpoints import save_model
 from poldist.config import DQNConfig
-from poldist.envs import EnvSpec, make_env_spec, make_vector_env
+from poldist.envs import EnvSpec, env_seed, make_env_spec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import EvalResult, epsilon_greedy, evaluate
 from poldist.losses import make_loss
@@ -311,9 +311,17 @@ class DQNTrainer:
         self._saved_step = self.step
         self._checkpoint_due = False
 
+    def eval_seed(self) -> int:
+        """The first env seed of an evaluation at the current step: ``seed + 10**6`` with
+        ``eval_seeds="fixed"``, else a seed drawn from the run seed and the step (a new sample of
+        starting conditions at every evaluation, none shared with training's env seeds)."""
+        if self.cfg.eval_seeds == "fixed":
+            return self.cfg.seed + 10**6
+        return env_seed(self.cfg.seed, "dqn-eval", self.step)
+
     def evaluate(self) -> list[EvalResult]:
         """Score the online network on every game now (``eval_episodes`` episodes at
-        ``eval_epsilon``, env seed ``seed + 10**6``) and log it: one row per game in ``evals.csv``."""
+        ``eval_epsilon``, env seed :meth:`eval_seed`) and log it: one row per game in ``evals.csv``."""
         cfg = self.cfg
         start = time.perf_counter()
         results = [
@@ -322,7 +330,7 @@ class DQNTrainer:
                 game.spec,
                 cfg.eval_episodes,
                 epsilon=cfg.eval_epsilon,
-                seed=cfg.seed + 10**6,
+                seed=self.eval_seed(),
                 device=self.device,
             )
             for i, game in enumerate(self.games)

@@ -65,6 +65,7 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
         eval_episodes=cfg.eval_episodes,
         checkpoint_interval=cfg.interval * cfg.checkpoint_every,
         learning_starts=min(DQNConfig.learning_starts, cfg.total_steps // 4),
+        eval_seeds="fixed",  # seed + 10**6, as the student's evaluation below: paired readings
         device=str(device),
     )
     distill_cfg = DistillConfig(

@@ -104,6 +104,7 @@ def bench_time_to_quality(
         eval_interval=budget.dqn_eval_interval,
         eval_episodes=cfg.eval_episodes,
         checkpoint_interval=10**12,  # no periodic checkpoints (writing the memory is not training)
+        eval_seeds="fixed",  # the student's evaluation seed (eval_seed above): a paired comparison
         device=str(device),
     )
     dqn_curve: list[dict[str, float]] = []

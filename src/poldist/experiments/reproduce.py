@@ -148,6 +148,7 @@ DQN_BUDGET = DQNConfig(
     checkpoint_interval=100_000,
     kickstart_weight=1.0,
     kickstart_decay=0.5,
+    eval_seeds="fixed",  # the scheme the committed kickstarting results were made with
 )
 
 
