@@ -210,3 +210,18 @@ def test_resume_uses_the_stored_config_and_refuses_contradicting_flags(capsys, t
     # a shorter one ends the run where it stands (400 updates done: the summary says so)
     assert main(["distill", "--out", str(run), "--resume", "--updates", "200"]) == 0
     assert json.loads((run / "summary.json").read_text())["updates"] == 400
+
+
+def test_every_help_page_renders_percent_signs_once():
+    """argparse %-formats help strings but prints descriptions as written: a '%%' meant for one
+    shows up doubled in the other."""
+    import argparse
+
+    from poldist.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    pages = [parser.format_help()] + [p.format_help() for p in subs.choices.values()]
+    assert len(pages) > 10
+    assert not [p.splitlines()[0] for p in pages if "%%" in p]
+    assert any("95%" in p for p in pages)

@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="score a teacher or student",
-        description="Mean episode return with epsilon-greedy play and a 95%% bootstrap CI.",
+        description="Mean episode return with epsilon-greedy play and a 95% bootstrap CI.",
     )
     p.add_argument("checkpoint", help="checkpoint directory or shipped name (e.g. minatar/breakout)")
     p.add_argument("--episodes", type=_count(1), default=100, help="episodes to score (default 100)")
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="distil a shipped MinAtar teacher, compare, plot (a few minutes on CPU)",
-        description="Distil a shipped MinAtar teacher into a student with ~7%% of its parameters with "
+        description="Distil a shipped MinAtar teacher into a student with ~7% of its parameters with "
         "the minatar recipe (what poldist distill runs for a MinAtar teacher), evaluate both, print a "
         "table, save a plot and summary.json.",
     )
@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "zoo",
         help="list the shipped teachers and their scores",
         description="The shipped teachers (use them by name, e.g. --teacher minatar/breakout), their "
-        "model-card scores (epsilon 0.05, 95%% CI), a random policy's, and the MinAtar paper's DQN.",
+        "model-card scores (epsilon 0.05, 95% CI), a random policy's, and the MinAtar paper's DQN.",
     )
     p.add_argument("--markdown", action="store_true", help="a Markdown table")
     p.set_defaults(func=commands.cmd_zoo)
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reproduce",
         help="run one of the paper's experiments on MinAtar (raw results per game and seed)",
         description="Run one experiment on every shipped MinAtar teacher: 'losses' (NLL, MSE, KL with "
-        "tau 0.01/0.1/1, teacher-size students), 'compression' (KL students at 100/25/7/4%% of the "
+        "tau 0.01/0.1/1, teacher-size students), 'compression' (KL students at 100/25/7/4% of the "
         "teacher), 'control' (teacher-, student-driven and mixed control, KL and entropy-regularised) "
         "'kickstart' (kickstarting vs distillation vs DQN from scratch, net1 students) or 'online' "
         "(online distillation on Breakout, 1M teacher steps per seed, into results/online). One raw "
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="turn committed raw results into RESULTS.md tables and PNG plots",
         description="Read <results>/reproduce/raw, <results>/multitask, <results>/online-* and "
-        "<results>/bench.json; write RESULTS.md (tables with 95%% bootstrap CIs over seeds, IQM and "
+        "<results>/bench.json; write RESULTS.md (tables with 95% bootstrap CIs over seeds, IQM and "
         "geometric mean by rliable) and PNG plots in <results>/plots.",
     )
     p.add_argument("--results", default="results", help="the results folder (default: results)")
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure speed and memory on this machine (updates, collection, inference, time to 95%%)",
         description="The library against bare baselines, each ratio measured in one run: distillation "
         "updates/s vs a bare PyTorch loop, teacher-labelled transitions/s vs random env steps, "
-        "inference of teacher vs students (torch, onnxruntime), wall time to 95%% of the teacher by "
+        "inference of teacher vs students (torch, onnxruntime), wall time to 95% of the teacher by "
         "distillation vs Double DQN from scratch, replay-memory bytes per transition. About 3-6 min.",
     )
     bench.add_arguments(p)
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reference-score",
         help="score a shipped teacher on reserved env seeds: the yardstick of percent-of-teacher",
         description="Evaluate a shipped teacher (or all) for --episodes episodes at epsilon 0.05 on env "
-        "seeds that no training, selection or student evaluation uses, and store the mean, its 95%% CI "
+        "seeds that no training, selection or student evaluation uses, and store the mean, its 95% CI "
         "and every return in its card.json (as 'reference') and MODEL_CARD.md. Reports divide by it.",
     )
     p.add_argument("name", help="shipped teacher, e.g. minatar/breakout, or 'all'")
