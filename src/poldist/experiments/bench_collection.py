@@ -173,6 +173,11 @@ def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = 
     return {"rows": rows}
 
 
+# MinAtar's envs step in microseconds and its teacher's forward pass costs about as much per call
+# at batch 8 as at batch 64: the wide row shows what sharing it among more envs buys
+MINATAR_WIDE_ENVS = 64
+
+
 def collection_labellers(device: torch.device = CPU) -> tuple[list[tuple[str, int]], str | None]:
     """The ``(labeller, groups)`` section 2 measures on ``device``, and why onnxruntime is left
     out (or None): each labeller on one vector env, then on two pipelined groups."""
@@ -190,21 +195,33 @@ def bench_collection(
     ray_rows: bool = True,
     device: torch.device = CPU,
     labellers: list[tuple[str, int]] | None = None,
+    minatar_wide: int = MINATAR_WIDE_ENVS,
 ) -> dict[str, Any]:
     """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs,
     the teacher on ``device``, one row per ``(labeller, groups)`` (default: :func:`collection_labellers`);
-    with ``ray_rows``, also the Ray backend with 1 and 2 local actors (:func:`bench_ray_collection`;
-    its actors and its local side on the CPU)."""
+    MinAtar also with ``minatar_wide`` envs in one group (0: not), where a teacher forward pass is
+    shared by more envs; with ``ray_rows``, also the Ray backend with 1 and 2 local actors
+    (:func:`bench_ray_collection`; its actors and its local side on the CPU)."""
     notes = []
     if labellers is None:
         labellers, why = collection_labellers(device)
         if why:
             notes.append(f"onnxruntime labeller rows skipped: {why}")
+    minatar = [(DistillConfig.num_envs, lab, g) for lab, g in labellers]
+    if minatar_wide:
+        minatar += [(minatar_wide, lab, 1) for lab, g in labellers if g == 1]
     rows = [
         _collection_row(
-            MINATAR_TEACHER, DistillConfig(teacher=MINATAR_TEACHER), None, budget, seed, device, lab, g
+            MINATAR_TEACHER,
+            DistillConfig(teacher=MINATAR_TEACHER, num_envs=n),
+            None,
+            budget,
+            seed,
+            device,
+            lab,
+            g,
         )
-        for lab, g in labellers
+        for n, lab, g in minatar
     ]
     skip = "Atari skipped: --no-atari" if not atari else atari_missing()
     if skip:
@@ -224,7 +241,9 @@ def bench_collection(
         + ", ".join(f"{v} ({k})" for k, v in COLLECTION_TARGETS.items())
         + " with the fastest labeller; torch on 1 group is the default (bit-identical), onnxruntime "
         "(labels within 1e-5 of torch's) and 2 pipelined groups (the same data when the labeller "
-        "gives a group's rows what it gives them in one batch) are opt-in"
+        "gives a group's rows what it gives them in one batch) are opt-in, and so are more envs "
+        f"(--num-envs; {MINATAR_WIDE_ENVS} envs on MinAtar: one teacher forward pass per "
+        f"{MINATAR_WIDE_ENVS} transitions)"
     )
     result: dict[str, Any] = {"rows": rows, "notes": notes}
     ray_skip = "ray rows skipped: --quick (Ray starts in seconds)" if not ray_rows else ray_missing()
