@@ -21,6 +21,11 @@ from poldist.runs import resume_or_clear, write_json
 TASK_FIELDS = ("agreement", "regret", "gap_edges", "gap_shares", "agreement_by_gap", "tau", "transitions")
 
 
+def curve_path(raw: Path) -> Path:
+    """The learning curve (``.evals.csv``) kept beside the raw record ``raw`` (``.json``)."""
+    return Path(raw).with_suffix(".evals.csv")
+
+
 def distill_cell(
     cfg: DistillConfig, run: Path, raw: Path, fields: dict[str, Any], reference: float | None = None
 ) -> dict[str, Any]:
@@ -63,6 +68,6 @@ def distill_cell(
         "config": asdict(cfg),
     }
     raw.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run / "evals.csv", raw.with_suffix(".evals.csv"))
+    shutil.copy2(run / "evals.csv", curve_path(raw))
     write_json(raw, record)
     return record

@@ -74,19 +74,18 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
     return rows
 
 
-def atari_curves(records: list[dict[str, Any]], raw_dir: Path, card: dict[str, Any], path: Path) -> Path:
+def atari_curves(records: list[dict[str, Any]], card: dict[str, Any], path: Path) -> Path:
     """Learning curves of the fresh-seed runs: percent above random against updates, one line per
     size and variant (mean over seeds)."""
     ref = float(np.mean(card["reference"]["returns"]))
     random = card["random_policy"]["mean"]
     curves: dict[str, dict[str, list[dict[int, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
-        csv_path = raw_dir / f"{r['game']}__{r['size']}__{r['variant']}__seed{r['seed']}.evals.csv"
-        if r["seed"] == TUNING_SEED or not csv_path.exists():
+        if r["seed"] == TUNING_SEED or not r["curve_file"].exists():
             continue
         points = {
             int(row["updates"]): 100 * (row["score"] - random) / (ref - random)
-            for row in EvalLog.read(csv_path)
+            for row in EvalLog.read(r["curve_file"])
         }
         curves[f"{r['size']} {r['variant']}"][r["game"]].append(points)
     label = f"{records[0]['teacher']} students: % above random of the reference score (fresh seeds)"
@@ -180,7 +179,7 @@ def atari_lines(ctx: ReportContext) -> list[str]:
         ]
         if any(r["seed"] != TUNING_SEED for r in records):
             ctx.plots.mkdir(parents=True, exist_ok=True)
-            curve = atari_curves(records, raw_dir, card, ctx.plots / f"atari_{game}_students.png")
+            curve = atari_curves(records, card, ctx.plots / f"atari_{game}_students.png")
             lines += [f"![{game} students]({ctx.link(curve)})", ""]
         commands = sorted({r["command"] for r in records})
         lines += ["Commands:", "", *(f"- `{c}`" for c in commands), ""]

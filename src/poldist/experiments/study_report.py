@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from poldist.evaluation import percent_intervals
+from poldist.experiments.cells import curve_path
 from poldist.experiments.report_stats import ReportContext
 from poldist.plotting import study_curves
 from poldist.runs import EvalLog
@@ -26,8 +27,12 @@ GAME_ORDER = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 
 
 def load_study(raw_dir: Path) -> list[dict[str, Any]]:
-    """Every study record in ``raw_dir``, sorted by file name."""
-    return [json.loads(p.read_text()) for p in sorted(Path(raw_dir).glob("*.json"))]
+    """Every study record in ``raw_dir``, sorted by file name, each with ``curve_file``: the path of
+    its learning curve (which may be missing)."""
+    return [
+        {**json.loads(p.read_text()), "curve_file": curve_path(p)}
+        for p in sorted(Path(raw_dir).glob("*.json"))
+    ]
 
 
 def reference_returns_of(records: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -120,12 +125,11 @@ def near_tie_table(groups: dict[tuple[str, str], dict[str, Any]], variant: str =
 
 def study_curve_data(
     groups: dict[tuple[str, str], dict[str, Any]],
-    raw_dir: Path,
     references: dict[str, list[float]],
     size: str = "net2",
 ) -> dict[str, dict[str, list[dict[int, float]]]]:
     """``variant -> game -> [per seed: {updates: percent of the reference score}]`` of student
-    ``size``, from each run's ``.evals.csv`` beside its raw file; variants in the table's order."""
+    ``size``, from each run's ``.evals.csv`` (``curve_file``); variants in the table's order."""
     out: dict[str, dict[str, list[dict[int, float]]]] = {}
     for (variant, s), g in sorted(groups.items(), key=lambda kv: _order(kv[0])):
         if s != size:
@@ -137,9 +141,8 @@ def study_curve_data(
             for r in g["records"]:
                 if r["game"] != game:
                     continue
-                csv_path = raw_dir / f"{variant}__{s}__{game}__seed{r['seed']}.evals.csv"
-                if csv_path.exists():
-                    rows = EvalLog.read(csv_path)
+                if r["curve_file"].exists():
+                    rows = EvalLog.read(r["curve_file"])
                     curves.append({int(row["updates"]): 100 * row["score"] / ref for row in rows})
             if curves:
                 per_game[game] = curves
@@ -447,7 +450,7 @@ def study_lines(ctx: ReportContext) -> list[str]:
     for size in sorted({r["size"] for r in records}):
         if sum(1 for (_, s) in groups if s == size) > 1:
             curve = study_curves(
-                study_curve_data(groups, raw_dir, refs, size),
+                study_curve_data(groups, refs, size),
                 games,
                 ctx.plots / f"study_{size}.png",
                 f"Study, {size} students (seed 0; eval 10 episodes per point)",
