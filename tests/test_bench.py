@@ -155,3 +155,22 @@ def test_atari_dqn_section_pieces() -> None:
     assert summary["Atari DQN steps/s: poldist 2 threads/bare 1"][1:] == ["1.80", ">= 1.5", "yes"]
     assert summary["Atari DQN steps/s: poldist 2 threads, envs overlapped/bare 1"][1] == "2.00"
     assert "100.0" in table and "1.33 (2.00 vs bare at 1 thread)" in table
+
+
+def test_merge_puts_a_rerun_section_in_place_and_says_when_it_ran() -> None:
+    from poldist.experiments.bench import merge_sections
+
+    machine = {"cpu_model": "cpu", "cpu_count": 2}
+    old = {
+        "date": "d1",
+        "machine": machine,
+        "notes": ["n"],
+        "update_efficiency": {"a": 1},
+        "memory": {"b": 2},
+    }
+    new = {"date": "d2", "machine": machine, "notes": [], "memory": {"b": 3}}
+    merged = merge_sections(old, new)
+    assert merged["update_efficiency"] == {"a": 1} and merged["memory"] == {"b": 3}
+    assert merged["date"] == "d1" and merged["section_dates"] == {"update_efficiency": "d1", "memory": "d2"}
+    assert merged["notes"][0] == "n" and "memory measured again on d2" in merged["notes"][1]
+    assert old["memory"] == {"b": 2}  # the input is not changed

@@ -68,6 +68,16 @@ from poldist.runs import machine_info
 from poldist.tables import format_table
 
 SECTIONS = ("update", "collection", "inference", "time_to_quality", "memory", "dqn_atari")
+DQN_ATARI_TITLE = "6. Atari Double DQN (Pong): poldist train-teacher against a bare CleanRL-style loop"
+# each section's key in the result
+SECTION_KEYS = {
+    "update": "update_efficiency",
+    "collection": "collection_efficiency",
+    "inference": "inference",
+    "time_to_quality": "time_to_quality",
+    "memory": "memory",
+    "dqn_atari": "dqn_atari",
+}
 
 
 # --------------------------------------------------------------------------- tables
@@ -177,6 +187,7 @@ def run_bench(
     sections: Sequence[str] | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
+    merge: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark sections, print a table for each, and return (and write) every number.
 
@@ -188,6 +199,8 @@ def run_bench(
         seed: seeds of envs, networks and samplers.
         device: where the networks run (:func:`~poldist.networks.resolve_device`: ``auto``,
             ``cpu``, ``cuda``, ``mps``); checked before anything runs.
+        merge: write the sections run into the existing ``out_json``, keeping its other sections
+            (each section's ratios still come from one run; ``section_dates`` says when each ran).
 
     Returns:
         ``{"date", "machine", "device", "quick", "atari", "wall_seconds", "notes", <section>: {...}}`` with
@@ -248,10 +261,7 @@ def run_bench(
                 budget.atari_dqn_repeats,
                 budget.atari_dqn_memory_rows,
             )
-            _print_section(
-                "6. Atari Double DQN (Pong): poldist train-teacher against a bare CleanRL-style loop",
-                dqn_atari_table(res),
-            )
+            _print_section(DQN_ATARI_TITLE, dqn_atari_table(res))
     finally:
         torch.set_num_threads(threads_before)
     result["wall_seconds"] = time.perf_counter() - start
@@ -264,6 +274,8 @@ def run_bench(
     if out_json is not None:
         out_json = Path(out_json)
         out_json.parent.mkdir(parents=True, exist_ok=True)
+        if merge and out_json.exists():
+            result = merge_sections(json.loads(out_json.read_text()), result)
         out_json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"raw numbers: {out_json}", flush=True)
     return result
@@ -288,6 +300,7 @@ def report_text(result: dict[str, Any]) -> str:
         ("inference", "3. inference (1 thread)", lambda r: inference_table(r["rows"])),
         ("time_to_quality", "4. time to 95% of the teacher (training time only)", ttq_table),
         ("memory", "5. replay memory", memory_table),
+        ("dqn_atari", DQN_ATARI_TITLE, _dqn_atari_table),
     ]
     for key, title, table in sections:
         if key in result:
@@ -296,8 +309,35 @@ def report_text(result: dict[str, Any]) -> str:
     summary = _summary(result)
     if summary:
         parts.append("== summary ==\n" + format_table(["ratio", "value", "target", "met"], summary))
+    parts += [f"note: {n}" for n in result.get("notes", [])]
     parts.append(f"{result['wall_seconds']:.0f} s in all")
     return "\n\n".join(parts)
+
+
+def _dqn_atari_table(res: dict[str, Any]) -> str:
+    from poldist.experiments.bench_dqn import dqn_atari_table
+
+    return dqn_atari_table(res)
+
+
+def merge_sections(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` (a bench JSON) with the sections ``new`` measured put in its place, and a note of
+    each: when it ran, on which machine. Every ratio still comes from one run of its section."""
+    merged = dict(old)
+    dates = merged["section_dates"] = dict(
+        old.get("section_dates") or {k: old["date"] for k in SECTION_KEYS.values() if k in old}
+    )
+    m = new["machine"]
+    for key in SECTION_KEYS.values():
+        if key in new:
+            merged[key] = new[key]
+            dates[key] = new["date"]
+            merged["notes"] = [
+                *merged.get("notes", []),
+                f"{key} measured again on {new['date']} ({m['cpu_model']}, {m['cpu_count']} cores) "
+                f"with --only --merge; the other sections are from {old['date']}",
+            ]
+    return merged
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -319,13 +359,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help=f"comma-separated sections to run (profiling), from {','.join(SECTIONS)}; default all",
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="put the sections run into the existing --json file, keeping its other sections",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark from parsed :func:`add_arguments` flags."""
     only = [s.strip() for s in args.only.split(",") if s.strip()] or None
     return run_bench(
-        quick=args.quick, atari=args.atari, out_json=args.json, sections=only, device=args.device
+        quick=args.quick,
+        atari=args.atari,
+        out_json=args.json,
+        sections=only,
+        device=args.device,
+        merge=args.merge,
     )
 
 

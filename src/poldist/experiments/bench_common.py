@@ -19,6 +19,7 @@ from poldist.distillation import DistillConfig, base_architecture, build_tasks, 
 from poldist.dqn import DQNConfig
 from poldist.envs import make_env_spec
 from poldist.networks import QNetwork, nature_dqn
+from poldist.recipes import RECIPES
 from poldist.teachers import NetworkTeacher
 
 SIZES = ("net1", "net2", "net3")
@@ -65,10 +66,10 @@ FULL = Budget(
     memory_rows_minatar=5_000,
     memory_rows_atari=5_000,
     ttq_chunk=1_000,
-    ttq_learning_starts=DistillConfig.learning_starts,
+    ttq_learning_starts=RECIPES["minatar"]["learning_starts"],
     ttq_eval_episodes=50,  # 20 episodes let seed luck set the target (a 20-episode teacher: 7 to 14)
-    ttq_distill_max_s=60.0,
-    ttq_dqn_max_s=300.0,
+    ttq_distill_max_s=180.0,
+    ttq_dqn_max_s=1200.0,  # 10x what distillation takes, so that a 10x ratio can be shown
     dqn_total_steps=DQNConfig.total_steps,
     dqn_learning_starts=DQNConfig.learning_starts,
     dqn_eval_interval=10_000,
