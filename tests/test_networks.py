@@ -212,3 +212,16 @@ def test_adam_matches_the_per_tensor_loop() -> None:
             opt.step()
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa, pb)
+
+
+def test_network_input_is_float_times_scale_bit_for_bit_and_leaves_float_input_alone():
+    from poldist.networks import network_input
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8, generator=g)
+    for scale in (1 / 255, 1.0):
+        assert torch.equal(network_input(frames, scale), frames.float() * scale)
+    floats = frames.float()
+    before = floats.clone()
+    assert torch.equal(network_input(floats, 1 / 255), before * (1 / 255))
+    assert torch.equal(floats, before)  # the caller's float tensor is not scaled in place

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from poldist.errors import PoldistError
-from poldist.networks import QNetwork, to_device
+from poldist.networks import QNetwork, network_input, to_device
 from poldist.teachers import NetworkTeacher, Teacher
 
 LABEL_TOLERANCE = 1e-5
@@ -99,7 +99,7 @@ def plain_forward(net: QNetwork, obs_t: torch.Tensor, task: int = 0) -> torch.Te
     with torch.inference_mode():
         if layers is None or obs_t.shape[1] != net.arch.obs_shape[0]:
             return net(obs_t, task)  # also the zero-padded channels of QNetwork.features
-        x = obs_t.float() * net.arch.obs_scale  # as QNetwork.features, op for op
+        x = network_input(obs_t, net.arch.obs_scale)  # as QNetwork.features
         for m in layers:
             if type(m) is nn.Conv2d:
                 x = F.conv2d(x, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
