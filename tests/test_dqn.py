@@ -256,3 +256,19 @@ def test_a_lent_teacher_is_the_live_network_and_its_version_follows_the_updates(
         assert trainer.updates == 0 and teacher.version == 0
         trainer.run(800)
         assert trainer.updates > 0 and teacher.version == trainer.updates
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 0.5, 1e3])
+def test_clip_grad_norm_is_torchs_bit_for_bit(max_norm):
+    from poldist.dqn import clip_grad_norm
+
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+        net(torch.randn(4, 5, generator=torch.Generator().manual_seed(1))).square().sum().backward()
+        nets.append(net)
+    ours = clip_grad_norm(list(nets[0].parameters()), max_norm)
+    theirs = torch.nn.utils.clip_grad_norm_(nets[1].parameters(), max_norm, foreach=True)
+    assert torch.equal(ours, theirs)
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(nets[0].parameters(), nets[1].parameters()))

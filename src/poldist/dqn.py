@@ -49,6 +49,17 @@ def teacher_architecture(spec: EnvSpec) -> Architecture:
     return minatar_dqn(spec.obs_shape[0], spec.n_actions)
 
 
+def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)``, bit for bit, but on the CPU
+    the gradients are multiplied only when the norm is over ``max_norm`` (torch multiplies them by 1
+    otherwise, to spare a GPU a sync: 2% of an Atari update on 2 CPU threads). Returns the norm."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, foreach=True)
+    if grads and (grads[0].device.type != "cpu" or bool(max_norm / (total + 1e-6) < 1)):
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
+    return total
+
+
 def double_dqn_loss(
     online: Callable[[torch.Tensor], torch.Tensor],
     target: Callable[[torch.Tensor], torch.Tensor],
@@ -407,7 +418,7 @@ class DQNTrainer:
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.max_grad_norm, foreach=True)
+            clip_grad_norm(list(online.parameters()), cfg.max_grad_norm)
             self.optimizer.step()
             self._loss_sum, self._losses = self._loss_sum + loss.detach(), self._losses + 1
             for teacher in self._live_teachers:
