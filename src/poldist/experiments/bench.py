@@ -67,9 +67,8 @@ from poldist.networks import resolve_device
 from poldist.runs import machine_info
 from poldist.tables import format_table
 
-SECTIONS = ("update", "collection", "inference", "time_to_quality", "memory", "dqn_atari")
 DQN_ATARI_TITLE = "6. Atari Double DQN (Pong): poldist train-teacher against a bare CleanRL-style loop"
-# each section's key in the result
+# each section (--only) and its key in the result
 SECTION_KEYS = {
     "update": "update_efficiency",
     "collection": "collection_efficiency",
@@ -78,6 +77,7 @@ SECTION_KEYS = {
     "memory": "memory",
     "dqn_atari": "dqn_atari",
 }
+SECTIONS = tuple(SECTION_KEYS)
 
 
 # --------------------------------------------------------------------------- tables
@@ -332,8 +332,8 @@ def merge_sections(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         if key in new:
             merged[key] = new[key]
             dates[key] = new["date"]
-            merged["notes"] = [
-                *merged.get("notes", []),
+            merged["notes"] = [  # a section merged before: only its latest note stays
+                *(n for n in merged.get("notes", []) if not n.startswith(f"{key} measured again")),
                 f"{key} measured again on {new['date']} ({m['cpu_model']}, {m['cpu_count']} cores) "
                 f"with --only --merge; the other sections are from {old['date']}",
             ]

@@ -147,7 +147,8 @@ def bench_time_to_quality(
         "teacher_score": teacher_score,
         "teacher_score_source": "reference score (1,000 episodes on reserved env seeds)",
         "teacher_paired_score": paired,
-        "teacher_paired_source": f"as the student: {cfg.eval_episodes} episodes, seed {_eval_seed(seed, 0)}",
+        "teacher_paired_source": f"evaluated as the student is: {cfg.eval_episodes} episodes on env "
+        f"seeds of their own (seed {_eval_seed(seed, 0)})",
         "teacher_card_score": card,
         "target_fraction": 0.95,
         "target_score": target,

@@ -12,7 +12,7 @@ from poldist.plotting import online_plot
 from poldist.tables import md_table
 
 # What limits each ratio: from profiling the bench's sections (cProfile and per-part timings).
-BENCH_LIMITS = """What limits each (read off the tables above, and a cProfile of sections 1-2):
+BENCH_LIMITS = """What limits each (read off the tables above, and cProfiles: `scripts/profile_hot_paths.py`):
 
 - **Updates**: the library's update is the bare loop's (backward, convolution, RMSProp step) plus
   the uint8 minibatch gather from the replay memory and its conversion; the ratio is that overhead.
