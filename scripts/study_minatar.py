@@ -105,6 +105,8 @@ COMBOS.update(
 )
 # The recipe `poldist distill` starts from for MinAtar teachers: what the fresh seeds report
 COMBOS["recipe"] = ("the minatar recipe (poldist distill's MinAtar default)", dict(RECIPES["minatar"]))
+# Collection across 64 envs (one teacher forward labels 64 observations; issue 22's MinAtar target)
+COMBOS["recipe-envs64"] = ("the minatar recipe, 64 envs instead of 8", {**RECIPES["minatar"], "num_envs": 64})
 VARIANTS.update(COMBOS)
 
 # MinAtar student families for the study of conv capacity: size -> (conv filters, hidden units).
