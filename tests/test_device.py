@@ -80,6 +80,7 @@ def _tiny_dqn(**kw) -> DQNConfig:
 def _numbers(summary: dict) -> dict:
     """A run summary without what may differ between two identical runs (times, machine, config)."""
     drop = {"wall_seconds", "train_wall_seconds", "steps_per_second", "machine", "config"}
+    drop |= {"cpu_seconds", "train_cpu_seconds"}
     out = {k: v for k, v in summary.items() if k not in drop}
     if "final_eval" in out:
         out["final_eval"] = [{k: v for k, v in r.items() if k != "wall_seconds"} for r in out["final_eval"]]

@@ -86,12 +86,16 @@ def test_resume_continues_counters_and_memory(tmp_path):
     distill(cfg, tmp_path / "run")
     first = load_checkpoint(tmp_path / "run" / "state")
     assert first.metadata["counters"]["updates"] == 400
+    cpu_first = first.metadata["counters"]["cpu_seconds"]
+    assert cpu_first > 0
     added_before = int(np.load(__import__("io").BytesIO(first.blobs["memory_0"]))["counters"][3])
 
     cfg.updates = 600
     summary = distill(cfg, tmp_path / "run", resume=True)
     second = load_checkpoint(tmp_path / "run" / "state")
     assert second.metadata["counters"]["updates"] == 600 == summary["updates"]
+    # CPU time carries across the resume (it does not count the pause between the two processes)
+    assert summary["train_cpu_seconds"] > second.metadata["counters"]["cpu_seconds"] - 1e-9 > cpu_first
     added_after = int(np.load(__import__("io").BytesIO(second.blobs["memory_0"]))["counters"][3])
     # the memory continued: 200 more updates at 5 transitions each were collected on top
     assert added_after >= added_before + 200 * 5
@@ -285,3 +289,22 @@ def test_overlapped_collection_needs_the_local_backend() -> None:
 
     with pytest.raises(PoldistError, match="overlap_collection needs backend local"):
         _small_cfg(overlap_collection=True, backend="ray").validate()
+
+
+def test_cpu_clock_is_unknown_after_resuming_a_checkpoint_that_lacks_it(tmp_path):
+    from poldist.checkpoints import save_checkpoint
+    from poldist.runs import RunBook
+
+    book = RunBook(tmp_path / "run", resume=False, seed=0, torch_threads=1)
+    net = QNetwork(minatar_dqn(4, 3))
+    opt = torch.optim.RMSprop(net.parameters())
+    book.save_state("distill", {"x": 1}, {"student": net}, opt, {"updates": 3}, {})
+    assert book.cpu() is not None and book.cpu() >= 0
+    old = load_checkpoint(tmp_path / "run" / "state")
+    counters = {k: v for k, v in old.metadata["counters"].items() if k != "cpu_seconds"}
+    meta = {**old.metadata, "counters": counters}
+    save_checkpoint(tmp_path / "run" / "state", old.tensors, meta, old.blobs)
+
+    again = RunBook(tmp_path / "run", resume=True, seed=0, torch_threads=1)
+    again.restore()
+    assert again.cpu() is None and again.wall() >= counters["wall_seconds"]

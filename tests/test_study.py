@@ -115,7 +115,16 @@ def test_recipe_table_reports_fresh_seeds_against_the_targets() -> None:
     # a: seeds at 100% and 50% -> 75; b: 100; geometric mean sqrt(75 * 100)
     row = next(line for line in table.splitlines() if line.startswith("| recipe"))
     assert "| net3-c8 (9,000) | 75.0 [50, 100] | 100.0 [100, 100] | **86.6**" in row
-    assert row.endswith("| 95 | 1, 2 | 0.900 | 2.0 |")
+    # wall minutes; no CPU minutes: these records predate the count
+    assert row.endswith("| 95 | 1, 2 | 0.900 | 2.0 | – |")
+    for r, cpu in zip(records, [60.0, 90.0, 120.0, 90.0], strict=True):
+        r["train_cpu_seconds"] = cpu
+    row = next(
+        line
+        for line in recipe_table(group_intervals(records, {"a": [2.0], "b": [2.0]}), ["a", "b"]).splitlines()
+        if line.startswith("| recipe")
+    )
+    assert row.endswith("| 0.900 | 2.0 | 1.5 |")
     tuning = group_intervals([_record("base", "a", [2.4], seed=0, size="net3-c8")], {"a": [2.0]})
     (finding,) = recipe_findings(groups, {"a": [2.0], "b": [2.0]}, tuning)
     assert finding.startswith("net3-c8 (seeds 1, 2): 86.6% [")

@@ -366,6 +366,10 @@ class Distiller:
         """Seconds of work on this run, across resumes."""
         return self.book.wall()
 
+    def cpu(self) -> float | None:
+        """CPU seconds of this run's process, across resumes (see :meth:`RunBook.cpu`)."""
+        return self.book.cpu()
+
     def _restore(self) -> None:
         ckpt = self.book.restore()
         self.student.load_state_dict(RunBook.module_state(ckpt, "student"))
@@ -565,7 +569,7 @@ class Distiller:
         cfg, tasks = self.cfg, self.tasks
         if self._start_eval_due:  # never run: its curve still starts at the untrained student
             self.evaluate()
-        train_wall = self.wall()
+        train_wall, train_cpu = self.wall(), self.cpu()
         final_seed = self.env_seed("final")
         final = self.evaluate_student(cfg.final_eval_episodes, final_seed)
         self.student.eval()
@@ -610,6 +614,8 @@ class Distiller:
             "updates": self.updates,
             "train_wall_seconds": train_wall,
             "wall_seconds": self.wall(),
+            "train_cpu_seconds": train_cpu,
+            "cpu_seconds": self.cpu(),
             "device": str(self.device),
             "machine": machine_info(),
             "config": asdict(cfg),  # as given (config.json); what ran of it: "resolved"

@@ -290,6 +290,10 @@ class DQNTrainer:
         """Seconds of work on this run, across resumes."""
         return self.book.wall()
 
+    def cpu(self) -> float | None:
+        """CPU seconds of this run's process, across resumes (see :meth:`RunBook.cpu`)."""
+        return self.book.cpu()
+
     def as_teacher(self, task: int = 0, name: str = "learning DQN teacher") -> NetworkTeacher:
         """The online network, as a Q-value teacher for game ``task``, live: it is the network being
         trained (no copy), and its :attr:`~poldist.teachers.NetworkTeacher.version` is bumped at every
@@ -512,6 +516,7 @@ class DQNTrainer:
             "env_steps": self.step,
             "updates": self.updates,
             "wall_seconds": wall,
+            "cpu_seconds": self.cpu(),
             "steps_per_second": self.step / max(wall, 1e-9),
             "final_eval": [r for r in rows if r["step"] == last_step],
             "stopped_early": self.step < cfg.total_steps if stopped_early is None else stopped_early,

@@ -248,7 +248,10 @@ class RunBook:
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.wall_before = 0.0  # seconds of work before this process (resumes)
+        # CPU seconds before this process; None when resumed from a checkpoint that predates the count
+        self.cpu_before: float | None = 0.0
         self._start = time.perf_counter()
+        self._cpu_start = time.process_time()
         self.writer: SummaryWriter | None = None
         self.evals: EvalLog | None = None
 
@@ -262,6 +265,7 @@ class RunBook:
         ckpt = load_checkpoint(self.dir / "state")
         require_metadata(ckpt, ("counters", "optimizer", "rng"), self.dir / "state")
         self.wall_before = ckpt.metadata["counters"]["wall_seconds"]
+        self.cpu_before = ckpt.metadata["counters"].get("cpu_seconds")
         self.rng.bit_generator.state = ckpt.metadata["rng"]
         torch.set_rng_state(ckpt.tensors["torch_rng"])
         return ckpt
@@ -288,10 +292,19 @@ class RunBook:
         self.writer = SummaryWriter(str(self.dir / "tb"))
         self.evals = EvalLog(self.dir / "evals.csv", resume_step=resume_step if self.resume else None)
         self._start = time.perf_counter()
+        self._cpu_start = time.process_time()
 
     def wall(self) -> float:
         """Seconds of work on this run, across resumes."""
         return self.wall_before + time.perf_counter() - self._start
+
+    def cpu(self) -> float | None:
+        """CPU seconds this run's process has used (all its threads; not Ray actors'), across
+        resumes: unlike :meth:`wall`, not inflated by other jobs on the machine or a paused process.
+        None when the run resumed from a checkpoint written before the count was kept."""
+        if self.cpu_before is None:
+            return None
+        return self.cpu_before + time.process_time() - self._cpu_start
 
     def log_eval(
         self,
@@ -335,7 +348,7 @@ class RunBook:
 
         Tensors: each module's state dict under ``<prefix>.``, the optimizer's (``optim.*``) and
         the torch RNG (``torch_rng``); metadata: ``kind``, ``config``, ``optimizer``, ``rng`` (the
-        numpy generator) and ``counters`` with ``wall_seconds`` added.
+        numpy generator) and ``counters`` with ``wall_seconds`` and ``cpu_seconds`` added.
         """
         opt_tensors, opt_info = pack_optimizer(optimizer)
         tensors = {f"{prefix}.{k}": v for prefix, m in modules.items() for k, v in m.state_dict().items()}
@@ -345,7 +358,7 @@ class RunBook:
             "config": asdict(config) if is_dataclass(config) else config,
             "optimizer": opt_info,
             "rng": self.rng.bit_generator.state,
-            "counters": {**counters, "wall_seconds": self.wall()},
+            "counters": {**counters, "wall_seconds": self.wall(), "cpu_seconds": self.cpu()},
         }
         save_checkpoint(self.dir / "state", tensors, meta, blobs)
 

@@ -63,6 +63,7 @@ def distill_cell(
         "teacher_params": summary["teacher_params"],
         "updates": summary["updates"],
         "train_wall_seconds": summary["train_wall_seconds"],
+        "train_cpu_seconds": summary.get("train_cpu_seconds"),
         "wall_seconds": summary["wall_seconds"],
         "machine": summary["machine"],
         "config": asdict(cfg),

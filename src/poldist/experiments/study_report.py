@@ -46,8 +46,9 @@ def group_intervals(
     records: list[dict[str, Any]], references: dict[str, list[float]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """``(variant, size) -> {"per_game": {game: PercentInterval}, "geomean": PercentInterval or None,
-    "seeds": n, "agreement": mean, "wall": mean train seconds}``; the geometric mean only where every
-    game of the study has a run."""
+    "seeds": n, "agreement": mean, "wall": mean train seconds, "cpu": mean train CPU seconds or None
+    (a run recorded before CPU time was kept)}``; the geometric mean only where every game of the
+    study has a run."""
     games = sorted({r["game"] for r in records})
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -64,9 +65,21 @@ def group_intervals(
             "seeds": sorted({r["seed"] for r in recs}),
             "agreement": float(np.mean([r["agreement"] for r in recs])),
             "wall": float(np.mean([r["train_wall_seconds"] for r in recs])),
+            "cpu": _mean_cpu(recs),
             "records": recs,
         }
     return out
+
+
+def _mean_cpu(records: list[dict[str, Any]]) -> float | None:
+    """Mean training CPU seconds, or None unless every record has them."""
+    cpu = [r.get("train_cpu_seconds") for r in records]
+    return None if any(c is None for c in cpu) else float(np.mean(cpu))
+
+
+def _minutes(g: dict[str, Any]) -> list[str]:
+    """The wall and CPU minutes-per-run cells of a group."""
+    return [f"{g['wall'] / 60:.1f}", "–" if g["cpu"] is None else f"{g['cpu'] / 60:.1f}"]
 
 
 def _pct(iv: Any) -> str:
@@ -75,7 +88,7 @@ def _pct(iv: Any) -> str:
 
 def study_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str]) -> str:
     """Markdown: one row per (variant, size), percent of teacher per game and geometric mean."""
-    headers = ["variant", "change", "student", *games, "geometric mean", "agreement", "min/run"]
+    headers = ["variant", "change", "student", *games, "geometric mean", "agreement", *MINUTES]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     base = groups.get(("base", "net2"))
     for (variant, size), g in sorted(groups.items(), key=lambda kv: _order(kv[0])):
@@ -86,7 +99,7 @@ def study_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str])
         if base is not None and geo is not None and base["geomean"] is not None and g is not base:
             geo_cell += f" ({geo.mean - base['geomean'].mean:+.1f})"
         row = [variant, change, f"{size} ({g['records'][0]['student_params']:,})", *cells, geo_cell]
-        row += [f"{g['agreement']:.3f}", f"{g['wall'] / 60:.1f}"]
+        row += [f"{g['agreement']:.3f}", *_minutes(g)]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -163,6 +176,7 @@ SIZE_RANK = (
     "net3-c16",
     MULTITASK_SIZE,
 )
+MINUTES = ["wall min/run", "CPU min/run"]
 # The issue 18 targets: geometric mean of percent of the reference score over the five games
 RECIPE_TARGETS = {"teacher": 100.0, "net1": 100.0, "net2": 100.0, "net3": 95.0, MULTITASK_SIZE: 100.0}
 
@@ -188,6 +202,7 @@ def multitask_recipe_records(multitask_dir: Path) -> list[dict[str, Any]]:
                     "student_returns": task["student_returns"],
                     "agreement": task["agreement"],
                     "train_wall_seconds": summary["train_wall_seconds"],
+                    "train_cpu_seconds": summary.get("train_cpu_seconds"),
                     "student_params": summary["student_params"],
                     "config": summary["config"],
                 }
@@ -203,7 +218,7 @@ def _size_family(size: str) -> str:
 def recipe_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str]) -> str:
     """Markdown: one row per student size of the fresh-seed runs, percent of the reference score per
     game, the geometric mean, and the issue's target for that size."""
-    headers = ["variant", "student", *games, "geometric mean", "target", "seeds", "agreement", "min/run"]
+    headers = ["variant", "student", *games, "geometric mean", "target", "seeds", "agreement", *MINUTES]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     rank = {s: i for i, s in enumerate(SIZE_RANK)}
     for (variant, size), g in sorted(groups.items(), key=lambda kv: (rank.get(kv[0][1], 99), kv[0])):
@@ -217,7 +232,7 @@ def recipe_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str]
             "–" if target is None else f"{target:g}",
             ", ".join(str(s) for s in g["seeds"]),
             f"{g['agreement']:.3f}",
-            f"{g['wall'] / 60:.1f}",
+            *_minutes(g),
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -318,7 +333,7 @@ def _multitask_recipe_note(group: dict[str, Any] | None, multitask_dir: Path) ->
     text = (
         "`multi-task`: one student with section 3's multi-task network distilled from the five teachers "
         f"with the same recipe, {cfg.get('updates', 0):,} updates in all (round robin, the single-game "
-        "budget per game), each game on its own env seeds; `min/run` is the whole five-game run. "
+        "budget per game), each game on its own env seeds; its minutes are the whole five-game run's. "
         f"Command, per seed S: `python scripts/multitask_minatar.py --recipe minatar --skip-dqn --losses kl "
         "--env-seeds disjoint --final-episodes 200 --seed S --out results/multitask/recipe-seedS`."
     )
@@ -438,8 +453,10 @@ def study_lines(ctx: ReportContext) -> list[str]:
         f"run uses), scored over {base['final_eval_episodes']} episodes per run; [95% interval] of a "
         "two-stage bootstrap (seeds, then episodes within each seed, and the reference episodes), so "
         "a single seed's interval covers episode noise only. In brackets after the geometric mean: "
-        "the change against the net2 base. `min/run`: training minutes of one core per run on this "
-        "machine (other jobs ran beside it). Seed 0 is the tuning set: the recipe chosen here is "
+        "the change against the net2 base. `wall min/run`: training minutes per run on this machine "
+        "(other jobs ran beside it, and a run paused for an idle benchmark counts the pause); `CPU "
+        "min/run`: the run's own CPU minutes (one torch thread), which neither inflates; `–` where "
+        "the runs predate that count (2026-12-02). Seed 0 is the tuning set: the recipe chosen here is "
         "reported on other seeds.",
         "",
         study_table(groups, games),
