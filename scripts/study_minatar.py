@@ -105,6 +105,19 @@ COMBOS.update(
 )
 # The recipe `poldist distill` starts from for MinAtar teachers: what the fresh seeds report
 COMBOS["recipe"] = ("the minatar recipe (poldist distill's MinAtar default)", dict(RECIPES["minatar"]))
+# The recipe with one more change (what still holds its students back, and what would make it
+# cheaper): fewer fresh transitions per update cut collection, the run's other half
+COMBOS.update(
+    {
+        f"recipe-{name}": (f"the minatar recipe, {change}", {**RECIPES["minatar"], **fields})
+        for name, (change, fields) in VARIANTS.items()
+        if name in ("fresh5", "long", "batch64", "adam", "mem50k")
+    }
+)
+COMBOS["recipe-fresh10"] = (
+    "the minatar recipe, 10 fresh transitions per update instead of 20",
+    {**RECIPES["minatar"], "transitions_per_update": 10.0},
+)
 # Collection across 64 envs (one teacher forward labels 64 observations; issue 22's MinAtar target)
 COMBOS["recipe-envs64"] = ("the minatar recipe, 64 envs instead of 8", {**RECIPES["minatar"], "num_envs": 64})
 VARIANTS.update(COMBOS)

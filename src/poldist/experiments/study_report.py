@@ -365,6 +365,10 @@ def _game(groups: dict[tuple[str, str], dict[str, Any]], variant: str, size: str
     return None if iv is None else iv.mean
 
 
+# the recipe's own run on the tuning seed: the one-change row it was chosen from (the same config)
+RECIPE_ON_SEED0 = ("tau1-cosine-student", "net2-c8")
+
+
 def study_findings(groups: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     """Bullets: what each one-change comparison of the table says (only those whose runs exist)."""
     out = []
@@ -391,6 +395,12 @@ def study_findings(groups: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
             ("tau1-cosine-student", "net2-c8"),
             ("tau1-cosine", "net2-c8"),
         ),
+    ]
+    # the recipe with one more change, against the recipe (on seed 0 its tau1-cosine-student run)
+    pairs += [
+        (g["records"][0]["change"].replace("the minatar recipe, ", "the recipe, "), (v, s), RECIPE_ON_SEED0)
+        for (v, s), g in sorted(groups.items(), key=lambda kv: kv[0])
+        if v.startswith("recipe-") and s == RECIPE_ON_SEED0[1]
     ]
     for what, a, b in pairs:
         ga, gb = _geo(groups, *a), _geo(groups, *b)
