@@ -16,6 +16,7 @@ from poldist.experiments.study_report import (
     near_tie_table,
     recipe_findings,
     recipe_table,
+    study_findings,
     study_table,
 )
 
@@ -224,3 +225,17 @@ def test_study_variants_change_one_thing() -> None:
         assert changed <= set(fields) and all(getattr(cfg, k) == v for k, v in fields.items()), name
         assert changed or name in ("base", "recipe"), name
     assert study.cell_name("tau1", "net2", "breakout", 3) == "tau1__net2__breakout__seed3"
+
+
+def test_findings_compare_each_recipe_variant_with_the_recipe_on_the_tuning_seed() -> None:
+    recipe = {"variant": "tau1-cosine-student", "size": "net2-c8"}
+    fresh5 = {"variant": "recipe-fresh5", "size": "net2-c8"}
+    records = [
+        {**_record("x", "a", [2.0]), **recipe},  # 100% of the reference 2
+        {**_record("x", "b", [4.0]), **recipe},  # 100%
+        {**_record("x", "a", [1.0]), **fresh5, "change": "the minatar recipe, 5 fresh transitions"},  # 50%
+        {**_record("x", "b", [4.0]), **fresh5, "change": "the minatar recipe, 5 fresh transitions"},  # 100%
+    ]
+    lines = study_findings(group_intervals(records, {"a": [2.0], "b": [4.0]}))
+    # geometric mean sqrt(50 * 100) = 70.7 against 100
+    assert "- the recipe, 5 fresh transitions: geometric mean 70.7% against 100.0% (-29.3)." in lines
