@@ -24,9 +24,10 @@ BENCH_LIMITS = """What limits each (read off the tables above, and cProfiles: `s
   the observations some 5-10% each. With 64 envs one forward pass serves 64 transitions, and the
   ratio is then set by the envs and the per-step bookkeeping: at the default 8 envs the MinAtar
   target (0.5) is out of reach on this machine, and 64 envs is opt-in (`--num-envs 64`): on the
-  tuning seed the recipe with 64 envs scored below the recipe with 8 on four of five games
-  (section 5b, `recipe-envs64`), so the default stays at 8. Pipelined groups lose on MinAtar: handing a group to the
-  worker thread costs more than a MinAtar step saves. On Atari the Nature network costs about 9M
+  tuning seed the recipe with 64 envs scored below the recipe's own run on four of five games
+  (section 5b, `recipe-envs64`), no sign that it keeps the quality, so the default stays at 8.
+  Pipelined groups lose on MinAtar: handing a group to the worker thread costs more than a
+  MinAtar step saves. On Atari the Nature network costs about 9M
   multiply-adds per observation, more CPU time than ALE's step (frame skip 4 included): labelling
   is compute-bound on these 2 cores; pipelined groups overlap it with env stepping on the second
   core, and a GPU would remove it. Ray actors on the same 2 cores as the learner cannot beat local
