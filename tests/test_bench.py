@@ -168,9 +168,21 @@ def test_merge_puts_a_rerun_section_in_place_and_says_when_it_ran() -> None:
         "update_efficiency": {"a": 1},
         "memory": {"b": 2},
     }
-    new = {"date": "d2", "machine": machine, "notes": [], "memory": {"b": 3}}
+    new = {"date": "d2", "machine": machine, "notes": [], "memory": {"b": 3}, "wall_seconds": 42.4}
     merged = merge_sections(old, new)
+    assert merged["rerun_seconds"] == {"memory": 42.4}
     assert merged["update_efficiency"] == {"a": 1} and merged["memory"] == {"b": 3}
     assert merged["date"] == "d1" and merged["section_dates"] == {"update_efficiency": "d1", "memory": "d2"}
     assert merged["notes"][0] == "n" and "memory measured again on d2" in merged["notes"][1]
     assert old["memory"] == {"b": 2}  # the input is not changed
+
+
+def test_report_of_a_merged_json_gives_the_first_runs_time_and_each_reruns() -> None:
+    from poldist.experiments.bench import merge_sections, report_text
+
+    machine = {"cpu_model": "cpu", "cpu_count": 2, "torch_version": "t", "torch_threads": 1}
+    old = {"date": "d1", "machine": machine, "notes": [], "wall_seconds": 1800.2}
+    assert report_text(old).endswith("1800 s in all")
+    merged = merge_sections(old, {"date": "d2", "machine": machine, "memory": {}, "wall_seconds": 42.4})
+    text = report_text({k: v for k, v in merged.items() if k != "memory"})  # no section tables
+    assert text.endswith("1800 s for the run of d1; reruns: memory 42 s (d2)")

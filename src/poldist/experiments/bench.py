@@ -310,7 +310,13 @@ def report_text(result: dict[str, Any]) -> str:
     if summary:
         parts.append("== summary ==\n" + format_table(["ratio", "value", "target", "met"], summary))
     parts += [f"note: {n}" for n in result.get("notes", [])]
-    parts.append(f"{result['wall_seconds']:.0f} s in all")
+    total = f"{result['wall_seconds']:.0f} s in all"
+    reruns = result.get("rerun_seconds") or {}
+    if reruns:  # a merged JSON: the first run's time, and each rerun's
+        total = f"{result['wall_seconds']:.0f} s for the run of {result['date']}; reruns: " + ", ".join(
+            f"{key} {sec:.0f} s ({result['section_dates'][key]})" for key, sec in reruns.items()
+        )
+    parts.append(total)
     return "\n\n".join(parts)
 
 
@@ -328,10 +334,13 @@ def merge_sections(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         old.get("section_dates") or {k: old["date"] for k in SECTION_KEYS.values() if k in old}
     )
     m = new["machine"]
+    seconds = merged["rerun_seconds"] = dict(old.get("rerun_seconds", {}))
     for key in SECTION_KEYS.values():
         if key in new:
             merged[key] = new[key]
             dates[key] = new["date"]
+            if "wall_seconds" in new:  # the whole rerun's, shared by the sections it measured
+                seconds[key] = new["wall_seconds"]
             merged["notes"] = [  # a section merged before: only its latest note stays
                 *(n for n in merged.get("notes", []) if not n.startswith(f"{key} measured again")),
                 f"{key} measured again on {new['date']} ({m['cpu_model']}, {m['cpu_count']} cores) "
