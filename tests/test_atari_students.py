@@ -54,7 +54,7 @@ def test_atari_rows_by_hand() -> None:
     assert fresh[0] == "net2" and fresh[1] == "100 (113,346)"
     assert fresh[3] == "10.00 (0.0, 20.0)"
     assert fresh[4] == "**75.0 [50.0, 100.0]**" and fresh[5] == "50.0 [0.0, 100.0]"
-    assert fresh[6:] == ["1, 2", "0.500", "2"]
+    assert fresh[6:] == ["1, 2", "0.500", "2.0", "–"]  # wall and CPU minutes (none recorded)
     tuning = next(r for r in rows if r[2] == "tau0.01 (tuning)")
     assert tuning[4] == "**0.0 [0.0, 0.0]**"  # the random policy's score
     # a teacher at or below 0 has no plain percent

@@ -20,7 +20,7 @@ import numpy as np
 
 from poldist.evaluation import percent_intervals
 from poldist.experiments.report_stats import ReportContext
-from poldist.experiments.study_report import TUNING_SEED, load_study
+from poldist.experiments.study_report import MINUTES, TUNING_SEED, load_study, mean_cpu_seconds, minutes_cells
 from poldist.networks import QNetwork, count_parameters, nature_dqn, student_architecture
 from poldist.plotting import study_curves
 from poldist.runs import EvalLog
@@ -42,7 +42,8 @@ def _interval(iv: Any) -> str:
 def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list[str]]:
     """Table rows, one per (student size, variant, tuning or fresh seeds): parameters (this game's
     and the paper's 18-action count), the mean score over seeds (each seed's mean in brackets),
-    percent above random and plain percent with intervals, seeds, agreement, minutes per run."""
+    percent above random and plain percent with intervals, seeds, agreement, wall and CPU minutes
+    per run."""
     ref = card["reference"]["returns"]
     random = card["random_policy"]["mean"]
     game = records[0]["game"]
@@ -58,6 +59,7 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
         plain = percent_intervals(returns, {game: ref})[0][game] if np.mean(ref) > 0 else None
         seed_means = [float(np.mean(r["student_returns"])) for r in recs]
         size = recs[0]["size"]
+        mean_cpu = mean_cpu_seconds(recs)
         rows.append(
             [
                 size,
@@ -68,7 +70,7 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
                 "–" if plain is None else _interval(plain),
                 ", ".join(str(r["seed"]) for r in recs),
                 f"{np.mean([r['agreement'] for r in recs]):.3f}",
-                f"{np.mean([r['train_wall_seconds'] for r in recs]) / 60:.0f}",
+                *minutes_cells(float(np.mean([r["train_wall_seconds"] for r in recs])), mean_cpu),
             ]
         )
     return rows
@@ -171,7 +173,7 @@ def atari_lines(ctx: ReportContext) -> list[str]:
                     "plain %",
                     "seeds",
                     "agreement",
-                    "min/run",
+                    *MINUTES,
                 ],
                 atari_rows(records, card),
             ),

@@ -65,21 +65,21 @@ def group_intervals(
             "seeds": sorted({r["seed"] for r in recs}),
             "agreement": float(np.mean([r["agreement"] for r in recs])),
             "wall": float(np.mean([r["train_wall_seconds"] for r in recs])),
-            "cpu": _mean_cpu(recs),
+            "cpu": mean_cpu_seconds(recs),
             "records": recs,
         }
     return out
 
 
-def _mean_cpu(records: list[dict[str, Any]]) -> float | None:
+def mean_cpu_seconds(records: list[dict[str, Any]]) -> float | None:
     """Mean training CPU seconds, or None unless every record has them."""
     cpu = [r.get("train_cpu_seconds") for r in records]
     return None if any(c is None for c in cpu) else float(np.mean(cpu))
 
 
-def _minutes(g: dict[str, Any]) -> list[str]:
-    """The wall and CPU minutes-per-run cells of a group."""
-    return [f"{g['wall'] / 60:.1f}", "–" if g["cpu"] is None else f"{g['cpu'] / 60:.1f}"]
+def minutes_cells(wall: float, cpu: float | None) -> list[str]:
+    """The wall and CPU minutes-per-run cells of a table row, from mean seconds (CPU: None, "–")."""
+    return [f"{wall / 60:.1f}", "–" if cpu is None else f"{cpu / 60:.1f}"]
 
 
 def _pct(iv: Any) -> str:
@@ -99,7 +99,7 @@ def study_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str])
         if base is not None and geo is not None and base["geomean"] is not None and g is not base:
             geo_cell += f" ({geo.mean - base['geomean'].mean:+.1f})"
         row = [variant, change, f"{size} ({g['records'][0]['student_params']:,})", *cells, geo_cell]
-        row += [f"{g['agreement']:.3f}", *_minutes(g)]
+        row += [f"{g['agreement']:.3f}", *minutes_cells(g["wall"], g["cpu"])]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -232,7 +232,7 @@ def recipe_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str]
             "–" if target is None else f"{target:g}",
             ", ".join(str(s) for s in g["seeds"]),
             f"{g['agreement']:.3f}",
-            *_minutes(g),
+            *minutes_cells(g["wall"], g["cpu"]),
         ]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
