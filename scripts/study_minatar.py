@@ -7,7 +7,8 @@ temperature used, the config, wall time and the command) and ``<cell>.evals.csv`
 curve); ``poldist report`` turns them into RESULTS.md's study section. Percent of teacher is
 computed there against each teacher's reference score (``poldist reference-score``).
 
-Tuning uses seed 0 only; the chosen recipe is then reported on seeds the choice never saw::
+Tuning uses seed 0 (and seed 4 to check a change to the recipe on a second seed); the chosen
+recipe is then reported on seeds 1-3, which the choice never saw::
 
     .venv/bin/python scripts/study_minatar.py --variants base,tau1,cosine --sizes net2 --seeds 0
     .venv/bin/python scripts/study_minatar.py --list          # the variants and what each changes

@@ -131,7 +131,7 @@ def test_recipe_table_reports_fresh_seeds_against_the_targets() -> None:
     assert finding.startswith("net3-c8 (seeds 1, 2): 86.6% [")
     assert "against the target 95: not met" in finding
     assert (
-        "Below 100%: a 75.0 (seeds: 100.0, 50.0; best on the tuning seed at this size: base 120.0)."
+        "Below 100%: a 75.0 (seeds: 100.0, 50.0; best on the tuning seeds at this size: base 120.0)."
         in finding
     )
 
@@ -156,15 +156,21 @@ def test_report_splits_the_tuning_seed_from_the_fresh_seeds(tmp_path, monkeypatc
         "final_eval_episodes": 200,
     }
     for i, rec in enumerate(
-        [_record("base", "breakout", [1.0]), _record("recipe", "breakout", [2.0], seed=1)]
+        [
+            _record("base", "breakout", [1.0]),
+            _record("recipe", "breakout", [2.0], seed=1),
+            _record("recipe-mem50k", "breakout", [1.5], seed=4),  # the second tuning seed
+        ]
     ):
         (raw / f"{i}.json").write_text(json.dumps({**rec, "config": config}))
     monkeypatch.setattr(study_report, "reference_returns_of", lambda recs: {"breakout": [2.0]})
     ctx = ReportContext(results=tmp_path, out=tmp_path / "RESULTS.md", raw=[])
     tuning = "\n".join(study_report.study_lines(ctx))
     fresh = "\n".join(study_report.recipe_lines(ctx))
-    assert "| base | change base | net2 (9,000) | 50.0" in tuning and "| recipe" not in tuning
+    assert "| base | change base | net2 (9,000) | 50.0" in tuning and "| recipe |" not in tuning
     assert "| recipe | net2 (9,000) | 100.0" in fresh and "| base" not in fresh
+    assert "| recipe-mem50k | change recipe-mem50k | net2 (9,000) | 75.0" in tuning
+    assert "recipe-mem50k" not in fresh
 
 
 def test_recipe_section_adds_the_multitask_student_and_weighs_it_against_the_dqn(
@@ -236,6 +242,24 @@ def test_findings_compare_each_recipe_variant_with_the_recipe_on_the_tuning_seed
         {**_record("x", "a", [1.0]), **fresh5, "change": "the minatar recipe, 5 fresh transitions"},  # 50%
         {**_record("x", "b", [4.0]), **fresh5, "change": "the minatar recipe, 5 fresh transitions"},  # 100%
     ]
-    lines = study_findings(group_intervals(records, {"a": [2.0], "b": [4.0]}))
+    refs = {"a": [2.0], "b": [4.0]}
+    lines = study_findings(group_intervals(records, refs), refs)
     # geometric mean sqrt(50 * 100) = 70.7 against 100
     assert "- the recipe, 5 fresh transitions: geometric mean 70.7% against 100.0% (-29.3)." in lines
+
+
+def test_a_comparison_uses_only_the_seeds_both_rows_ran_on() -> None:
+    recipe = {"variant": "tau1-cosine-student", "size": "net2-c8"}
+    mem = {"variant": "recipe-mem50k", "size": "net2-c8", "change": "the minatar recipe, small memory"}
+    records = [
+        {**_record("x", "a", [2.0], seed=0), **recipe},  # 100%
+        {**_record("x", "a", [1.0], seed=4), **recipe},  # 50%: left out, mem50k has no seed 4 yet
+        {**_record("x", "a", [1.5], seed=0), **mem},  # 75%
+    ]
+    refs = {"a": [2.0]}
+    lines = study_findings(group_intervals(records, refs), refs)
+    assert "- the recipe, small memory: geometric mean 75.0% against 100.0% (-25.0)." in lines
+    records.append({**_record("x", "a", [2.0], seed=4), **mem})  # 100%
+    lines = study_findings(group_intervals(records, refs), refs)
+    # both seeds: mem50k (75 + 100) / 2 = 87.5, the recipe (100 + 50) / 2 = 75
+    assert "- the recipe, small memory: geometric mean 87.5% against 75.0% (+12.5) (seeds 0, 4)." in lines
