@@ -130,3 +130,22 @@ def test_atari_costs_quote_the_memory_fit_and_the_dqn_bench(tmp_path: Path) -> N
     assert (
         "90 against 60 agent steps/s on one thread each (1.50x)" in speed and "800 against 2000 MB" in speed
     )
+
+
+def test_a_teacher_checked_and_not_shipped_is_listed_with_its_reference(tmp_path: Path) -> None:
+    folder = tmp_path / "results" / "atari"
+    cand = folder / "pong" / "candidates" / "step2200000"
+    cand.mkdir(parents=True)
+    card = {
+        **_card([16.0, 18.0], -20.2),
+        "name": "atari/pong",
+        "env_steps": 2_200_000,
+        "train_wall_seconds": 45_600.0,
+    }
+    (cand / "card.json").write_text(json.dumps(card))
+    (line,) = sections_atari.atari_candidates(folder)
+    assert line == (
+        "- `atari/pong` at 2,200,000 agent steps (760 min of training): reference score 17.00 "
+        "[17.00, 17.00] over 2 episodes, random policy -20.20; not shipped "
+        "(`results/atari/pong/candidates/step2200000/`)."
+    )

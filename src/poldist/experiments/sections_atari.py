@@ -127,16 +127,36 @@ def atari_costs(results: Path) -> list[str]:
     return out
 
 
+def atari_candidates(folder: Path) -> list[str]:
+    """Bullets: teacher checkpoints published for a check and not shipped
+    (``<folder>/<game>/candidates/<step>/card.json``), with what they measured."""
+    out = []
+    for path in sorted(folder.glob("*/candidates/*/card.json")):
+        card = json.loads(path.read_text())
+        ref, minutes = card["reference"], card["train_wall_seconds"] / 60
+        out.append(
+            f"- `{card['name']}` at {card['env_steps']:,} agent steps ({minutes:.0f} min of training): "
+            f"reference score {ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}] "
+            f"over {ref['episodes']} episodes, random policy {card['random_policy']['mean']:.2f}; not "
+            f"shipped (`{path.parent.relative_to(folder.parent.parent)}/`)."
+        )
+    return out
+
+
 def atari_lines(ctx: ReportContext) -> list[str]:
     """Section 7: per game, the teacher trained here and its students at the paper's sizes."""
     folder = ctx.results / "atari"
     games = sorted(p.parent.name for p in folder.glob("*/raw") if any(p.glob("*.json")))
     costs = ["What Atari costs on this machine:", "", *atari_costs(ctx.results), ""]
+    candidates = atari_candidates(folder)
+    if candidates:
+        candidates = ["Teachers checked and not shipped (the target: 18 on Pong):", "", *candidates, ""]
     if not games:
         return [
             "No Atari student runs yet: publish the Pong teacher (`poldist publish-teacher`), then "
             "`python scripts/atari_students.py --teacher atari/pong --seeds 1,2,3`.",
             "",
+            *candidates,
             *costs,
         ]
     lines: list[str] = []
@@ -185,4 +205,4 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             lines += [f"![{game} students]({ctx.link(curve)})", ""]
         commands = sorted({r["command"] for r in records})
         lines += ["Commands:", "", *(f"- `{c}`" for c in commands), ""]
-    return lines + costs
+    return lines + candidates + costs
