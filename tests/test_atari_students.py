@@ -130,6 +130,11 @@ def test_atari_costs_quote_the_memory_fit_and_the_dqn_bench(tmp_path: Path) -> N
     assert (
         "90 against 60 agent steps/s on one thread each (1.50x)" in speed and "800 against 2000 MB" in speed
     )
+    assert "on two threads" not in speed  # not measured in this JSON
+    dqn["steps_per_second"].update({"poldist-2": 100.0, "poldist-2-overlap": 110.0, "bare-2": 95.0})
+    (tmp_path / "bench.json").write_text(json.dumps({"dqn_atari": dqn}))
+    speed = sections_atari.atari_costs(tmp_path)[1]
+    assert "(1.50x), on two threads 100 (110 with `--overlap-envs`) against 95; peak" in speed
 
 
 def test_a_teacher_checked_and_not_shipped_is_listed_with_its_reference(tmp_path: Path) -> None:

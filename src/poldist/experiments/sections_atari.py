@@ -116,8 +116,15 @@ def atari_costs(results: Path) -> list[str]:
         out.append(
             f"- Training a teacher against a bare CleanRL-style DQN loop ({dqn['settings']}): "
             f"{sps['poldist-1']:.0f} against {sps['bare-1']:.0f} agent steps/s on one thread each "
-            f"({dqn['ratio_1_thread']:.2f}x); peak resident memory {peak['poldist']:.0f} against "
-            f"{peak['bare']:.0f} MB with {dqn['memory_rows']:,} transitions (section 6)."
+            f"({dqn['ratio_1_thread']:.2f}x)"
+            + (
+                f", on two threads {sps['poldist-2']:.0f} ({sps['poldist-2-overlap']:.0f} with "
+                f"`--overlap-envs`) against {sps['bare-2']:.0f}"
+                if {"poldist-2", "poldist-2-overlap", "bare-2"} <= set(sps)
+                else ""
+            )
+            + f"; peak resident memory {peak['poldist']:.0f} against {peak['bare']:.0f} MB with "
+            f"{dqn['memory_rows']:,} transitions (section 6)."
         )
     else:
         out.append(
