@@ -46,7 +46,7 @@ def group_intervals(
     records: list[dict[str, Any]], references: dict[str, list[float]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """``(variant, size) -> {"per_game": {game: PercentInterval}, "geomean": PercentInterval or None,
-    "seeds": n, "agreement": mean, "wall": mean train seconds, "cpu": mean train CPU seconds or None
+    "seeds": [seed, ...], "agreement": mean, "wall": mean train seconds, "cpu": mean train CPU seconds or None
     (a run recorded before CPU time was kept)}``; the geometric mean only where every game of the
     study has a run."""
     games = sorted({r["game"] for r in records})
