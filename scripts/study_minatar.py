@@ -135,6 +135,12 @@ WIDTHS = {
     "net1": "8/64",
     "net1-c16": "16/32",
     "teacher": "16/128",
+    # Trunks that shrink the grid before the hidden layer, so its width survives the budget:
+    # one 3x3 conv of stride 2 (4x4 cells), or a 16-filter conv then a stride-2 one (3x3 cells)
+    "net2-s2": "8s2/69",
+    "net2-2c": "16,16k3s2/41",
+    "net3-s2": "8s2/38",
+    "net3-2c": "16,8k3s2/41",
 }
 # poldist's MinAtar family (networks.MINATAR_STUDENTS) is net1 8/64, net2-c8 8/18, net3-c8 8/10
 

@@ -225,3 +225,24 @@ def test_network_input_is_float_times_scale_bit_for_bit_and_leaves_float_input_a
     before = floats.clone()
     assert torch.equal(network_input(floats, 1 / 255), before * (1 / 255))
     assert torch.equal(floats, before)  # the caller's float tensor is not scaled in place
+
+
+def test_explicit_kernels_strides_and_extra_layers_for_minatar() -> None:
+    teacher = minatar_dqn(10, 6)
+    assert student_architecture(teacher, "8s2/38").convs == ((8, 3, 2),)
+    assert student_architecture(teacher, "16,8k3s2/41").convs == ((16, 3, 1), (8, 3, 2))
+    assert student_architecture(nature_dqn(), "16,16k3s1,16/64").convs == ((16, 8, 4), (16, 3, 1), (16, 3, 1))
+    # one 3x3 stride-2 conv on 10x10: 4x4x8 = 128 features; 10*9*8+8 + 128*38+38 + 38*6+6
+    assert _params(student_architecture(teacher, "8s2/38")) == 728 + 4902 + 234
+
+
+@pytest.mark.parametrize("size", ["8,8/64", "8,8k3/64", "8,8s2/64"])
+def test_extra_conv_layer_needs_its_kernel_and_stride(size: str) -> None:
+    with pytest.raises(PoldistError, match="give each extra layer its kernel and stride"):
+        student_architecture(minatar_dqn(4, 3), size)
+
+
+@pytest.mark.parametrize("size", ["8s0/38", "8k0/38"])
+def test_zero_kernel_or_stride_raises(size: str) -> None:
+    with pytest.raises(PoldistError, match="at least 1"):
+        student_architecture(minatar_dqn(4, 3), size)

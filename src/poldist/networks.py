@@ -140,7 +140,9 @@ MINATAR_STUDENTS = {
 }
 # The family before 0.4 (4 filters at net2 and net3): the widths of results made with it
 LEGACY_MINATAR_STUDENTS = {"net1": "8/64", "net2": "4/36", "net3": "4/20"}
-_WIDTHS = re.compile(r"^(?P<convs>\d+(,\d+)*)/(?P<hidden>\d+)$")
+_CONV = r"\d+(k\d+)?(s\d+)?"
+_WIDTHS = re.compile(rf"^(?P<convs>{_CONV}(,{_CONV})*)/(?P<hidden>\d+)$")
+_CONV_PARTS = re.compile(r"^(?P<out>\d+)(k(?P<k>\d+))?(s(?P<s>\d+))?$")
 
 
 def student_architecture(teacher: Architecture, size: str) -> Architecture:
@@ -149,10 +151,14 @@ def student_architecture(teacher: Architecture, size: str) -> Architecture:
     Args:
         teacher: the teacher's architecture.
         size: ``"teacher"``, ``"net1"``, ``"net2"``, ``"net3"``, or explicit widths
-            ``"<conv1>,<conv2>,.../<fc>"`` (e.g. ``"16,16,16/128"``).
+            ``"<conv1>,<conv2>,.../<fc>"`` (e.g. ``"16,16,16/128"``). A conv entry may set its
+            kernel and stride, ``<channels>k<kernel>s<stride>``: ``"8s2/38"`` is one 3x3 conv of
+            stride 2 on MinAtar; layers beyond the teacher's depth must give both
+            (``"16,8k3s2/41"``), the others take the teacher's at the same position.
 
     Raises:
-        PoldistError: unknown size name, or a conv count that differs from the teacher's.
+        PoldistError: unknown size name, fewer conv layers than the teacher's, or an extra
+            layer without its kernel and stride.
     """
     table = ATARI_STUDENTS if len(teacher.convs) == 3 else MINATAR_STUDENTS
     if size in table:
@@ -166,14 +172,38 @@ def student_architecture(teacher: Architecture, size: str) -> Architecture:
                 f"unknown student size {size!r}: use one of {sorted(table)} "
                 "or widths like '16,16,16/128' (conv channels/fc units)"
             )
-        channels = tuple(int(c) for c in m["convs"].split(","))
-        hidden = int(m["hidden"])
+        return replace(teacher, convs=_explicit_convs(size, m["convs"], teacher), hidden=int(m["hidden"]))
     if len(channels) != len(teacher.convs):
         raise PoldistError(
             f"student size {size!r} has {len(channels)} conv layers, the teacher has {len(teacher.convs)}"
         )
     convs = tuple((c, k, s) for c, (_, k, s) in zip(channels, teacher.convs))
     return replace(teacher, convs=convs, hidden=hidden)
+
+
+def _explicit_convs(size: str, spec: str, teacher: Architecture) -> tuple[tuple[int, int, int], ...]:
+    """``"16,8k3s2"`` -> ``((16, k0, s0), (8, 3, 2))`` with ``k0, s0`` the teacher's first layer's."""
+    entries = spec.split(",")
+    if len(entries) < len(teacher.convs):
+        raise PoldistError(
+            f"student size {size!r} has {len(entries)} conv layers, the teacher has {len(teacher.convs)}"
+        )
+    convs = []
+    for i, entry in enumerate(entries):
+        parts = _CONV_PARTS.match(entry)
+        assert parts is not None  # _WIDTHS matched every entry
+        if i >= len(teacher.convs) and (parts["k"] is None or parts["s"] is None):
+            raise PoldistError(
+                f"student size {size!r} has {len(entries)} conv layers, the teacher has "
+                f"{len(teacher.convs)}: give each extra layer its kernel and stride (e.g. '8k3s2')"
+            )
+        k, s = teacher.convs[min(i, len(teacher.convs) - 1)][1:]
+        k = int(parts["k"]) if parts["k"] is not None else k
+        s = int(parts["s"]) if parts["s"] is not None else s
+        if k < 1 or s < 1:
+            raise PoldistError(f"student size {size!r}: kernels and strides must be at least 1")
+        convs.append((int(parts["out"]), k, s))
+    return tuple(convs)
 
 
 def network_input(obs: torch.Tensor, scale: float) -> torch.Tensor:

@@ -173,9 +173,13 @@ SIZE_RANK = (
     "net2",
     "net2-c8",
     "net2-c16",
+    "net2-s2",
+    "net2-2c",
     "net3",
     "net3-c8",
     "net3-c16",
+    "net3-s2",
+    "net3-2c",
     MULTITASK_SIZE,
 )
 MINUTES = ["wall min/run", "CPU min/run"]
