@@ -110,6 +110,10 @@ def _add_run_command(
     return p
 
 
+# The demo's budget: the minatar recipe over 24k updates instead of 40k, to fit about 2 minutes of
+# distillation on 2 cores; on Breakout it reached 102.3% of the reference score (README).
+DEMO_UPDATES = 24_000
+
 _CAPTURE_HELP = "also record the first episode of the {what} (same seed and protocol) to this .gif or .mp4"
 
 
@@ -220,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--updates",
         type=_count(1),
-        default=None,
-        help="student minibatch updates (default: the minatar recipe's)",
+        default=DEMO_UPDATES,
+        help=f"student minibatch updates (default {DEMO_UPDATES:,}: the minatar recipe's schedule over "
+        "this shorter budget, about 2 minutes of distillation on 2 CPU cores; the recipe itself is 40,000)",
     )
     p.add_argument("--episodes", type=_count(1), default=200, help="final evaluation episodes of each")
     p.add_argument("--seed", type=int, default=0)

@@ -291,9 +291,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
     game = args.game.lower().replace("-", "_")
     out = Path(args.out or f"runs/demo-{game}-{time.strftime('%Y%m%d-%H%M%S')}")
     # the settings `poldist distill --teacher minatar/<game>` starts from: the minatar recipe
-    updates = {} if args.updates is None else {"updates": args.updates}
     cfg = recipe_config(
-        f"minatar/{game}", student=args.student, final_eval_episodes=args.episodes, seed=args.seed, **updates
+        f"minatar/{game}",
+        student=args.student,
+        updates=args.updates,
+        final_eval_episodes=args.episodes,
+        seed=args.seed,
     )
     reference = reference_mean(cfg.teacher)  # the yardstick (issue 18), checked before any work
     if reference is None:
