@@ -23,6 +23,7 @@ from poldist.experiments.reproduce import (
     run_online,
 )
 from poldist.online import OnlineConfig
+from poldist.zoo import reference_returns
 
 TINY = replace(
     BUDGET,
@@ -168,8 +169,8 @@ def test_runs_write_raw_records_and_are_skipped_when_done(tmp_path) -> None:
     assert r["machine"]["cpu_model"]  # which CPU made the number (one seed's floats differ by CPU)
     assert r["percent_of_teacher"] == pytest.approx(100 * r["student_score"] / r["teacher_score"])
     commands = {x["student"]: x["command"] for x in map(json.loads, (p.read_text() for p in raw))}
-    assert commands["net2"] == "poldist reproduce compression --games breakout --seeds 0"
-    assert commands["teacher"] == "poldist reproduce compression --games breakout --seeds 0"
+    assert commands["net2"] == "poldist reproduce compression --games breakout --seeds 0 --protocol legacy"
+    assert commands["teacher"] == "poldist reproduce compression --games breakout --seeds 0 --protocol legacy"
     params = {x["student"]: x["student_params"] for x in records}
     assert params["teacher"] > params["net1"] > params["net2"] > params["net3"]
     # a second call does no work: same records, no new run directories
@@ -439,7 +440,12 @@ def test_status_table_counts_what_exists(tmp_path) -> None:
     (tmp_path / "online" / "breakout-seed2").mkdir(parents=True)
     (tmp_path / "online" / "breakout-seed2" / "summary.json").write_text("{}")
     table = status_table(tmp_path)
-    assert "| losses | 0/25 | 3/25 | 0/25 | `poldist reproduce losses --seeds 0,1,2` |" in table
+    assert (
+        "| losses (legacy) | 0/25 | 3/25 | 0/25 | "
+        "`poldist reproduce losses --seeds 0,1,2 --protocol legacy` |" in table
+    )
+    assert "| losses (fresh) | 0/25 | 0/25 | 0/25 | `poldist reproduce losses --seeds 0,1,2` |" in table
+    assert "| control (legacy) | 0/30 | 1/30 | 0/30 | `poldist reproduce control --seeds 0,1,2` |" in table
     assert "| multi-task | 1/3 | 0/3 | 0/3 |" in table
     assert "| online | 0/1 | 0/1 | 1/1 done |" in table
 
@@ -522,7 +528,7 @@ def test_multitask_explorations_found_by_recorded_settings(tmp_path, card_yardst
     assert "linear heads" not in text  # no exploration records the main setting with linear heads
 
 
-def test_two_stage_geomean_against_hand_computed_values(monkeypatch) -> None:
+def test_two_stage_intervals_against_hand_computed_values(monkeypatch) -> None:
     """Constant returns: the interval collapses onto the point, sqrt(100 x 50) = 70.71%."""
     from poldist.experiments import sections_single_game as sections
 
@@ -534,12 +540,41 @@ def test_two_stage_geomean_against_hand_computed_values(monkeypatch) -> None:
         for g, t in (("a", "ta"), ("b", "tb"))
         for s in (1, 2, 3)
     ]
-    iv = sections.two_stage_geomean(records, ["a", "b"])
+    per_game, iv = sections.two_stage_intervals(records, ["a", "b"])
+    assert per_game["a"].mean == pytest.approx(100.0) and per_game["b"].mean == pytest.approx(50.0)
     assert iv.mean == pytest.approx(100 * np.sqrt(0.5)) and iv.ci_low == pytest.approx(iv.ci_high)
     assert iv.ci_low == pytest.approx(iv.mean)
     # a game without runs, or a run that did not record its returns: no two-stage interval
-    assert sections.two_stage_geomean(records, ["a", "b", "c"]) is None
+    assert sections.two_stage_intervals(records, ["a", "b", "c"]) is None
     assert (
-        sections.two_stage_geomean([*records, dict(records[0], seed=4, student_returns=None)], ["a", "b"])
+        sections.two_stage_intervals([*records, dict(records[0], seed=4, student_returns=None)], ["a", "b"])
         is None
     )
+
+
+def test_fresh_protocol_cells_runs_and_report(tmp_path) -> None:
+    """The fresh protocol: its own cell names, disjoint env seeds and 200 final episodes; the report
+    makes its runs the main table (two-stage intervals) with the legacy runs below."""
+    fresh = experiment_cells("losses", [0, 1], protocol="fresh")
+    assert fresh[0].name == "asterix__teacher__nll__fresh__seed0"
+    assert not {c.name for c in fresh} & {c.name for c in experiment_cells("losses", [0, 1])}
+    cfg = Cell("breakout", budget="40k", protocol="fresh").config()
+    assert (cfg.env_seeds, cfg.final_eval_episodes, cfg.updates) == ("disjoint", 200, 40_000)
+    assert Cell("breakout").config().env_seeds == "offset"  # legacy cells as they were made
+    with pytest.raises(PoldistError, match="control runs under the legacy protocol only"):
+        experiment_cells("control", [0], protocol="fresh")
+
+    runs, results = tmp_path / "runs", tmp_path / "results" / "reproduce"
+    kw = dict(games=["breakout"], runs=runs, results=results, budget=TINY)
+    records = run_experiment("compression", [0], protocol="fresh", **kw)
+    assert all(len(r["student_returns"]) == 200 for r in records)
+    assert records[0]["command"].endswith("--seeds 0 --protocol fresh")
+    run_experiment("compression", [0], **kw)  # legacy runs of the same cells: separate records
+    assert len(list((results / "raw").glob("*__fresh__seed0.json"))) == 4
+    assert len(list((results / "raw").glob("*.json"))) == 8
+    text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
+    section = text[text.index("## 2. Compression") : text.index("## 3.")]
+    assert "Fresh protocol (seeds 0)" in section and "Before the yardstick, for the record: Legacy" in section
+    # the fresh table's cells carry one decimal in their intervals; the legacy ones over one seed none
+    pct = 100 * np.mean(records[0]["student_returns"]) / np.mean(reference_returns("minatar/breakout"))
+    assert f"| breakout | 12.09 (card 12.84) | {pct:.1f} [" in section

@@ -283,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs/reproduce", help="where the run directories go")
     p.add_argument("--results", default="results/reproduce", help="where raw results go")
     p.add_argument("--shard", default="0/1", help="i/n: run every n-th cell from i (n processes, n cores)")
+    p.add_argument(
+        "--protocol",
+        choices=["auto", "fresh", "legacy"],
+        default="auto",
+        help="'fresh': each seed on env seeds of its own, 200 final episodes (losses and compression); "
+        "'legacy': neighbouring seeds sharing env seeds, 50 final episodes, as sections 1-5 were "
+        "first made; 'auto' (default): fresh where the experiment has it, else legacy",
+    )
     p.set_defaults(func=commands.cmd_reproduce)
 
     p = sub.add_parser(

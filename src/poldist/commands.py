@@ -426,7 +426,7 @@ def int_list(text: str) -> list[int]:
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     """``poldist reproduce``: see ``poldist reproduce --help``."""
-    from poldist.experiments.reproduce import run_experiment, run_online
+    from poldist.experiments.reproduce import FRESH_EXPERIMENTS, PROTOCOL_NAMES, run_experiment, run_online
 
     if args.experiment == "online":
         for d in run_online(int_list(args.seeds), runs=args.runs):
@@ -437,6 +437,9 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise PoldistError(f"--shard wants i/n (e.g. 0/2), got {args.shard!r}") from e
     games = [g.strip() for g in args.games.split(",") if g.strip()] or None
+    protocol = args.protocol
+    if protocol == "auto":
+        protocol = "fresh" if args.experiment in FRESH_EXPERIMENTS else "legacy"
     records = run_experiment(
         args.experiment,
         int_list(args.seeds),
@@ -444,6 +447,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
         runs=args.runs,
         results=args.results,
         shard=(i, n),
+        protocol=PROTOCOL_NAMES[protocol],
     )
     rows = [
         [r["game"], r["student"], r["variant"], r["seed"], r["student_score"], r["percent_of_teacher"]]

@@ -71,16 +71,18 @@ def status_table(results: Path) -> str:
     ``<results>/reproduce/raw``, the multi-task methods (of three) present in
     ``<results>/multitask/seed<S>/results.json``, and online seeds with a ``summary.json``.
     """
-    from poldist.experiments.reproduce import EXPERIMENTS, experiment_cells
+    from poldist.experiments.reproduce import EXPERIMENTS, FRESH_EXPERIMENTS, experiment_cells
 
     rows = []
-    for name in EXPERIMENTS:
+    for name, protocol in [*((n, "fresh") for n in FRESH_EXPERIMENTS), *((n, "") for n in EXPERIMENTS)]:
         counts = []
         for seed in STATUS_SEEDS:
-            cells = experiment_cells(name, [seed])
+            cells = experiment_cells(name, [seed], protocol=protocol)
             done = sum((results / "reproduce" / "raw" / f"{c.name}.json").exists() for c in cells)
             counts.append((done, len(cells)))
-        rows.append((name, counts, f"poldist reproduce {name} --seeds 0,1,2"))
+        flag = "" if protocol == "fresh" or name not in FRESH_EXPERIMENTS else " --protocol legacy"
+        label = f"{name} ({'fresh' if protocol else 'legacy'})"
+        rows.append((label, counts, f"poldist reproduce {name} --seeds 0,1,2{flag}"))
     multi = []
     for seed in STATUS_SEEDS:
         path = results / "multitask" / f"seed{seed}" / "results.json"
@@ -113,10 +115,13 @@ def introduction(results: Path) -> list[str]:
         "score (`poldist reference-score`: 1,000 episodes at epsilon 0.05 on env seeds that no "
         "training, selection or student evaluation uses; the shipped teacher's 100-episode model-card "
         "score, which the runs of sections 1-5 were first reported against, is shown beside it). "
-        "Sections 1-5 below were run before that yardstick (50-100 final episodes, neighbouring seeds "
-        "sharing env seeds); section 5b is the first under it. Per-game cells: mean over seeds "
-        "[95% percentile-bootstrap CI over seeds]. IQM and geometric mean over games: rliable's "
-        f"stratified bootstrap ({BOOT_REPS} resamples; a game below {GEO_FLOOR:g}% counts as "
+        "Two protocols: `fresh` (every seed on env seeds of its own, 200 final episodes, intervals of "
+        "a two-stage bootstrap over seeds and episodes) and `legacy` (50-100 final episodes, "
+        "neighbouring seeds sharing env seeds, per-game cells [95% percentile-bootstrap CI over "
+        "seeds]). Sections 1-2 say which one their main table used; sections 3 (its multi-task DQN "
+        "and first students), 4 and 5 are legacy; 5b, 5c and 7 fresh. IQM over games, and the "
+        "geometric mean of legacy tables: rliable's stratified bootstrap over seeds"
+        f" ({BOOT_REPS} resamples; a game below {GEO_FLOOR:g}% counts as "
         f"{GEO_FLOOR:g}% in the geometric mean).",
         "",
         "Runs so far (cells with a raw result, per seed; every command resumes and skips finished "

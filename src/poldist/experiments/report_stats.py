@@ -62,12 +62,15 @@ def cell_name(record: dict[str, Any]) -> str:
     return Cell(**{f.name: record[f.name] for f in fields(Cell) if f.name in record}).name
 
 
-def experiment_records(raw: list[dict[str, Any]], experiment: str) -> list[dict[str, Any]]:
-    """The raw records that are cells of ``experiment`` (a shared cell counts for each)."""
+def experiment_records(
+    raw: list[dict[str, Any]], experiment: str, protocol: str = ""
+) -> list[dict[str, Any]]:
+    """The raw records that are cells of ``experiment`` under ``protocol`` ("" legacy, "fresh"; a
+    shared cell counts for each experiment)."""
     from poldist.experiments.reproduce import experiment_cells
 
     seeds = sorted({r["seed"] for r in raw})
-    names = {c.name for c in experiment_cells(experiment, seeds)}
+    names = {c.name for c in experiment_cells(experiment, seeds, protocol=protocol)}
     return [r for r in raw if cell_name(r) in names]
 
 

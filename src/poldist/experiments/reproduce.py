@@ -14,6 +14,12 @@ everything is there. A run's identity is its cell (game, student, loss, temperat
 budget, seed): the KL(0.01) teacher-size student is shared by the losses and control experiments,
 the KL(0.01) net1 student by kickstart and the standard-budget compression runs.
 
+Two protocols: ``fresh`` (the default since issue 18's yardstick) runs each seed on env seeds no
+other seed uses and scores every student over 200 final episodes, so the report can give
+intervals over seeds and episodes; ``legacy`` is how sections 1-5 were first made (neighbouring
+seeds sharing 7 of 8 env seeds, 50 final episodes), kept so their records still have a command.
+A cell's protocol is part of its name (``__fresh``), so the two never mix.
+
 Scores are percent of the teacher's reference score (1,000 episodes at epsilon 0.05 on env seeds
 no run uses; the model card's 100-episode score where a teacher has none), so every cell has the
 same denominator; the student is scored with the same epsilon, and its every final return is kept.
@@ -74,7 +80,8 @@ class Cell:
     ``control``), ``kickstart`` (Double DQN plus a decaying distillation term towards the
     teacher) or ``dqn`` (Double DQN from scratch, the baseline of kickstarting). ``budget``
     names a distillation budget in :data:`BUDGETS` ("" is :data:`BUDGET`); ``lr``, if not 0,
-    replaces the budget's learning rate (and shows in the variant's name).
+    replaces the budget's learning rate (and shows in the variant's name); ``protocol`` names
+    the env seeds and final episodes of :data:`PROTOCOLS` ("" is legacy).
     """
 
     game: str
@@ -86,6 +93,7 @@ class Cell:
     method: str = "distill"
     budget: str = ""
     lr: float = 0.0
+    protocol: str = ""
 
     @property
     def variant(self) -> str:
@@ -100,17 +108,22 @@ class Cell:
 
     @property
     def name(self) -> str:
-        """File-safe identity, e.g. ``breakout__net2__kl-tau0.01__seed0`` or ``..__40k__seed0``."""
+        """File-safe identity, e.g. ``breakout__net2__kl-tau0.01__seed0``, ``..__40k__seed0`` or
+        ``..__40k__fresh__seed0``."""
         budget = f"__{self.budget}" if self.budget else ""
-        return f"{self.game}__{self.student}__{self.variant}{budget}__seed{self.seed}"
+        protocol = f"__{self.protocol}" if self.protocol else ""
+        return f"{self.game}__{self.student}__{self.variant}{budget}{protocol}__seed{self.seed}"
 
     def config(self, budget: DistillConfig | None = None) -> DistillConfig:
         """The distillation config of this (``distill``) cell under ``budget`` (default: its own)."""
         if self.budget not in BUDGETS:
             raise PoldistError(f"unknown budget {self.budget!r}: choose from {sorted(BUDGETS)}")
+        if self.protocol not in PROTOCOLS:
+            raise PoldistError(f"unknown protocol {self.protocol!r}: choose from {sorted(PROTOCOLS)}")
         base = budget or BUDGETS[self.budget]
         return replace(
             base,
+            **PROTOCOLS[self.protocol],
             lr=self.lr or base.lr,
             teacher=f"minatar/{self.game}",
             student=LEGACY_MINATAR_STUDENTS.get(self.student, self.student),
@@ -133,6 +146,14 @@ class Cell:
             lr=self.lr or budget.lr,
         )
 
+
+# protocol -> the DistillConfig fields it sets over a budget; "" is legacy (no suffix in names)
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "": {},
+    "fresh": {"env_seeds": "disjoint", "final_eval_episodes": 200},
+}
+PROTOCOL_NAMES = {"legacy": "", "fresh": "fresh"}  # the CLI's names
+FRESH_EXPERIMENTS = ("losses", "compression")  # sections 1-2; the others stay legacy for now
 
 LOSS_VARIANTS = (("nll", 0.0), ("mse", 0.0), ("kl", 0.01), ("kl", 0.1), ("kl", 1.0))
 SIZES = ("teacher", "net1", "net2", "net3")
@@ -164,8 +185,11 @@ KICKSTART_VARIANTS: tuple[dict[str, Any], ...] = (
 KICKSTART_FIRST_DESIGN: tuple[dict[str, Any], ...] = (dict(method="dqn"), dict(method="kickstart"))
 
 
-def experiment_cells(name: str, seeds: list[int], games: list[str] | None = None) -> list[Cell]:
-    """The cells of experiment ``name`` (one of :data:`EXPERIMENTS`), seed-major order.
+def experiment_cells(
+    name: str, seeds: list[int], games: list[str] | None = None, protocol: str = ""
+) -> list[Cell]:
+    """The cells of experiment ``name`` (one of :data:`EXPERIMENTS`) under ``protocol`` ("" legacy,
+    or "fresh": :data:`PROTOCOLS`), seed-major order.
 
     Seed-major: the first seed of every cell is done before any second seed, so a partial
     run already covers the whole table (kickstart: seed-major within its main pair, then
@@ -173,6 +197,9 @@ def experiment_cells(name: str, seeds: list[int], games: list[str] | None = None
     the experiments that list them.
     """
     games = list(games or GAMES)
+    if protocol and name not in FRESH_EXPERIMENTS:
+        covered = ", ".join(FRESH_EXPERIMENTS)
+        raise PoldistError(f"{name} runs under the legacy protocol only (the fresh one covers {covered})")
     unknown = sorted(set(games) - set(GAMES))
     if unknown:
         raise PoldistError(f"unknown games {unknown}: choose from {list(GAMES)}")
@@ -190,7 +217,7 @@ def experiment_cells(name: str, seeds: list[int], games: list[str] | None = None
         return [Cell(seed=s, **kw) for part in (main, first) for s in seeds for kw in part]
     else:
         raise PoldistError(f"unknown experiment {name!r}: choose from {list(EXPERIMENTS)}")
-    return [Cell(seed=seed, **kw) for seed in seeds for kw in per_seed]
+    return [Cell(seed=seed, protocol=protocol, **kw) for seed in seeds for kw in per_seed]
 
 
 def teacher_card(game: str) -> dict[str, Any]:
@@ -204,7 +231,7 @@ def run_cell(
     results: Path,
     budget: DistillConfig | None = None,
     dqn_budget: DQNConfig = DQN_BUDGET,
-    experiment: str = "",
+    experiment: str = "losses",
 ) -> dict[str, Any]:
     """Run (or resume, or skip if done) one cell; write ``<results>/raw/<cell.name>.json``.
 
@@ -273,7 +300,8 @@ def run_cell(
         **extra,
         "compression": extra["student_params"] / extra["teacher_params"],
         "machine": summary["machine"],
-        "command": f"poldist reproduce {experiment or 'losses'} --games {cell.game} --seeds {cell.seed}",
+        "command": f"poldist reproduce {experiment} --games {cell.game} --seeds {cell.seed}"
+        + (f" --protocol {cell.protocol or 'legacy'}" if experiment in FRESH_EXPERIMENTS else ""),
     }
     raw.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(run / "evals.csv", raw.with_suffix(".evals.csv"))
@@ -313,8 +341,10 @@ def run_experiment(
     shard: tuple[int, int] = (0, 1),
     budget: DistillConfig | None = None,
     dqn_budget: DQNConfig = DQN_BUDGET,
+    protocol: str = "",
 ) -> list[dict[str, Any]]:
-    """Run every cell of experiment ``name`` (skipping finished ones); return their records.
+    """Run every cell of experiment ``name`` under ``protocol`` (skipping finished ones); return
+    their records.
 
     ``shard=(i, n)`` runs only cells ``i, i+n, i+2n, ...``: start ``n`` processes with
     ``i = 0..n-1`` to use ``n`` cores. ``budget``, if given, replaces every cell's own budget.
@@ -322,7 +352,7 @@ def run_experiment(
     i, n = shard
     if not 0 <= i < n:
         raise PoldistError(f"shard {i}/{n}: need 0 <= i < n")
-    cells = experiment_cells(name, seeds, games)
+    cells = experiment_cells(name, seeds, games, protocol)
     records = []
     for k, cell in enumerate(cells):
         if k % n == i:

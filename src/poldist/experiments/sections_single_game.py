@@ -62,7 +62,12 @@ def _budget_line(records: list[dict[str, Any]]) -> str:
 def single_game_section(
     records: list[dict[str, Any]], key: str, order: tuple[str, ...], plots: Path, title: str
 ) -> tuple[str, dict[str, Any]]:
-    """Table (games x variants of ``key``) of percent of teacher, aggregates, and a bar plot."""
+    """Table (games x variants of ``key``) of percent of teacher, aggregates, and a bar plot.
+
+    Where every run recorded its episode returns (the fresh protocol), per-game cells and the
+    geometric mean carry the two-stage interval (:func:`two_stage_intervals`); otherwise per-game
+    cells are percentile intervals over seeds and the geometric mean rliable's. IQM: rliable's.
+    """
     games = sorted({r["game"] for r in records})
     variants = [v for v in order if any(r[key] == v for r in records)]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -72,25 +77,24 @@ def single_game_section(
     for v in variants:
         matrices[v], seeds[v] = seed_matrix(groups[v], games)
     agg = aggregate_intervals(matrices)
+    two_stage = {v: two_stage_intervals(groups[v], games) for v in variants}
+    for v, iv in two_stage.items():
+        if iv is not None:  # the ranking and the notes read agg: give them the two-stage interval
+            agg.setdefault(v, {})["geomean"] = [iv[1].mean, iv[1].ci_low, iv[1].ci_high]
     rows = []
     for g in games:
         row = [g, _fmt_score(records, g)]
         for v in variants:
-            row.append(seed_cell([r["percent_of_teacher"] for r in groups[v] if r["game"] == g]))
+            if two_stage[v] is not None:
+                cell = two_stage[v][0][g]
+                row.append(f"{cell.mean:.1f} [{cell.ci_low:.1f}, {cell.ci_high:.1f}]")
+            else:
+                row.append(seed_cell([r["percent_of_teacher"] for r in groups[v] if r["game"] == g]))
         rows.append(row)
     rows.append(["**IQM**", ""] + [aggregate_cell(agg.get(v, {}).get("iqm")) for v in variants])
     rows.append(
         ["**geometric mean**", ""] + [aggregate_cell(agg.get(v, {}).get("geomean")) for v in variants]
     )
-    two_stage = {v: two_stage_geomean(groups[v], games) for v in variants}
-    if any(iv is not None for iv in two_stage.values()):
-        rows.append(
-            ["**geometric mean, two-stage CI**", ""]
-            + [
-                aggregate_cell(None if iv is None else [iv.mean, iv.ci_low, iv.ci_high])
-                for iv in two_stage.values()
-            ]
-        )
     # aggregates use the seeds that every game has: say how many, and over how many games
     rows.append(
         ["runs in aggregates", ""]
@@ -102,13 +106,22 @@ def single_game_section(
         v: {g: float(np.mean([r["percent_of_teacher"] for r in groups[v] if r["game"] == g])) for g in games}
         for v in variants
     }
-    data = {"variants": variants, "games": games, "aggregates": agg, "plot": plot, "per_game": per_game}
+    data = {
+        "variants": variants,
+        "games": games,
+        "aggregates": agg,
+        "plot": plot,
+        "per_game": per_game,
+        "two_stage": all(iv is not None for iv in two_stage.values()),
+    }
     return md_table(headers, rows), data
 
 
-def two_stage_geomean(records: list[dict[str, Any]], games: list[str]) -> PercentInterval | None:
-    """The geometric mean over ``games`` of percent of teacher with the two-stage bootstrap's
-    interval (seeds, then episodes within each, and the teacher's reference episodes:
+def two_stage_intervals(
+    records: list[dict[str, Any]], games: list[str]
+) -> tuple[dict[str, PercentInterval], PercentInterval] | None:
+    """Percent of teacher per game and its geometric mean over ``games``, with the two-stage
+    bootstrap's intervals (seeds, then episodes within each, and the teacher's reference episodes:
     :func:`poldist.evaluation.percent_intervals`), or ``None`` unless every game has runs that
     recorded their episode returns and a teacher with a reference score."""
     students: dict[str, list[list[float]]] = defaultdict(list)
@@ -124,7 +137,7 @@ def two_stage_geomean(records: list[dict[str, Any]], games: list[str]) -> Percen
                 return None
     if sorted(students) != sorted(games):
         return None
-    return percent_intervals(dict(students), references)[1]
+    return percent_intervals(dict(students), references)
 
 
 def _ranking(prefix: str, data: dict[str, Any]) -> str:
@@ -187,12 +200,16 @@ def _gaps_note(path: Path, records: list[dict[str, Any]], data: dict[str, Any]) 
     return text
 
 
-def _short_budget_note(raw: list[dict[str, Any]], games: list[str]) -> str:
-    """Compression at the standard budget, where runs exist: how much the longer budget matters."""
+def _short_budget_note(raw: list[dict[str, Any]], games: list[str], protocol: str = "") -> str:
+    """Compression at the standard budget under ``protocol``, where runs exist: how much the longer
+    budget matters."""
     short = [
         r
         for r in raw
-        if not r.get("budget") and r["variant"] == "kl-tau0.01" and r.get("method", "distill") == "distill"
+        if not r.get("budget")
+        and r["variant"] == "kl-tau0.01"
+        and r.get("method", "distill") == "distill"
+        and r.get("protocol", "") == protocol
     ]
     parts = []
     for size in SIZE_ORDER:
@@ -349,16 +366,56 @@ def _missing(experiment: str) -> list[str]:
     return [f"No raw results yet: `poldist reproduce {experiment} --seeds 0,1,2`.", ""]
 
 
+def _protocol_records(
+    ctx: ReportContext, experiment: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(main, legacy)`` records of ``experiment``: the fresh protocol's runs are the main table
+    once any exist, and the legacy runs then follow as a record of how it was first measured."""
+    fresh = experiment_records(ctx.raw, experiment, "fresh")
+    legacy = experiment_records(ctx.raw, experiment)
+    return (fresh, legacy) if fresh else (legacy, [])
+
+
+def _protocol_line(records: list[dict[str, Any]], experiment: str) -> str:
+    """How the main table was measured, and the command that completes or redoes it."""
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in records}))
+    if records[0].get("protocol") == "fresh":
+        return (
+            f"Fresh protocol (seeds {seeds}): every seed on env seeds of its own; per-game cells and the "
+            "geometric mean: mean [95% interval] of the two-stage bootstrap (seeds, then episodes within "
+            "each, and the teacher's reference episodes); IQM: rliable's bootstrap over seeds. Command: "
+            f"`poldist reproduce {experiment} --seeds 0,1,2` (`--protocol fresh`, the default)."
+        )
+    return (
+        f"Legacy protocol (seeds {seeds}; run before issue 18's yardstick): neighbouring seeds share 7 "
+        "of their 8 env seeds, and per-game cells are percentile intervals over the seeds alone. "
+        f"Command: `poldist reproduce {experiment} --seeds 0,1,2 --protocol legacy`; under the fresh "
+        f"protocol: `poldist reproduce {experiment} --seeds 0,1,2`."
+    )
+
+
+def _legacy_lines(
+    legacy: list[dict[str, Any]], key: str, order: tuple[str, ...], ctx: ReportContext, title: str
+) -> list[str]:
+    """The legacy table under a fresh one: how the experiment was first measured."""
+    if not legacy:
+        return []
+    table, _ = single_game_section(legacy, key, order, ctx.plots, f"{title}_legacy")
+    return ["Before the yardstick, for the record: " + _protocol_line(legacy, title), "", table, ""]
+
+
 def losses_lines(ctx: ReportContext) -> list[str]:
     """Section 1: NLL, MSE and KL at three temperatures on teacher-size students. Leaves its
     numbers in ``ctx.shared["losses"]`` for the multi-task section."""
-    losses = experiment_records(ctx.raw, "losses")
+    losses, legacy = _protocol_records(ctx, "losses")
     if not losses:
         return _missing("losses")
     table, data = single_game_section(losses, "variant", LOSS_ORDER, ctx.plots, "losses")
     ctx.shared["losses"] = data
     return [
         _budget_line(losses),
+        "",
+        _protocol_line(losses, "losses"),
         "",
         table,
         "",
@@ -370,14 +427,13 @@ def losses_lines(ctx: ReportContext) -> list[str]:
         "",
         _gaps_note(ctx.results / "teacher_gaps.json", losses, data),
         "",
-        "Command: `poldist reproduce losses --seeds 0,1,2`",
-        "",
+        *_legacy_lines(legacy, "variant", LOSS_ORDER, ctx, "losses"),
     ]
 
 
 def compression_lines(ctx: ReportContext) -> list[str]:
     """Section 2: KL students at 100/25/7/4% of the teacher, against the paper's figures."""
-    comp = experiment_records(ctx.raw, "compression")
+    comp, legacy = _protocol_records(ctx, "compression")
     if not comp:
         return _missing("compression")
     table, data = single_game_section(comp, "student", SIZE_ORDER, ctx.plots, "compression")
@@ -386,16 +442,17 @@ def compression_lines(ctx: ReportContext) -> list[str]:
     return [
         _budget_line(comp),
         "",
+        _protocol_line(comp, "compression"),
+        "",
         table,
         "",
         f"Paper (Atari, 10 games, geometric mean of percent of teacher): {paper}.",
         "",
-        _short_budget_note(ctx.raw, data["games"]),
+        _short_budget_note(ctx.raw, data["games"], comp[0].get("protocol", "")),
         "",
         f"![compression]({ctx.link(data['plot'])}) ![compression curve]({ctx.link(curve)})",
         "",
-        "Command: `poldist reproduce compression --seeds 0,1,2`",
-        "",
+        *_legacy_lines(legacy, "student", SIZE_ORDER, ctx, "compression"),
     ]
 
 
