@@ -136,11 +136,18 @@ WIDTHS = {
     "net1-c16": "16/32",
     "teacher": "16/128",
     # Trunks that shrink the grid before the hidden layer, so its width survives the budget:
-    # one 3x3 conv of stride 2 (4x4 cells), or a 16-filter conv then a stride-2 one (3x3 cells)
+    # one 3x3 conv of stride 2 (4x4 cells), or a 16-filter conv then a stride-2 one (3x3 cells).
+    # A 3x3 kernel of stride 2 on 10 cells (or 8) never reads the last row and column, where
+    # Breakout's paddle is: net3-s2 and net3-2c scored 9% there (kept as that finding).
     "net2-s2": "8s2/69",
     "net2-2c": "16,16k3s2/41",
     "net3-s2": "8s2/38",
     "net3-2c": "16,8k3s2/41",
+    # The same ideas with 4x4 kernels of stride 2, which cover the whole grid (4x4 and 3x3 cells)
+    "net2-s2k4": "8k4s2/68",
+    "net2-2ck4": "16,12k4s2/52",
+    "net3-s2k4": "8k4s2/36",
+    "net3-2ck4": "16,8k4s2/34",
 }
 # poldist's MinAtar family (networks.MINATAR_STUDENTS) is net1 8/64, net2-c8 8/18, net3-c8 8/10
 

@@ -175,11 +175,15 @@ SIZE_RANK = (
     "net2-c16",
     "net2-s2",
     "net2-2c",
+    "net2-s2k4",
+    "net2-2ck4",
     "net3",
     "net3-c8",
     "net3-c16",
     "net3-s2",
     "net3-2c",
+    "net3-s2k4",
+    "net3-2ck4",
     MULTITASK_SIZE,
 )
 MINUTES = ["wall min/run", "CPU min/run"]
