@@ -578,3 +578,40 @@ def test_fresh_protocol_cells_runs_and_report(tmp_path) -> None:
     # the fresh table's cells carry one decimal in their intervals; the legacy ones over one seed none
     pct = 100 * np.mean(records[0]["student_returns"]) / np.mean(reference_returns("minatar/breakout"))
     assert f"| breakout | 12.09 (card 12.84) | {pct:.1f} [" in section
+
+
+def test_report_multitask_fresh_students_against_legacy_dqn(tmp_path, card_yardstick, monkeypatch) -> None:
+    """Fresh-protocol multi-task students (two-stage intervals from their episode returns) above the
+    legacy DQN table; constant returns make every interval collapse onto its point."""
+    import poldist.zoo
+
+    refs = {"minatar/breakout": [10.0] * 4, "minatar/freeway": [20.0] * 4}
+    monkeypatch.setattr(poldist.zoo, "reference_returns", lambda teacher: refs[teacher])
+    folder = tmp_path / "results" / "multitask"
+    legacy = {g: {"teacher_score": 10.0, "multi_dqn": 4.5, "multi_dqn_percent": 45.0} for g in refs}
+    (folder / "seed0").mkdir(parents=True)
+    (folder / "seed0" / "results.json").write_text(json.dumps({"per_game": legacy, "episodes": 100}))
+    text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
+    assert "Not yet run under the fresh protocol" in text
+    for seed in (0, 1):
+        run = folder / f"fresh-seed{seed}" / "multi-dist-kl-hh128-disjoint"
+        run.mkdir(parents=True)
+        tasks = [
+            {"teacher": t, "student_returns": [10.0] * 5, "agreement": 0.9}
+            for t in ("minatar/breakout", "minatar/freeway")
+        ]
+        summary = {"tasks": tasks, "config": {"seed": seed}, "train_wall_seconds": 60.0, "student_params": 99}
+        (run / "summary.json").write_text(json.dumps(summary))
+        students = {"multi_dist_kl": {"run": run.name}}
+        (run.parent / "results.json").write_text(json.dumps({"per_game": {}, "students": students}))
+    text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
+    section = text[text.index("## 3. Multi-task") : text.index("## 4.")]
+    assert "| breakout | 10.00 | 100.0 [100.0, 100.0] | 45.0 |" in section
+    assert "| freeway | 20.00 | 50.0 [50.0, 50.0] | 45.0 |" in section
+    assert "| seeds |  | 0, 1 | legacy |" in section
+    assert (
+        "multi-dist-kl 70.7% [70.7, 70.7] against the teachers' 100 (not met) and the DQN's 45.0%" in section
+    )
+    assert (
+        section.index("Fresh protocol") < section.index("Before the yardstick") < section.index("| minatar/")
+    )

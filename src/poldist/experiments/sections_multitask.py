@@ -24,6 +24,12 @@ from poldist.experiments.report_stats import (
     multitask_geomeans,
     rescore_multitask,
 )
+from poldist.experiments.study_report import (
+    MULTITASK_SIZE,
+    group_intervals,
+    multitask_recipe_records,
+    reference_returns_of,
+)
 from poldist.tables import md_table
 
 PAPER_MULTITASK = {"multi_dist_kl": 116.9, "multi_dist_nll": 105.1, "multi_dqn": 83.5}  # 3 games
@@ -235,8 +241,83 @@ def _multitask_explorations(folder: Path) -> list[str]:
     return lines + ([""] if lines else [])
 
 
+FRESH_COMMAND = (
+    "python scripts/multitask_minatar.py --skip-dqn --head-hidden 128 --env-seeds disjoint "
+    "--final-episodes 200 --seed S --out results/multitask/fresh-seedS"
+)
+FRESH_VARIANTS = {"multi_dist_kl": "multi-dist-kl", "multi_dist_nll": "multi-dist-nll"}
+
+
+def fresh_multitask_lines(folder: Path, dqn: dict[str, Any] | None) -> list[str]:
+    """The main setting's students under the fresh protocol (``<folder>/fresh-seed*``: disjoint env
+    seeds, 200 final episodes), per game and geometric mean with two-stage intervals, against the
+    multi-task DQN's legacy aggregates ``dqn`` (``{"geomean": [point, low, high], "per_game":
+    {game: percent}}``, rescored against the reference scores), or the command that makes them."""
+    records = multitask_recipe_records(folder, "fresh-seed*", FRESH_VARIANTS)
+    if not records:
+        return [
+            f"Not yet run under the fresh protocol (each seed on env seeds of its own, 200 final "
+            f"episodes, two-stage intervals): `{FRESH_COMMAND}` for S = 0, 1, 2. The tables below are "
+            "legacy.",
+            "",
+        ]
+    refs = reference_returns_of(records)
+    groups = group_intervals(records, refs)
+    games = sorted(refs)
+    variants = [v for v in FRESH_VARIANTS.values() if (v, MULTITASK_SIZE) in groups]
+    rows = []
+    for game in games:
+        row = [game, f"{np.mean(refs[game]):.2f}"]
+        for v in variants:
+            iv = groups[(v, MULTITASK_SIZE)]["per_game"].get(game)
+            row.append("–" if iv is None else f"{iv.mean:.1f} [{iv.ci_low:.1f}, {iv.ci_high:.1f}]")
+        row.append("–" if dqn is None else f"{dqn['per_game'].get(game, float('nan')):.1f}")
+        rows.append(row)
+    geo_row = ["**geometric mean**", ""]
+    for v in variants:
+        geo = groups[(v, MULTITASK_SIZE)]["geomean"]
+        geo_row.append("–" if geo is None else f"**{geo.mean:.1f}** [{geo.ci_low:.1f}, {geo.ci_high:.1f}]")
+    geo_row.append("–" if dqn is None else aggregate_cell(dqn["geomean"]))
+    rows.append(geo_row)
+    rows.append(
+        ["seeds", ""]
+        + [", ".join(map(str, groups[(v, MULTITASK_SIZE)]["seeds"])) for v in variants]
+        + ["legacy"]
+    )
+    headers = ["game", "teacher reference"] + variants + ["multi-dqn (legacy, rescored)"]
+    lines = [
+        "Fresh protocol (each seed on env seeds of its own, 200 final episodes; students: mean [95% "
+        "interval] of the two-stage bootstrap over seeds, episodes and the reference episodes; the "
+        "multi-task DQN: its legacy runs rescored, rliable's interval over seeds). Command, per seed "
+        f"S: `{FRESH_COMMAND}`.",
+        "",
+        md_table(headers, rows),
+        "",
+    ]
+    verdicts = []
+    for v in variants:
+        geo = groups[(v, MULTITASK_SIZE)]["geomean"]
+        if geo is None or dqn is None:
+            continue
+        apart = geo.ci_low > dqn["geomean"][2]
+        verdicts.append(
+            f"{v} {geo.mean:.1f}% [{geo.ci_low:.1f}, {geo.ci_high:.1f}] against the teachers' 100 "
+            f"({'met' if geo.mean >= 100 else 'not met'}) and the DQN's {dqn['geomean'][0]:.1f}% "
+            f"({'above it, the intervals apart' if apart else 'intervals overlapping'})"
+        )
+    if verdicts:
+        lines += [
+            "Target (>= 100% of the teachers, above the DQN with intervals apart): "
+            + "; ".join(verdicts)
+            + ".",
+            "",
+        ]
+    return lines + ["Before the yardstick, for the record (legacy protocol):", ""]
+
+
 def multitask_lines(ctx: ReportContext) -> list[str]:
-    """Section 3: the setup, the table over seeds, the target, what we checked, the explorations."""
+    """Section 3: the setup, the fresh-protocol table (or the command that makes it), then the legacy
+    table over seeds, the target, what we checked, the explorations."""
     folder = ctx.results / "multitask"
     mt = sorted(folder.glob("seed*/results.json"))
     if not mt:
@@ -254,6 +335,7 @@ def multitask_lines(ctx: ReportContext) -> list[str]:
     return [
         MULTITASK_SETUP,
         "",
+        *fresh_multitask_lines(folder, agg.get("multi_dqn")),
         table,
         "",
         _multitask_target(agg),

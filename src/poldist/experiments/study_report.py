@@ -191,32 +191,38 @@ MINUTES = ["wall min/run", "CPU min/run"]
 RECIPE_TARGETS = {"teacher": 100.0, "net1": 100.0, "net2": 100.0, "net3": 95.0, MULTITASK_SIZE: 100.0}
 
 
-def multitask_recipe_records(multitask_dir: Path) -> list[dict[str, Any]]:
-    """Study-style records (one per game) of the multi-task students distilled with the recipe:
-    ``<multitask_dir>/recipe-seed*/<run>/summary.json`` (kept by ``scripts/multitask_minatar.py
-    --recipe minatar``). ``train_wall_seconds`` is the whole five-game run's."""
+def multitask_recipe_records(
+    multitask_dir: Path, pattern: str = "recipe-seed*", variants: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Study-style records (one per game) of multi-task students: for each
+    ``<multitask_dir>/<pattern>/results.json`` and each method of ``variants`` (``method -> variant
+    name``; default the recipe's KL student, ``{"multi_dist_kl": "recipe"}``), the per-game returns
+    in ``<run>/summary.json`` (kept by ``scripts/multitask_minatar.py``). ``train_wall_seconds`` is
+    the whole five-game run's."""
     records = []
-    for res_path in sorted(Path(multitask_dir).glob("recipe-seed*/results.json")):
-        student = json.loads(res_path.read_text()).get("students", {}).get("multi_dist_kl")
-        summary_path = res_path.parent / student["run"] / "summary.json" if student else None
-        if summary_path is None or not summary_path.exists():
-            continue
-        summary = json.loads(summary_path.read_text())
-        for task in summary["tasks"]:
-            records.append(
-                {
-                    "variant": "recipe",
-                    "size": MULTITASK_SIZE,
-                    "game": task["teacher"].split("/")[-1],
-                    "seed": summary["config"]["seed"],
-                    "student_returns": task["student_returns"],
-                    "agreement": task["agreement"],
-                    "train_wall_seconds": summary["train_wall_seconds"],
-                    "train_cpu_seconds": summary.get("train_cpu_seconds"),
-                    "student_params": summary["student_params"],
-                    "config": summary["config"],
-                }
-            )
+    for res_path in sorted(Path(multitask_dir).glob(f"{pattern}/results.json")):
+        students = json.loads(res_path.read_text()).get("students", {})
+        for method, variant in (variants or {"multi_dist_kl": "recipe"}).items():
+            student = students.get(method)
+            summary_path = res_path.parent / student["run"] / "summary.json" if student else None
+            if summary_path is None or not summary_path.exists():
+                continue
+            summary = json.loads(summary_path.read_text())
+            for task in summary["tasks"]:
+                records.append(
+                    {
+                        "variant": variant,
+                        "size": MULTITASK_SIZE,
+                        "game": task["teacher"].split("/")[-1],
+                        "seed": summary["config"]["seed"],
+                        "student_returns": task["student_returns"],
+                        "agreement": task["agreement"],
+                        "train_wall_seconds": summary["train_wall_seconds"],
+                        "train_cpu_seconds": summary.get("train_cpu_seconds"),
+                        "student_params": summary["student_params"],
+                        "config": summary["config"],
+                    }
+                )
     return records
 
 
