@@ -428,6 +428,22 @@ def study_findings(
             ("tau1-cosine", "net2-c8"),
         ),
     ]
+    # student trunks at the same ~4% budget, under the recipe: a stride-2 conv keeps more hidden units
+    pairs += [
+        (
+            f"{what}, against one 8-filter conv and 10 hidden units (net3-c8)",
+            ("recipe", size),
+            ("recipe", "net3-c8"),
+        )
+        for what, size in (
+            ("net3-s2k4: one 4x4 conv of stride 2 (4x4 cells) and 36 hidden units", "net3-s2k4"),
+            (
+                "net3-2ck4: a 16-filter conv, then an 8-filter 4x4 one of stride 2, and 34 hidden units",
+                "net3-2ck4",
+            ),
+            ("net3-s2: one 3x3 conv of stride 2 and 38 hidden units", "net3-s2"),
+        )
+    ]
     # the recipe with one more change, against the recipe (its tau1-cosine-student runs)
     pairs += [
         (g["records"][0]["change"].replace("the minatar recipe, ", "the recipe, "), (v, s), RECIPE_ON_SEED0)
@@ -448,6 +464,14 @@ def study_findings(
             "that seed, so it reads high (a winner's curse; section 5c has the same recipe on fresh "
             "seeds). A one-change row a few points under it is not shown worse; a change that comes close "
             "is run on the second tuning seed (4) too, and adopted only if it holds there."
+        )
+    k3 = {s: _game(groups, "recipe", s, "breakout") for s in ("net3-s2", "net3-2c")}
+    if all(x is not None for x in k3.values()):
+        out.append(
+            f"The first strided trunks failed on Breakout ({k3['net3-s2']:.1f}% and {k3['net3-2c']:.1f}%): "
+            "a 3x3 kernel of stride 2 on MinAtar's 10 cells (or on the 8 left by a first conv) never reads "
+            "the last row, where Breakout's paddle is. Their 4x4-kernel versions (net3-s2k4, net3-2ck4) "
+            "cover the whole grid."
         )
     sea = {
         v: _game(groups, v, "net2-c8", "seaquest")
