@@ -11,8 +11,8 @@ from scripts_loader import load_script
 from poldist import zoo
 from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
+from poldist.experiments.report_stats import group_intervals
 from poldist.experiments.study_report import (
-    group_intervals,
     near_tie_table,
     recipe_findings,
     recipe_table,

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from poldist.evaluation import percent_intervals
-from poldist.experiments.report_stats import ReportContext
-from poldist.experiments.study_report import MINUTES, TUNING_SEED, load_study, mean_cpu_seconds, minutes_cells
+from poldist.experiments.report_stats import ReportContext, mean_cpu_seconds
+from poldist.experiments.study_report import MINUTES, TUNING_SEED, load_study, minutes_cells
 from poldist.networks import QNetwork, count_parameters, nature_dqn, student_architecture
 from poldist.plotting import study_curves
 from poldist.runs import EvalLog

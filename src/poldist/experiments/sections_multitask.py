@@ -18,17 +18,15 @@ import numpy as np
 from poldist.evaluation import bootstrap_ci
 from poldist.experiments.report_stats import (
     GEO_FLOOR,
+    MULTITASK_SIZE,
     ReportContext,
     aggregate_cell,
     aggregate_intervals,
-    multitask_geomeans,
-    rescore_multitask,
-)
-from poldist.experiments.study_report import (
-    MULTITASK_SIZE,
     group_intervals,
+    multitask_geomeans,
     multitask_recipe_records,
     reference_returns_of,
+    rescore_multitask,
 )
 from poldist.tables import md_table
 

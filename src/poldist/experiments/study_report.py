@@ -11,15 +11,19 @@ reference episodes, so one seed still gets an interval from its episodes.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from poldist.evaluation import percent_intervals
 from poldist.experiments.cells import curve_path
-from poldist.experiments.report_stats import ReportContext
+from poldist.experiments.report_stats import (
+    MULTITASK_SIZE,
+    ReportContext,
+    group_intervals,
+    multitask_recipe_records,
+    reference_returns_of,
+)
 from poldist.plotting import study_curves
 from poldist.runs import EvalLog
 
@@ -33,48 +37,6 @@ def load_study(raw_dir: Path) -> list[dict[str, Any]]:
         {**json.loads(p.read_text()), "curve_file": curve_path(p)}
         for p in sorted(Path(raw_dir).glob("*.json"))
     ]
-
-
-def reference_returns_of(records: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """``game -> reference returns`` of the shipped teachers the records name."""
-    from poldist.zoo import reference_returns
-
-    return {g: reference_returns(f"minatar/{g}") for g in sorted({r["game"] for r in records})}
-
-
-def group_intervals(
-    records: list[dict[str, Any]], references: dict[str, list[float]]
-) -> dict[tuple[str, str], dict[str, Any]]:
-    """``(variant, size) -> {"per_game": {game: PercentInterval}, "geomean": PercentInterval or None,
-    "seeds": [seed, ...], "agreement": mean, "wall": mean train seconds, "cpu": mean train CPU seconds or None
-    (a run recorded before CPU time was kept)}``; the geometric mean only where every game of the
-    study has a run."""
-    games = sorted({r["game"] for r in records})
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        groups[(r["variant"], r["size"])].append(r)
-    out = {}
-    for key, recs in groups.items():
-        students: dict[str, list[list[float]]] = defaultdict(list)
-        for r in sorted(recs, key=lambda r: r["seed"]):
-            students[r["game"]].append(r["student_returns"])
-        per_game, geo = percent_intervals(dict(students), {g: references[g] for g in students})
-        out[key] = {
-            "per_game": per_game,
-            "geomean": geo if set(students) == set(games) else None,
-            "seeds": sorted({r["seed"] for r in recs}),
-            "agreement": float(np.mean([r["agreement"] for r in recs])),
-            "wall": float(np.mean([r["train_wall_seconds"] for r in recs])),
-            "cpu": mean_cpu_seconds(recs),
-            "records": recs,
-        }
-    return out
-
-
-def mean_cpu_seconds(records: list[dict[str, Any]]) -> float | None:
-    """Mean training CPU seconds, or None unless every record has them."""
-    cpu = [r.get("train_cpu_seconds") for r in records]
-    return None if any(c is None for c in cpu) else float(np.mean(cpu))
 
 
 def minutes_cells(wall: float, cpu: float | None) -> list[str]:
@@ -165,7 +127,6 @@ def study_curve_data(
 TUNING_SEED = 0  # the first tuning seed (Atari's only)
 # MinAtar's tuning set: seed 0 chose the recipe; seed 4 checks a change to it on a second seed
 TUNING_SEEDS = (0, 4)
-MULTITASK_SIZE = "multi-task"  # the five-game student of scripts/multitask_minatar.py --recipe minatar
 SIZE_RANK = (
     "teacher",
     "net1",
@@ -189,41 +150,6 @@ SIZE_RANK = (
 MINUTES = ["wall min/run", "CPU min/run"]
 # The issue 18 targets: geometric mean of percent of the reference score over the five games
 RECIPE_TARGETS = {"teacher": 100.0, "net1": 100.0, "net2": 100.0, "net3": 95.0, MULTITASK_SIZE: 100.0}
-
-
-def multitask_recipe_records(
-    multitask_dir: Path, pattern: str = "recipe-seed*", variants: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """Study-style records (one per game) of multi-task students: for each
-    ``<multitask_dir>/<pattern>/results.json`` and each method of ``variants`` (``method -> variant
-    name``; default the recipe's KL student, ``{"multi_dist_kl": "recipe"}``), the per-game returns
-    in ``<run>/summary.json`` (kept by ``scripts/multitask_minatar.py``). ``train_wall_seconds`` is
-    the whole five-game run's."""
-    records = []
-    for res_path in sorted(Path(multitask_dir).glob(f"{pattern}/results.json")):
-        students = json.loads(res_path.read_text()).get("students", {})
-        for method, variant in (variants or {"multi_dist_kl": "recipe"}).items():
-            student = students.get(method)
-            summary_path = res_path.parent / student["run"] / "summary.json" if student else None
-            if summary_path is None or not summary_path.exists():
-                continue
-            summary = json.loads(summary_path.read_text())
-            for task in summary["tasks"]:
-                records.append(
-                    {
-                        "variant": variant,
-                        "size": MULTITASK_SIZE,
-                        "game": task["teacher"].split("/")[-1],
-                        "seed": summary["config"]["seed"],
-                        "student_returns": task["student_returns"],
-                        "agreement": task["agreement"],
-                        "train_wall_seconds": summary["train_wall_seconds"],
-                        "train_cpu_seconds": summary.get("train_cpu_seconds"),
-                        "student_params": summary["student_params"],
-                        "config": summary["config"],
-                    }
-                )
-    return records
 
 
 def _size_family(size: str) -> str:
