@@ -79,6 +79,37 @@ def test_collect_stores_what_the_plain_loop_stores_bit_for_bit(control: str) -> 
     b.env.close()
 
 
+class _HostLabeller:
+    """A labeller that is not torch's (as onnxruntime's): host arrays in and out, torch's numbers."""
+
+    kind = "host"
+
+    def __init__(self, teacher: NetworkTeacher):
+        self.teacher, self._torch = teacher, TorchLabeller(teacher)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self._torch(obs)
+
+
+@pytest.mark.parametrize("memory_size", [2_000, 150])  # 150: the memory wraps mid vector step
+def test_collect_with_a_host_labeller_stores_what_the_plain_loop_stores(memory_size: int) -> None:
+    teacher = load_teacher("minatar/breakout")
+    student = QNetwork(teacher.net.arch)
+    a = _task(teacher, _minatar_memory(teacher, memory_size), seed=5)
+    b = _task(teacher, _minatar_memory(teacher, memory_size), seed=5)
+    ra, rb = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(3):
+        collect(a, TeacherControl(0.3), student, 202, ra, labeller=_HostLabeller(teacher))
+        _reference_collect(b, TeacherControl(0.3), student, 202, rb)
+    for k in a.memory.data:
+        assert np.array_equal(a.memory.data[k], b.memory.data[k]), k
+    assert (a.memory.next, a.memory.size, a.memory.added) == (b.memory.next, b.memory.size, b.memory.added)
+    assert np.array_equal(a.obs, b.obs)
+    assert ra.random() == rb.random()
+    a.env.close()
+    b.env.close()
+
+
 def test_host_epsilon_greedy_is_torch_epsilon_greedy() -> None:
     out = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
     out[:8] = 1.0  # ties: the first maximum
