@@ -263,3 +263,14 @@ def test_a_comparison_uses_only_the_seeds_both_rows_ran_on() -> None:
     lines = study_findings(group_intervals(records, refs), refs)
     # both seeds: mem50k (75 + 100) / 2 = 87.5, the recipe (100 + 50) / 2 = 75
     assert "- the recipe, small memory: geometric mean 87.5% against 75.0% (+12.5) (seeds 0, 4)." in lines
+
+
+def test_target_verdict_reads_the_interval_not_only_the_point() -> None:
+    from poldist.experiments.report_stats import target_verdict
+
+    assert target_verdict(101.0, 100.0, 102.0, 100) == "met (the whole interval at or above it)"
+    assert target_verdict(100.2, 96.4, 104.1, 100) == (
+        "met by the point estimate only (the interval reaches down to 96.4)"
+    )
+    assert target_verdict(99.4, 95.5, 103.2, 100) == "not met (the interval reaches it)"
+    assert target_verdict(93.8, 89.0, 98.2, 100) == "not met (the interval lies below it)"

@@ -255,6 +255,20 @@ def group_intervals(
     return out
 
 
+def target_verdict(mean: float, ci_low: float, ci_high: float, target: float) -> str:
+    """A target's verdict that says what the interval says, not only the point estimate.
+
+    "met" only when the whole interval is at or above ``target``; a point estimate at or above it
+    with the interval reaching below is "met by the point estimate" with the interval's low end.
+    """
+    if ci_low >= target:
+        return "met (the whole interval at or above it)"
+    if mean >= target:
+        return f"met by the point estimate only (the interval reaches down to {ci_low:.1f})"
+    reach = "the interval reaches it" if ci_high >= target else "the interval lies below it"
+    return f"not met ({reach})"
+
+
 def mean_cpu_seconds(records: list[dict[str, Any]]) -> float | None:
     """Mean training CPU seconds, or None unless every record has them."""
     cpu = [r.get("train_cpu_seconds") for r in records]

@@ -27,6 +27,7 @@ from poldist.experiments.report_stats import (
     multitask_recipe_records,
     reference_returns_of,
     rescore_multitask,
+    target_verdict,
 )
 from poldist.tables import md_table
 
@@ -298,9 +299,10 @@ def fresh_multitask_lines(folder: Path, dqn: dict[str, Any] | None) -> list[str]
         if geo is None or dqn is None:
             continue
         apart = geo.ci_low > dqn["geomean"][2]
+        verdict = target_verdict(geo.mean, geo.ci_low, geo.ci_high, 100)
         verdicts.append(
             f"{v} {geo.mean:.1f}% [{geo.ci_low:.1f}, {geo.ci_high:.1f}] against the teachers' 100 "
-            f"({'met' if geo.mean >= 100 else 'not met'}) and the DQN's {dqn['geomean'][0]:.1f}% "
+            f"({verdict}) and the DQN's {dqn['geomean'][0]:.1f}% "
             f"({'above it, the intervals apart' if apart else 'intervals overlapping'})"
         )
     if verdicts:

@@ -23,6 +23,7 @@ from poldist.experiments.report_stats import (
     group_intervals,
     multitask_recipe_records,
     reference_returns_of,
+    target_verdict,
 )
 from poldist.plotting import study_curves
 from poldist.runs import EvalLog
@@ -241,8 +242,7 @@ def recipe_findings(
         if geo is None or target is None:
             out.append(f"{size}: not every game has a run yet (seeds {seeds}).")
             continue
-        reach = "the interval reaches it" if geo.ci_high >= target else "the interval lies below it"
-        verdict = "met" if geo.mean >= target else f"not met ({reach})"
+        verdict = target_verdict(geo.mean, geo.ci_low, geo.ci_high, target)
         short = []
         for game, iv in g["per_game"].items():
             if iv.mean >= 100:
