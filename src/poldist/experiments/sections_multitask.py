@@ -301,8 +301,8 @@ def fresh_multitask_lines(folder: Path, dqn: dict[str, Any] | None) -> list[str]
         apart = geo.ci_low > dqn["geomean"][2]
         verdict = target_verdict(geo.mean, geo.ci_low, geo.ci_high, 100)
         verdicts.append(
-            f"{v} {geo.mean:.1f}% [{geo.ci_low:.1f}, {geo.ci_high:.1f}] against the teachers' 100 "
-            f"({verdict}) and the DQN's {dqn['geomean'][0]:.1f}% "
+            f"{v} {geo.mean:.1f}% [{geo.ci_low:.1f}, {geo.ci_high:.1f}] against the teachers' 100: "
+            f"{verdict}; against the DQN's {dqn['geomean'][0]:.1f}% "
             f"({'above it, the intervals apart' if apart else 'intervals overlapping'})"
         )
     if verdicts:
