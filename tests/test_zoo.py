@@ -1,5 +1,6 @@
 """The shipped teachers: each model card's score is what a bare evaluate command gives."""
 
+import csv
 import json
 
 import pytest
@@ -93,3 +94,48 @@ def test_card_video_shows_teacher_and_student_in_the_card(tmp_path, monkeypatch)
     assert "The student: by hand." in card
     with pytest.raises(Exception, match="no shipped teacher"):
         zoo.add_card_video("minatar/nothing", student, "s")
+
+
+def test_publish_a_carried_candidate_of_a_warm_started_run(tmp_path, monkeypatch):
+    """--checkpoint: the network a run carried at some step is published, the card counts the run
+    it was warm-started from, and the learning curve stops at that step; a candidate of another run
+    is refused."""
+    from scripts_loader import load_script
+
+    import poldist.teachers
+    from poldist import zoo
+    from poldist.dqn import DQNConfig, train_dqn
+    from poldist.errors import PoldistError
+
+    carry_run = load_script("carry_run")
+    small = {"learning_starts": 500, "buffer_size": 2_000, "eval_interval": 500, "eval_episodes": 2}
+    train_dqn(DQNConfig(total_steps=1_000, **small), tmp_path / "first")
+    carry_run.weights(tmp_path / "first", tmp_path / "first-online", half=False)
+    warm = DQNConfig(total_steps=1_000, init_weights=str(tmp_path / "first-online"), **small)
+    train_dqn(warm, tmp_path / "warm")
+    carry_run.weights(tmp_path / "warm", tmp_path / "candidate", half=False)
+    with open(tmp_path / "warm" / "evals.csv", newline="") as f:  # the run went on past the candidate
+        rows = list(csv.DictReader(f))
+    with open(tmp_path / "warm" / "evals.csv", "a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(rows[0])).writerow({**rows[-1], "env_steps": "2000"})
+    plotted = []
+
+    def fake_plot(evals_csv, out_png, **kw):
+        with open(evals_csv, newline="") as f:
+            plotted.extend(int(r["env_steps"]) for r in csv.DictReader(f))
+
+    monkeypatch.setattr(zoo, "plot_learning_curve", fake_plot)
+    monkeypatch.setattr(zoo, "ZOO", tmp_path / "zoo")
+    monkeypatch.setattr(poldist.teachers, "ZOO", tmp_path / "zoo")
+    with pytest.raises(PoldistError, match="carried from run 'warm', not 'first'"):
+        zoo.publish_teacher(tmp_path / "first", "minatar/tiny", checkpoint=tmp_path / "candidate")
+    dest = zoo.publish_teacher(
+        tmp_path / "warm", "minatar/tiny", episodes=2, reference_episodes=0, checkpoint=tmp_path / "candidate"
+    )
+    card = json.loads((dest / "card.json").read_text())
+    assert card["checkpoint_step"] == card["env_steps"] == 1_000
+    assert card["warm_start"]["run"] == "first" and card["warm_start"]["env_steps"] == 1_000
+    assert plotted and max(plotted) == 1_000  # not the evaluation at 2,000
+    text = (dest / "MODEL_CARD.md").read_text()
+    assert "| env steps | 2,000 in all: 1,000 in run `first`, then 1,000 warm-started" in text
+    assert "the network carried at step 1,000 of its run" in text

@@ -344,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--notes", default="", help="a paragraph for the model card (e.g. where the settings come from)"
     )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="publish this network carried from run_dir at some step (scripts/carry_run.py weights) "
+        "instead of run_dir/teacher; the card stops at that step",
+    )
     p.set_defaults(func=commands.cmd_publish_teacher)
 
     p = sub.add_parser(

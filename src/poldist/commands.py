@@ -397,6 +397,7 @@ def cmd_publish_teacher(args: argparse.Namespace) -> None:
         reference_episodes=args.reference_episodes,
         half=args.half,
         notes=args.notes,
+        checkpoint=args.checkpoint,
     )
     print((dest / "MODEL_CARD.md").read_text())
     print(f"published: {dest}")

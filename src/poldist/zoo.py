@@ -8,10 +8,12 @@ numbers), ``MODEL_CARD.md`` and ``curve.png`` (the learning curve from the run's
 
 from __future__ import annotations
 
+import csv
 import json
 import platform
 import shlex
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +46,12 @@ def publish_teacher(
     reference_episodes: int = 1000,
     half: bool = False,
     notes: str = "",
+    checkpoint: str | Path | None = None,
 ) -> Path:
     """Copy ``<run_dir>/teacher`` into the zoo as ``name`` and write its model card.
 
     Args:
-        run_dir: a finished ``poldist train-teacher`` run.
+        run_dir: a ``poldist train-teacher`` run: finished, or the run ``checkpoint`` came from.
         name: short name, e.g. ``minatar/breakout``.
         episodes: evaluation episodes for the teacher and for the random policy.
         seed: evaluation seed (recorded in the card).
@@ -57,14 +60,18 @@ def publish_teacher(
             the half-precision network, and ``half_precision_check`` compares it with the full one
             on the same episodes).
         notes: a paragraph for the model card (e.g. where the hyper-parameters come from).
+        checkpoint: publish this checkpoint instead of ``<run_dir>/teacher``: the run's online
+            network carried at some step (``scripts/carry_run.py weights``), e.g. the candidate a
+            selection evaluation picked; the card's steps, updates, wall time and learning curve
+            stop at that step.
 
     Returns:
         The zoo directory of the teacher.
     """
     run_dir = Path(run_dir)
-    src = run_dir / "teacher"
+    src = Path(checkpoint) if checkpoint is not None else run_dir / "teacher"
     ckpt = load_checkpoint(src, blobs=False)  # verifies the checkpoint is whole
-    summary = json.loads((run_dir / "summary.json").read_text())
+    training = training_record(run_dir, ckpt.metadata if checkpoint is not None else None)
     dest = ZOO / name
     if dest.exists():
         shutil.rmtree(dest)
@@ -91,6 +98,8 @@ def publish_teacher(
             "same_returns": full_score.returns == score.returns,
             "episodes": episodes,
             "seed": seed,
+            # a network carried in half precision: nothing in full precision left to compare with
+            "source_half": any(v.dtype == torch.float16 for v in ckpt.tensors.values()),
         }
     random = evaluate(
         lambda o: torch.zeros(len(o), teacher.n_actions), teacher.env, episodes, epsilon=1.0, seed=seed
@@ -103,11 +112,7 @@ def publish_teacher(
         "env_settings": teacher.env.settings,
         "parameters": count_parameters(teacher.net),
         "commands": commands,
-        "seed": summary["config"]["seed"],
-        "env_steps": summary["env_steps"],
-        "updates": summary["updates"],
-        "train_wall_seconds": summary["wall_seconds"],
-        "env_steps_per_second": summary["steps_per_second"],
+        **training,
         "machine": machine_description(),
         "eval": {"episodes": episodes, "epsilon": 0.05, "seed": seed, **score.to_dict()},
         "random_policy": {"episodes": episodes, "seed": seed, **random.to_dict()},
@@ -118,16 +123,74 @@ def publish_teacher(
     if half_check is not None:
         card["half_precision_check"] = half_check
     write_json(dest / "card.json", card)
-    plot_learning_curve(
-        run_dir / "evals.csv",
-        dest / "curve.png",
-        x="env_steps",
-        title=f"{teacher.env.env_id}: Double-DQN teacher (eval epsilon 0.05)",
-    )
+    with tempfile.TemporaryDirectory() as tmp:  # the curve up to the published step
+        evals = Path(tmp) / "evals.csv"
+        with open(run_dir / "evals.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        with open(evals, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["env_steps"])
+            w.writeheader()
+            w.writerows(r for r in rows if int(float(r["env_steps"])) <= training["env_steps"])
+        plot_learning_curve(
+            evals,
+            dest / "curve.png",
+            x="env_steps",
+            title=f"{teacher.env.env_id}: Double-DQN teacher (eval epsilon 0.05)",
+        )
     (dest / "MODEL_CARD.md").write_text(_card_markdown(card))
     if reference_episodes > 0:
         reference_score(name, episodes=reference_episodes)
     return dest
+
+
+def training_record(run_dir: Path, carried: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What trained a teacher of ``run_dir``, for its card: seed, env steps, updates, wall time.
+
+    ``carried``: the metadata of a checkpoint carried from the run at some step (its
+    ``carried_from`` counters); None: the finished run (its ``summary.json``). A run warm-started
+    from a carried network (``init_weights``) also gets ``warm_start``: the run it came from and
+    that run's steps, updates and wall time, when the checkpoint is still on disk.
+
+    Raises:
+        PoldistError: ``carried`` names no counters, or another run.
+    """
+    if carried is None:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        config = summary["config"]
+        steps, updates, wall = summary["env_steps"], summary["updates"], summary["wall_seconds"]
+        out: dict[str, Any] = {}
+    else:
+        origin = carried.get("carried_from")
+        if not origin or "counters" not in origin:
+            raise PoldistError("the checkpoint was not carried from a run (scripts/carry_run.py weights)")
+        if origin["run"] != run_dir.name:
+            raise PoldistError(f"the checkpoint was carried from run {origin['run']!r}, not {run_dir.name!r}")
+        config = json.loads((run_dir / "config.json").read_text())
+        c = origin["counters"]
+        steps, updates, wall = c["step"], c["updates"], c["wall_seconds"]
+        out = {"checkpoint_step": steps}
+    out.update(
+        seed=config["seed"],
+        env_steps=steps,
+        updates=updates,
+        train_wall_seconds=wall,
+        env_steps_per_second=steps / max(wall, 1e-9),
+    )
+    init = config.get("init_weights")
+    if init:
+        warm: dict[str, Any] = {"init_weights": init}
+        if Path(init).exists():
+            origin = load_checkpoint(init, blobs=False).metadata.get("carried_from")
+            if origin and "counters" in origin:
+                c = origin["counters"]
+                warm.update(
+                    run=origin["run"],
+                    env_steps=c["step"],
+                    updates=c["updates"],
+                    wall_seconds=c["wall_seconds"],
+                )
+        out["warm_start"] = warm
+    return out
 
 
 REFERENCE_ENVS = 50  # env seeds REFERENCE_SEED .. REFERENCE_SEED + 49, 20 episodes each
@@ -248,6 +311,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
     if card.get("half_precision_check"):
         h = card["half_precision_check"]
         same = "the same returns episode for episode" if h["same_returns"] else "different returns"
+        if h.get("source_half"):
+            same += "; the published network was carried in half precision, no full-precision copy was kept"
         notes += (
             f"\n\nWeights stored in half precision: {h['half_precision_mean']:.2f} against "
             f"{h['full_precision_mean']:.2f} in full precision over the same {h['episodes']} episodes "
@@ -271,9 +336,7 @@ trained by this library.{notes}
 |---|---|
 {reference}| score (epsilon 0.05, {e["episodes"]} episodes, seed {e["seed"]}) | {score} |
 | uniformly random policy ({r["episodes"]} episodes) | {random} |
-| env steps | {card["env_steps"]:,} ({card["env_steps_per_second"]:,.0f} steps/s) |
-| gradient updates | {card["updates"]:,} |
-| training wall time | {card["train_wall_seconds"] / 60:.1f} min |
+{_training_rows(card)}
 | machine | {card["machine"]} |
 | training seed | {card["seed"]} |
 | env settings | `{json.dumps(card["env_settings"])}` |
@@ -290,6 +353,28 @@ Reproduce the score: `{card["evaluate_command"]}`{
 
 ![learning curve](curve.png)
 {_video_markdown(card)}"""
+
+
+def _training_rows(card: dict[str, Any]) -> str:
+    """The card's env steps, updates and wall time rows; a warm-started run's in all and per run."""
+    steps = f"{card['env_steps']:,} ({card['env_steps_per_second']:,.0f} steps/s)"
+    updates, wall = f"{card['updates']:,}", f"{card['train_wall_seconds'] / 60:.1f} min"
+    warm = card.get("warm_start")
+    if warm and "env_steps" in warm:
+        before, rate = warm["env_steps"], card["env_steps_per_second"]
+        steps = (
+            f"{before + card['env_steps']:,} in all: {before:,} in run `{warm['run']}`, then "
+            f"{card['env_steps']:,} warm-started from its online network ({rate:,.0f} steps/s; a new "
+            "replay memory, optimiser and target network)"
+        )
+        updates = f"{warm['updates'] + card['updates']:,} in all ({warm['updates']:,} + {card['updates']:,})"
+        mins, warm_mins = card["train_wall_seconds"] / 60, warm["wall_seconds"] / 60
+        wall = f"{warm_mins + mins:.1f} min in all ({warm_mins:.1f} + {mins:.1f})"
+    elif warm:
+        steps += f", warm-started from `{warm['init_weights']}`"
+    if "checkpoint_step" in card:
+        steps += f"; the network carried at step {card['checkpoint_step']:,} of its run"
+    return f"| env steps | {steps} |\n| gradient updates | {updates} |\n| training wall time | {wall} |"
 
 
 def _video_markdown(card: dict[str, Any]) -> str:
