@@ -236,6 +236,19 @@ def test_explicit_kernels_strides_and_extra_layers_for_minatar() -> None:
     assert _params(student_architecture(teacher, "8s2/38")) == 728 + 4902 + 234
 
 
+def test_a_size_name_may_stand_for_widths_with_their_own_kernels(monkeypatch) -> None:
+    """A size table entry may be a widths string (a shape that sets kernels, strides or depth)."""
+    import poldist.networks
+
+    teacher = minatar_dqn(4, 3)
+    monkeypatch.setitem(poldist.networks.MINATAR_STUDENTS, "net3", "16,8k4s2/34")
+    arch = student_architecture(teacher, "net3")
+    assert arch == student_architecture(teacher, "16,8k4s2/34")
+    assert arch.convs == ((16, 3, 1), (8, 4, 2)) and arch.hidden == 34
+    # 4*9*16+16 + 16*16*8+8 (8x8 -> 3x3 cells) + 72*34+34 + 34*3+3
+    assert _params(arch) == 592 + 2056 + 2482 + 105
+
+
 @pytest.mark.parametrize("size", ["8,8/64", "8,8k3/64", "8,8s2/64"])
 def test_extra_conv_layer_needs_its_kernel_and_stride(size: str) -> None:
     with pytest.raises(PoldistError, match="give each extra layer its kernel and stride"):

@@ -122,8 +122,9 @@ def minatar_dqn(in_channels: int, n_actions: int) -> Architecture:
     return Architecture((in_channels, 10, 10), ((16, 3, 1),), 128, (n_actions,), 0, 1.0)
 
 
-# Student widths by size name: (conv channels, fc width). Kernels and strides stay the teacher's.
-ATARI_STUDENTS = {
+# Student widths by size name: (conv channels, fc width), kernels and strides the teacher's; or a
+# widths string (see student_architecture) where a size sets its own kernels, strides or depth.
+ATARI_STUDENTS: dict[str, tuple[tuple[int, ...], int] | str] = {
     "teacher": ((32, 64, 64), 512),
     "net1": ((16, 32, 32), 256),
     "net2": ((16, 16, 16), 128),
@@ -132,7 +133,7 @@ ATARI_STUDENTS = {
 # MinAtar's one conv layer feeds 64 cells x its filters to the hidden layer, so the family keeps
 # 8 filters and narrows the hidden layer (RESULTS.md section 5b: at 7%, 8 filters and 18 units beat
 # 4 filters and 36).
-MINATAR_STUDENTS = {
+MINATAR_STUDENTS: dict[str, tuple[tuple[int, ...], int] | str] = {
     "teacher": ((16,), 128),
     "net1": ((8,), 64),  # ~25% of the MinAtar DQN
     "net2": ((8,), 18),  # ~7%
@@ -161,8 +162,11 @@ def student_architecture(teacher: Architecture, size: str) -> Architecture:
             layer without its kernel and stride.
     """
     table = ATARI_STUDENTS if len(teacher.convs) == 3 else MINATAR_STUDENTS
-    if size in table:
-        channels, hidden = table[size]
+    entry = table.get(size)
+    if isinstance(entry, str):  # a size named by widths with kernels and strides of its own
+        size, entry = entry, None
+    if entry is not None:
+        channels, hidden = entry
         if size == "teacher":
             channels, hidden = tuple(c[0] for c in teacher.convs), teacher.hidden
     else:
