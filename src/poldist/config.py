@@ -211,7 +211,11 @@ class DistillConfig:
         "minatar/breakout", "checkpoint dir or shipped name; several, comma-separated: multi-task"
     )
     env_id: str = option("", "env to distil on; empty: the teacher's")
-    student: str = option("net2", "teacher | net1 | net2 | net3 or widths such as '16,16,16/128'")
+    student: str = option(
+        "net2",
+        "teacher | net1 | net2 | net3 or widths: conv channels/fc units such as '16,16,16/128', a conv "
+        "with its own kernel and stride as '8k4s2' ('16,8k4s2/34': a second conv, 4x4 of stride 2)",
+    )
     head_hidden: int = option(
         0, "multi-task: a hidden layer of this width per game (the paper's: 128)", minimum=0
     )
