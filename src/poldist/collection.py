@@ -280,9 +280,10 @@ def collect(
 
 
 def _store_and_step(
-    task: DistillTask, env: Any, split_step: bool, obs: np.ndarray, out: np.ndarray, actions
+    task: DistillTask, env: Any, split_step: bool, obs: np.ndarray, out: np.ndarray, actions: np.ndarray
 ) -> None:
-    """Store ``obs`` ``(N, C, H, W)`` with the teacher's ``out`` ``(N, A)`` and step the envs."""
+    """Store ``obs`` ``(N, C, H, W)`` with the teacher's ``out`` ``(N, A)`` and step the envs with
+    ``actions`` ``(N,)``."""
     if split_step:  # the envs step in their threads while the memory stores
         env.send(actions)
         task.memory.add(obs=obs, teacher_out=out)
