@@ -249,22 +249,24 @@ def collect(
         _collect_pipelined(task, controller, labeller, n_transitions, rng, updates)
         return
     torch_labels = isinstance(labeller, TorchLabeller)
-    # a host labeller with the teacher acting: numpy from the env to the memory, no tensors made
-    host_only = not torch_labels and type(controller) is TeacherControl
-    device = torch.device("cpu") if host_only else teacher.device
-    on_host = device.type == "cpu"
     env = task.env
     split_step = hasattr(env, "send") and hasattr(env, "recv")
     done = 0
-    while done < n_transitions:
-        obs = task.obs
-        if host_only:  # TeacherControl.act's host path: the same actions and draws
+    if not torch_labels and type(controller) is TeacherControl:
+        # a host labeller with the teacher acting: numpy from the env to the memory, no tensors
+        # made; TeacherControl.act's host path, so the same actions and draws
+        while done < n_transitions:
+            obs = task.obs
             out = labeller(obs)
             _check_finite(out, teacher, updates)
             actions = host_epsilon_greedy(out, controller.epsilon, rng)
             _store_and_step(task, env, split_step, obs, out, actions)
             done += len(actions)
-            continue
+        return
+    device = teacher.device
+    on_host = device.type == "cpu"
+    while done < n_transitions:
+        obs = task.obs
         # on the CPU, torch.from_numpy: the tensor torch.as_tensor gives (shared memory), 3 us sooner
         obs_t = torch.from_numpy(obs) if on_host and type(obs) is np.ndarray else to_device(obs, device)
         if torch_labels:
