@@ -149,7 +149,8 @@ WIDTHS = {
     "net3-s2k4": "8k4s2/36",
     "net3-2ck4": "16,8k4s2/34",
 }
-# poldist's MinAtar family (networks.MINATAR_STUDENTS) is net1 8/64, net2-c8 8/18, net3-c8 8/10
+# poldist's MinAtar family (networks.MINATAR_STUDENTS) is net1 8/64, net2-c8 8/18 and, since the
+# study, net3-2ck4 16,8k4s2/34 (net3-c8 8/10 before)
 
 
 def cell_name(variant: str, size: str, game: str, seed: int) -> str:

@@ -13,6 +13,7 @@ from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
 from poldist.experiments.report_stats import group_intervals
 from poldist.experiments.study_report import (
+    library_sizes_note,
     near_tie_table,
     recipe_findings,
     recipe_table,
@@ -274,3 +275,21 @@ def test_target_verdict_reads_the_interval_not_only_the_point() -> None:
     )
     assert target_verdict(99.4, 95.5, 103.2, 100) == "not met (the interval reaches it)"
     assert target_verdict(93.8, 89.0, 98.2, 100) == "not met (the interval lies below it)"
+
+
+def test_the_recipe_section_names_the_rows_that_are_the_library_sizes() -> None:
+    def group(widths: str) -> dict:
+        return {"records": [{"config": {"student": widths}}]}
+
+    groups = {
+        ("recipe", "net1"): group("8/64"),  # the study's name is the library's: not repeated
+        ("recipe", "net2-c8"): group("8/18"),
+        ("recipe", "net3-c8"): group("8/10"),  # net3 before the two-conv shape
+        ("recipe", "net3-2ck4"): group("16,8k4s2/34"),
+    }
+    note = library_sizes_note(groups)
+    assert note == (
+        "Of the library's sizes (`--student`), `net2` is net2-c8 (`8/18`), "
+        "`net3` is net3-2ck4 (`16,8k4s2/34`)."
+    )
+    assert library_sizes_note({("recipe", "net1"): group("8/64")}) == ""

@@ -204,7 +204,7 @@ def recipe_lines(ctx: ReportContext) -> list[str]:
         f"{cfg['final_eval_episodes']} final episodes per run. Percent of each teacher's reference score, "
         "[95% interval] of the two-stage bootstrap (seeds, then episodes, and the reference episodes). "
         "`target`: issue 18's goal for that compression level (paper, Atari: net1 108.3, net2 101.7, "
-        "net3 83.9).",
+        "net3 83.9). " + library_sizes_note(groups),
         "",
         recipe_table(groups, games),
         "",
@@ -219,6 +219,24 @@ def recipe_lines(ctx: ReportContext) -> list[str]:
             "",
         ]
     return lines
+
+
+def library_sizes_note(groups: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """Which rows are ``poldist distill --student <name>`` on MinAtar today: the study's size
+    names are its own (``net3-c8``), the library's are :data:`~poldist.networks.MINATAR_STUDENTS`."""
+    from poldist.networks import MINATAR_STUDENTS
+
+    widths = {
+        name: e if isinstance(e, str) else f"{','.join(map(str, e[0]))}/{e[1]}"
+        for name, e in MINATAR_STUDENTS.items()
+    }
+    rows = {
+        g["records"][0].get("config", {}).get("student"): size
+        for (_, size), g in groups.items()
+        if g["records"]
+    }
+    named = [f"`{name}` is {rows[w]} (`{w}`)" for name, w in widths.items() if w in rows and rows[w] != name]
+    return f"Of the library's sizes (`--student`), {', '.join(named)}." if named else ""
 
 
 def _seed_percents(group: dict[str, Any], game: str, reference: list[float]) -> list[tuple[int, float]]:
