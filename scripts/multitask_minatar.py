@@ -115,6 +115,13 @@ def main() -> None:
     parser.add_argument("--losses", default="kl,nll", help="student losses, comma-separated")
     parser.add_argument("--tau", type=float, default=0.0, help="KL temperature (0: the default, 0.01)")
     parser.add_argument(
+        "--tau-gap",
+        type=float,
+        default=0.0,
+        help="if > 0: each game's KL temperature is this times its teacher's median top-2 output gap "
+        "(overrides --tau and the recipe's)",
+    )
+    parser.add_argument(
         "--student", default="teacher", help="student size: teacher, or widths like 32/256 (~4x)"
     )
     parser.add_argument(
@@ -163,6 +170,7 @@ def main() -> None:
         return True
 
     suffix = f"-tau{args.tau:g}" if args.tau else ""
+    suffix += f"-taugap{args.tau_gap:g}" if args.tau_gap else ""
     hh = f"-hh{args.head_hidden}" if args.head_hidden else ""  # run names: linear heads have none
     arch = hh
     # settings of issue 18's protocol name their runs; the committed runs' names stay as they were
@@ -185,6 +193,7 @@ def main() -> None:
                 "lr_schedule": args.lr_schedule,
             }
             fields["tau"] = (args.tau or fields.get("tau", 0.0)) if loss == "kl" else 0.0
+            fields["tau_gap"] = args.tau_gap if loss == "kl" else 0.0
             cfg = DistillConfig(
                 **fields,
                 teacher=",".join(names),
@@ -207,6 +216,7 @@ def main() -> None:
         student_runs[f"multi_dist_{loss}"] = {
             "run": run.name,
             "tau": summary["config"]["tau"] or 0.01,
+            "tau_gap": summary["config"].get("tau_gap", 0.0),
             "head_hidden": args.head_hidden,
             "student": args.student,
             "lr_schedule": summary["config"]["lr_schedule"],

@@ -119,6 +119,13 @@ COMBOS["recipe-fresh10"] = (
     "the minatar recipe, 10 fresh transitions per update instead of 20",
     {**RECIPES["minatar"], "transitions_per_update": 10.0},
 )
+# The recipe's temperature rescaled per teacher: 20x its median top-2 gap is 1 in the geometric mean
+# over the five teachers' gaps (0.027-0.126; results/teacher_gaps.json), from 0.54 (Asterix) to 2.5
+# (Breakout), so every game's targets are about as sharp
+COMBOS["recipe-taugap20"] = (
+    "the minatar recipe, temperature 20x each teacher's median top-2 gap (0.5-2.5; 1 on average)",
+    {**RECIPES["minatar"], "tau_gap": 20.0},
+)
 # Collection across 64 envs (one teacher forward labels 64 observations; issue 22's MinAtar target)
 COMBOS["recipe-envs64"] = ("the minatar recipe, 64 envs instead of 8", {**RECIPES["minatar"], "num_envs": 64})
 VARIANTS.update(COMBOS)

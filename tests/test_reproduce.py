@@ -307,6 +307,19 @@ def test_report_multitask_table_and_target(tmp_path, card_yardstick) -> None:
         "- Exploration (multi_dqn, linear heads): **50.0%** geometric mean "
         f"(breakout 50.0%, freeway 50.0%); `{cmd}`"
     ) in text
+    # a recipe's student with a temperature per game says both
+    gap = tmp_path / "results" / "multitask" / "explore-recipe-gap"
+    gap.mkdir()
+    students = {"multi_dist_kl": {"tau": 1.0, "tau_gap": 20.0, "recipe": "minatar", "head_hidden": 128}}
+    per_game = {g: {"multi_dist_kl_percent": 100.0} for g in games}
+    (gap / "results.json").write_text(
+        json.dumps({"per_game": per_game, "students": students, "command": cmd})
+    )
+    text = write_report(tmp_path / "results", tmp_path / "RESULTS.md").read_text()
+    assert (
+        "- Exploration (multi_dist_kl, the minatar recipe, tau 20x each teacher's median top-2 gap, "
+        "128-unit per-game layer): **100.0%**"
+    ) in text
 
 
 def test_online_tracking_by_hand(tmp_path) -> None:

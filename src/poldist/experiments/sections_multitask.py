@@ -42,7 +42,8 @@ MULTITASK_SETUP = (
 )
 
 
-DEFAULT_SETTING = {"tau": 0.01, "head_hidden": 0, "student": "teacher"}  # what older results left out
+# what older results left out
+DEFAULT_SETTING = {"tau": 0.01, "head_hidden": 0, "student": "teacher", "recipe": "", "tau_gap": 0.0}
 
 
 def student_setting(res: dict[str, Any], method: str) -> dict[str, Any] | None:
@@ -233,7 +234,13 @@ def _multitask_explorations(folder: Path) -> list[str]:
                 f" --head-hidden {hh}{size_flag} --out results/multitask/{path.parent.name}"
             )
             layer = f"{hh}-unit per-game layer" if hh else "linear heads"
-            setting = f"{m}, {layer}" if m == "multi_dqn" else f"{m}, tau {tau:g}, {layer}"
+            if recorded["tau_gap"]:
+                temperature = f"tau {recorded['tau_gap']:g}x each teacher's median top-2 gap"
+            else:
+                temperature = f"tau {tau:g}"
+            if recorded["recipe"]:
+                temperature = f"the {recorded['recipe']} recipe, {temperature}"
+            setting = f"{m}, {layer}" if m == "multi_dqn" else f"{m}, {temperature}, {layer}"
             if size != "teacher":
                 setting += f", student {size} ({student['params']:,} params)"
             lines.append(f"- Exploration ({setting}): **{geo:.1f}%** geometric mean ({games}); `{cmd}`")
