@@ -45,7 +45,8 @@ def test_minatar_dqn_parameter_count() -> None:
 
 @pytest.mark.parametrize(
     # net3's first conv grows with the channels: 4.0% on 4 channels, 4.65% on Seaquest's 10
-    "size, low, high", [("net1", 0.22, 0.28), ("net2", 0.06, 0.08), ("net3", 0.035, 0.047)]
+    "size, low, high",
+    [("net1", 0.22, 0.28), ("net2", 0.06, 0.08), ("net3", 0.035, 0.047)],
 )
 @pytest.mark.parametrize("channels, actions", [(4, 3), (4, 6), (7, 3), (10, 6)])  # the five games'
 def test_minatar_student_fractions(size: str, low: float, high: float, channels: int, actions: int) -> None:
