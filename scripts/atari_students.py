@@ -10,6 +10,14 @@ tau 1; each run seed on its own env seeds; collection overlapped with the update
     .venv/bin/python scripts/atari_students.py --teacher atari/pong --seeds 1,2,3
     .venv/bin/python scripts/atari_students.py --teacher atari/pong --sizes net2 --variants tau1 --seeds 0
 
+A teacher brought from elsewhere (a Stable-Baselines3 ``.zip`` or a CleanRL file, as ``poldist
+distill --teacher`` takes it) is scored first, with the same yardstick as a shipped one: its
+reference score over ``--reference-episodes`` episodes at epsilon 0.05 on the reserved env seeds,
+and a uniformly random policy's, kept in ``results/atari/<name>/teacher_card.json``::
+
+    .venv/bin/python scripts/atari_students.py --teacher runs/sb3-pong/ppo-PongNoFrameskip-v4.zip \
+        --name sb3-pong --sizes net2 --seeds 1,2,3
+
 Writes ``results/atari/<game>/raw/<cell>.json`` (every final episode's return, agreement, wall
 time, config, the command) and ``<cell>.evals.csv`` (the learning curve); ``poldist report`` makes
 RESULTS.md's Atari section from them, against the teacher's reference score and, because Atari
@@ -34,6 +42,62 @@ from poldist.teachers import ZOO
 SIZES = ("net1", "net2", "net3")
 VARIANTS = {"tau0.01": 0.01, "tau1": 1.0}  # name -> KL temperature
 UPDATES = 30_000  # the library's (the paper's) default budget: 162k fresh transitions per student
+
+
+EXTERNAL_SUFFIXES = (".zip", ".pt", ".pth", ".cleanrl_model")  # what poldist.teachers loads as external
+
+
+def is_external(teacher: str) -> bool:
+    """``teacher`` names a file brought from elsewhere (SB3, CleanRL), not a shipped teacher."""
+    return Path(teacher).suffix.lower() in EXTERNAL_SUFFIXES
+
+
+def external_card(teacher: str, folder: Path, episodes: int) -> dict[str, Any]:
+    """The yardstick of a teacher brought from elsewhere, measured once and kept in
+    ``folder/teacher_card.json``: its reference score (``episodes`` episodes at epsilon 0.05 on the
+    reserved env seeds, as ``poldist reference-score`` scores a shipped teacher) and a uniformly
+    random policy's score, with the file's hash and its trainer's log where one lies beside it
+    (``train_log.json``, as ``scripts/train_sb3_pong.py`` writes it)."""
+    import hashlib
+
+    import torch
+
+    from poldist.envs import REFERENCE_SEED
+    from poldist.evaluation import evaluate
+    from poldist.networks import count_parameters
+    from poldist.runs import write_json
+    from poldist.teachers import load_teacher
+    from poldist.zoo import machine_description
+
+    path = folder / "teacher_card.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    t = load_teacher(teacher)
+    ref = evaluate(t, t.env, episodes, epsilon=0.05, seed=REFERENCE_SEED)
+    random = evaluate(
+        lambda o: torch.zeros(len(o), t.n_actions), t.env, episodes, epsilon=1.0, seed=REFERENCE_SEED
+    )
+    log = Path(teacher).parent / "train_log.json"
+    card = {
+        "name": teacher,
+        "external": True,
+        "sha256": hashlib.sha256(Path(teacher).read_bytes()).hexdigest(),
+        "env_id": t.env.env_id,
+        "parameters": count_parameters(t.net),
+        "training_log": json.loads(log.read_text()) if log.exists() else None,
+        "reference": {
+            "episodes": ref.episodes,
+            "epsilon": 0.05,
+            "seed": REFERENCE_SEED,
+            **ref.to_dict(),
+            "command": f"python scripts/atari_students.py --teacher {teacher} --name {folder.name} "
+            f"--reference-episodes {episodes}",
+        },
+        "random_policy": {"episodes": random.episodes, "seed": REFERENCE_SEED, **random.to_dict()},
+        "machine": machine_description(),
+    }
+    write_json(path, card)
+    return card
 
 
 def teacher_card(teacher: str) -> dict[str, Any]:
@@ -78,11 +142,23 @@ def cell_config(
 
 
 def run_cell(
-    teacher: str, size: str, variant: str, seed: int, updates: int, episodes: int, runs: Path, results: Path
+    teacher: str,
+    size: str,
+    variant: str,
+    seed: int,
+    updates: int,
+    episodes: int,
+    runs: Path,
+    results: Path,
+    game: str = "",
+    card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume, or skip if done) one cell; write its raw record and learning curve."""
-    card = teacher_card(teacher)
-    game = teacher.split("/")[-1]
+    """Run (or resume, or skip if done) one cell; write its raw record and learning curve.
+
+    ``game``: the results folder's name (default: the shipped teacher's last part, ``pong``);
+    ``card``: the teacher's yardstick (default: its model card)."""
+    card = card or teacher_card(teacher)
+    game = game or teacher.split("/")[-1]
     name = cell_name(game, size, variant, seed)
     fields = {
         "variant": variant,
@@ -91,8 +167,9 @@ def run_cell(
         "seed": seed,
         "teacher": teacher,
         "random_score": card["random_policy"]["mean"],
-        "command": f"python scripts/atari_students.py --teacher {teacher} --sizes {size} "
-        f"--variants {variant} --seeds {seed} --updates {updates} --episodes {episodes}",
+        "command": f"python scripts/atari_students.py --teacher {teacher} "
+        + (f"--name {game} " if is_external(teacher) else "")
+        + f"--sizes {size} --variants {variant} --seeds {seed} --updates {updates} --episodes {episodes}",
     }
     cfg = cell_config(teacher, size, variant, seed, updates, episodes)
     return distill_cell(
@@ -102,7 +179,22 @@ def run_cell(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--teacher", default="atari/pong", help="a shipped Atari teacher (default atari/pong)")
+    p.add_argument(
+        "--teacher",
+        default="atari/pong",
+        help="a shipped Atari teacher (default atari/pong), or an SB3 .zip / CleanRL file",
+    )
+    p.add_argument(
+        "--name",
+        default="",
+        help="results folder of a teacher from a file (e.g. sb3-pong); a shipped one's is its game",
+    )
+    p.add_argument(
+        "--reference-episodes",
+        type=int,
+        default=100,
+        help="episodes of a teacher-from-a-file's reference score, measured once (default 100)",
+    )
     p.add_argument("--sizes", default=",".join(SIZES), help="comma-separated student sizes (default: all)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: tau0.01 (paper), tau1")
     p.add_argument(
@@ -121,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants.split(",")
         for size in args.sizes.split(",")
     ]
+    game, card = "", None
+    if is_external(args.teacher):
+        if not args.name:
+            raise PoldistError("a teacher from a file needs --name, its results folder (e.g. sb3-pong)")
+        game = args.name
+        card = external_card(args.teacher, Path(args.results) / game, args.reference_episodes)
+        ref = card["reference"]
+        print(f"{args.teacher}: reference {ref['mean']:.2f} over {ref['episodes']} episodes", flush=True)
     for k, (size, variant, seed) in enumerate(cells):
         print(f"[{k + 1}/{len(cells)}] {size} {variant} seed {seed}", flush=True)
         rec = run_cell(
@@ -132,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             args.episodes,
             Path(args.runs),
             Path(args.results),
+            game,
+            card,
         )
         print(
             f"    {rec['student_score']:.2f} (reference {rec['reference_score']:.2f}, random "

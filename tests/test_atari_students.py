@@ -154,3 +154,65 @@ def test_a_teacher_checked_and_not_shipped_is_listed_with_its_reference(tmp_path
         "[17.00, 17.00] over 2 episodes, random policy -20.20; not shipped "
         "(`results/atari/pong/candidates/step2200000/`)."
     )
+
+
+def test_a_teacher_from_an_sb3_file_gets_its_yardstick_and_its_report_rows(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Issue 19 part 3's path: an SB3 zip, scored once on the reserved seeds, then distilled."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    class PongLike(gym.Env):  # what SB3 sees behind the Atari wrappers: (84, 84, 4) uint8, 6 actions
+        observation_space = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
+        action_space = gym.spaces.Discrete(6)
+
+        def reset(self, *, seed=None, options=None):
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, False, {}
+
+    import poldist.external
+
+    torch.set_num_threads(1)
+    # episodes capped at 200 frames (recorded in the env spec), as the zoo teacher's above
+    capped = poldist.external.make_env_spec
+    monkeypatch.setattr(
+        poldist.external, "make_env_spec", lambda i, **kw: capped(i, **kw, max_num_frames_per_episode=200)
+    )
+    teacher = tmp_path / "sb3" / "ppo-PongNoFrameskip-v4.zip"  # RL Zoo's name: the env comes from it
+    PPO("CnnPolicy", PongLike(), n_steps=8, batch_size=8, seed=0, device="cpu").save(teacher)
+    log = [{"from_steps": 0, "to_steps": 5000, "wall_seconds": 7200.0, "command": "python train.py"}]
+    (teacher.parent / "train_log.json").write_text(json.dumps(log))
+    script = load_script("atari_students")
+    real = script.cell_config
+    monkeypatch.setattr(
+        script,
+        "cell_config",
+        lambda *a, **k: __import__("dataclasses").replace(
+            real(*a, **k), num_envs=2, learning_starts=64, memory_size=500, batch_size=8, agreement_states=32
+        ),
+    )
+    argv = ["--teacher", str(teacher), "--sizes", "net3", "--variants", "tau1", "--seeds", "1"]
+    argv += ["--updates", "10", "--episodes", "2", "--reference-episodes", "2"]
+    argv += ["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results" / "atari")]
+    from poldist.errors import PoldistError
+
+    with pytest.raises(PoldistError, match="needs --name"):
+        script.main(argv)
+    assert script.main([*argv, "--name", "sb3-pong"]) == 0
+    card = json.loads((tmp_path / "results" / "atari" / "sb3-pong" / "teacher_card.json").read_text())
+    assert card["reference"]["episodes"] == 2 and len(card["reference"]["returns"]) == 2
+    assert card["env_id"] == "ALE/Pong-v5" and card["training_log"] == log
+    record = json.loads(
+        (tmp_path / "results" / "atari" / "sb3-pong" / "raw" / "sb3-pong__net3__tau1__seed1.json").read_text()
+    )
+    assert record["reference_score"] == card["reference"]["mean"]
+    assert record["random_score"] == card["random_policy"]["mean"]
+    ctx = ReportContext(results=tmp_path / "results", out=tmp_path / "RESULTS.md", raw=[])
+    text = "\n".join(sections_atari.atari_lines(ctx))
+    assert "### sb3-pong" in text and "brought from elsewhere" in text and card["sha256"][:12] in text
+    assert "trained by its own trainer for 5,000 env steps in 2.0 hours" in text
+    assert f"--teacher {teacher} --name sb3-pong --sizes net3" in text

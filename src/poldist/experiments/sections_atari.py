@@ -46,6 +46,7 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
     per run."""
     ref = card["reference"]["returns"]
     random = card["random_policy"]["mean"]
+    above_random = float(np.mean(ref)) > random  # else no percent above random is defined
     game = records[0]["game"]
     groups: dict[tuple[int, str, bool], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -55,7 +56,11 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
     for (_, variant, tuning), recs in sorted(groups.items()):
         recs = sorted(recs, key=lambda r: r["seed"])
         returns = {game: [r["student_returns"] for r in recs]}
-        above = percent_intervals(returns, {game: ref}, baselines={game: random})[0][game]
+        above = (
+            percent_intervals(returns, {game: ref}, baselines={game: random})[0][game]
+            if above_random
+            else None
+        )
         plain = percent_intervals(returns, {game: ref})[0][game] if np.mean(ref) > 0 else None
         seed_means = [float(np.mean(r["student_returns"])) for r in recs]
         size = recs[0]["size"]
@@ -66,7 +71,7 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
                 f"{recs[0]['student_params']:,} ({paper_params(size):,})",
                 variant + (" (tuning)" if tuning else ""),
                 f"{np.mean(seed_means):.2f} ({', '.join(f'{m:.1f}' for m in seed_means)})",
-                f"**{_interval(above)}**",
+                "–" if above is None else f"**{_interval(above)}**",
                 "–" if plain is None else _interval(plain),
                 ", ".join(str(r["seed"]) for r in recs),
                 f"{np.mean([r['agreement'] for r in recs]):.3f}",
@@ -150,6 +155,32 @@ def atari_candidates(folder: Path) -> list[str]:
     return out
 
 
+def shipped_teacher_text(card: dict[str, Any], name: str) -> str:
+    """Where shipped Atari teacher ``name`` comes from: trained here, for how long."""
+    return (
+        f"Teacher: `{name}` (model card: `src/poldist/zoo/{name}/MODEL_CARD.md`), trained here for "
+        f"{card['env_steps']:,} env steps in {card['train_wall_seconds'] / 3600:.1f} hours"
+    )
+
+
+def external_teacher_text(card: dict[str, Any], path: Path) -> str:
+    """Where a teacher brought from a file comes from (``scripts/atari_students.py --teacher
+    <file>``): the file, its hash, and its own trainer's log where one lay beside it."""
+    text = (
+        f"Teacher: `{card['name']}`, brought from elsewhere and loaded as `poldist distill --teacher` "
+        f"loads it (sha256 {card['sha256'][:12]}, {card['parameters']:,} parameters; yardstick: "
+        f"`{path.as_posix().split('results/', 1)[-1]}`)"
+    )
+    log = card.get("training_log")
+    if log:
+        steps, hours = log[-1]["to_steps"], sum(e["wall_seconds"] for e in log) / 3600
+        text += (
+            f", trained by its own trainer for {steps:,} env steps in {hours:.1f} hours "
+            f"(`{log[0]['command']}`)"
+        )
+    return text
+
+
 def atari_lines(ctx: ReportContext) -> list[str]:
     """Section 7: per game, the teacher trained here and its students at the paper's sizes."""
     folder = ctx.results / "atari"
@@ -171,18 +202,23 @@ def atari_lines(ctx: ReportContext) -> list[str]:
         raw_dir = folder / game / "raw"
         records = load_study(raw_dir)
         teacher = records[0]["teacher"]
-        card = json.loads((ZOO / teacher / "card.json").read_text())
+        external = folder / game / "teacher_card.json"  # a teacher from a file, scored by the script
+        card = json.loads((external if external.exists() else ZOO / teacher / "card.json").read_text())
         ref, rnd = card["reference"], card["random_policy"]
         cfg = records[0]["config"]
         lines += [
-            f"### {teacher}",
+            f"### {game if external.exists() else teacher}",
             "",
-            f"Teacher: `{teacher}` (model card: `src/poldist/zoo/{teacher}/MODEL_CARD.md`), trained here for "
-            f"{card['env_steps']:,} env steps in {card['train_wall_seconds'] / 3600:.1f} hours; reference "
-            f"score {ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}] over {ref['episodes']} "
-            f"episodes on reserved env seeds, uniformly random policy {rnd['mean']:.2f} over "
-            f"{rnd['episodes']}. Students: the paper's recipe ({cfg['updates']:,} updates of batch "
-            f"{cfg['batch_size']}, {cfg['transitions_per_update']:g} fresh teacher transitions per update, "
+            (
+                external_teacher_text(card, external)
+                if external.exists()
+                else shipped_teacher_text(card, teacher)
+            )
+            + f"; reference score {ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}] over "
+            f"{ref['episodes']} episodes on reserved env seeds, uniformly random policy "
+            f"{rnd['mean']:.2f} over {rnd['episodes']}. Students: the paper's recipe "
+            f"({cfg['updates']:,} updates of batch {cfg['batch_size']}, "
+            f"{cfg['transitions_per_update']:g} fresh teacher transitions per update, "
             f"{cfg['control']} acting, {cfg['optimizer']} lr {cfg['lr']:g}), KL at tau 0.01 (the paper's) "
             "or 1 (the MinAtar recipe's); "
             f"{cfg['final_eval_episodes']} final episodes per run at epsilon {cfg['epsilon']:g}. "
@@ -206,7 +242,7 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             ),
             "",
         ]
-        if any(r["seed"] != TUNING_SEED for r in records):
+        if any(r["seed"] != TUNING_SEED for r in records) and np.mean(ref["returns"]) > rnd["mean"]:
             ctx.plots.mkdir(parents=True, exist_ok=True)
             curve = atari_curves(records, card, ctx.plots / f"atari_{game}_students.png")
             lines += [f"![{game} students]({ctx.link(curve)})", ""]
