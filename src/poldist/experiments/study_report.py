@@ -388,6 +388,15 @@ def study_findings(
             ("net3-s2: one 3x3 conv of stride 2 and 38 hidden units", "net3-s2"),
         )
     ]
+    # the same idea at 7%: a second conv of stride 2 against the one-conv net2 (8 filters, 18 units)
+    pairs.append(
+        (
+            "net2-2ck4: a 16-filter conv, then a 12-filter 4x4 one of stride 2, and 52 hidden units, "
+            "against one 8-filter conv and 18 hidden units (net2-c8)",
+            ("recipe", "net2-2ck4"),
+            RECIPE_ON_SEED0,
+        )
+    )
     # the recipe with one more change, against the recipe (its tau1-cosine-student runs)
     pairs += [
         (g["records"][0]["change"].replace("the minatar recipe, ", "the recipe, "), (v, s), RECIPE_ON_SEED0)
