@@ -139,3 +139,17 @@ def test_publish_a_carried_candidate_of_a_warm_started_run(tmp_path, monkeypatch
     text = (dest / "MODEL_CARD.md").read_text()
     assert "| env steps | 2,000 in all: 1,000 in run `first`, then 1,000 warm-started" in text
     assert "the network carried at step 1,000 of its run" in text
+    # a third run, warm-started from the second's candidate: the card counts the whole chain
+    third = DQNConfig(total_steps=1_000, init_weights=str(tmp_path / "candidate"), **small)
+    train_dqn(third, tmp_path / "third")
+    dest = zoo.publish_teacher(tmp_path / "third", "minatar/tiny", episodes=2, reference_episodes=0)
+    card = json.loads((dest / "card.json").read_text())
+    warm_start = card["warm_start"]
+    assert [s["run"] for s in warm_start["segments"]] == ["first", "warm"]
+    assert warm_start["env_steps"] == 2_000 and warm_start["run"] == "warm"
+    first, second = warm_start["segments"]
+    assert warm_start["updates"] == first["updates"] + second["updates"]
+    text = (dest / "MODEL_CARD.md").read_text()
+    assert "| env steps | 3,000 in all: 1,000 in run `first`, then 1,000 in run `warm`, then 1,000" in text
+    u = [first["updates"], second["updates"], card["updates"]]
+    assert f"| gradient updates | {sum(u):,} in all ({u[0]:,} + {u[1]:,} + {u[2]:,}) |" in text

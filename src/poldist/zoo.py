@@ -179,18 +179,44 @@ def training_record(run_dir: Path, carried: dict[str, Any] | None = None) -> dic
     init = config.get("init_weights")
     if init:
         warm: dict[str, Any] = {"init_weights": init}
-        if Path(init).exists():
-            origin = load_checkpoint(init, blobs=False).metadata.get("carried_from")
-            if origin and "counters" in origin:
-                c = origin["counters"]
-                warm.update(
-                    run=origin["run"],
-                    env_steps=c["step"],
-                    updates=c["updates"],
-                    wall_seconds=c["wall_seconds"],
-                )
+        segments = warm_start_chain(run_dir, init)
+        if segments:  # the runs before this one, their counters summed; each in ``segments``
+            warm.update(
+                run=segments[-1]["run"],
+                env_steps=sum(s["env_steps"] for s in segments),
+                updates=sum(s["updates"] for s in segments),
+                wall_seconds=sum(s["wall_seconds"] for s in segments),
+                segments=segments,
+            )
         out["warm_start"] = warm
     return out
+
+
+def warm_start_chain(run_dir: Path, init_weights: str) -> list[dict[str, Any]]:
+    """The runs a warm-started run descends from, oldest first: each network it started from was
+    carried from a run (its ``carried_from`` counters: steps, updates, wall time at the carry),
+    and that run, found beside ``run_dir``, may itself have started from a carried network. The
+    chain stops at a network that is gone, was not carried from a run, or whose run is gone."""
+    segments: list[dict[str, Any]] = []
+    init: str | None = init_weights
+    while init and Path(init).exists() and all(s["init_weights"] != init for s in segments):
+        origin = load_checkpoint(init, blobs=False).metadata.get("carried_from")
+        if not origin or "counters" not in origin:
+            break
+        c = origin["counters"]
+        segments.insert(
+            0,
+            {
+                "run": origin["run"],
+                "env_steps": c["step"],
+                "updates": c["updates"],
+                "wall_seconds": c["wall_seconds"],
+                "init_weights": init,
+            },
+        )
+        prior = run_dir.parent / origin["run"] / "config.json"
+        init = json.loads(prior.read_text()).get("init_weights") if prior.exists() else None
+    return segments
 
 
 REFERENCE_ENVS = 50  # env seeds REFERENCE_SEED .. REFERENCE_SEED + 49, 20 episodes each
@@ -362,14 +388,18 @@ def _training_rows(card: dict[str, Any]) -> str:
     warm = card.get("warm_start")
     if warm and "env_steps" in warm:
         before, rate = warm["env_steps"], card["env_steps_per_second"]
+        # cards made before chains were followed hold one earlier run, without ``segments``
+        segments = warm.get("segments") or [warm]
+        earlier = ", then ".join(f"{s['env_steps']:,} in run `{s['run']}`" for s in segments)
         steps = (
-            f"{before + card['env_steps']:,} in all: {before:,} in run `{warm['run']}`, then "
-            f"{card['env_steps']:,} warm-started from its online network ({rate:,.0f} steps/s; a new "
+            f"{before + card['env_steps']:,} in all: {earlier}, then {card['env_steps']:,} "
+            f"warm-started from its online network ({rate:,.0f} steps/s; each warm start with a new "
             "replay memory, optimiser and target network)"
         )
-        updates = f"{warm['updates'] + card['updates']:,} in all ({warm['updates']:,} + {card['updates']:,})"
-        mins, warm_mins = card["train_wall_seconds"] / 60, warm["wall_seconds"] / 60
-        wall = f"{warm_mins + mins:.1f} min in all ({warm_mins:.1f} + {mins:.1f})"
+        parts = [s["updates"] for s in segments] + [card["updates"]]
+        updates = f"{sum(parts):,} in all ({' + '.join(f'{u:,}' for u in parts)})"
+        mins = [s["wall_seconds"] / 60 for s in segments] + [card["train_wall_seconds"] / 60]
+        wall = f"{sum(mins):.1f} min in all ({' + '.join(f'{m:.1f}' for m in mins)})"
     elif warm:
         steps += f", warm-started from `{warm['init_weights']}`"
     if "checkpoint_step" in card:
