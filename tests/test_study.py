@@ -293,3 +293,12 @@ def test_the_recipe_section_names_the_rows_that_are_the_library_sizes() -> None:
         "`net3` is net3-2ck4 (`16,8k4s2/34`)."
     )
     assert library_sizes_note({("recipe", "net1"): group("8/64")}) == ""
+
+
+def test_a_per_teacher_temperature_row_says_what_it_measured() -> None:
+    recs = [_record("recipe-taugap20", g, [2.0], size="net2-c8") for g in ("b", "a")]
+    for r, tau in zip(recs, (1.966, 0.5)):
+        r.update(tau=tau, config={"tau_gap": 20.0})
+    refs = {"a": [2.0], "b": [2.0]}
+    lines = study_findings(group_intervals(recs, refs), refs)
+    assert "- recipe-taugap20 (net2-c8) trained at the temperatures it measured: a 0.50, b 1.97." in lines

@@ -418,6 +418,11 @@ def study_findings(
             "seeds). A one-change row a few points under it is not shown worse; a change that comes close "
             "is run on the second tuning seed (4) too, and adopted only if it holds there."
         )
+    for (variant, size), g in sorted(groups.items()):
+        recs = [r for r in g["records"] if r.get("config", {}).get("tau_gap")]
+        if recs:  # a temperature set per teacher from its outputs: say what it measured
+            taus = ", ".join(f"{r['game']} {r['tau']:.2f}" for r in sorted(recs, key=lambda r: r["game"]))
+            out.append(f"{variant} ({size}) trained at the temperatures it measured: {taus}.")
     k3 = {s: _game(groups, "recipe", s, "breakout") for s in ("net3-s2", "net3-2c")}
     if all(x is not None for x in k3.values()):
         out.append(
