@@ -60,23 +60,21 @@ def external_card(teacher: str, folder: Path, episodes: int) -> dict[str, Any]:
     (``train_log.json``, as ``scripts/train_sb3_pong.py`` writes it)."""
     import hashlib
 
-    import torch
-
     from poldist.envs import REFERENCE_SEED
-    from poldist.evaluation import evaluate
     from poldist.networks import count_parameters
     from poldist.runs import write_json
     from poldist.teachers import load_teacher
-    from poldist.zoo import machine_description
+    from poldist.zoo import machine_description, random_policy_score, reference_entry
 
     path = folder / "teacher_card.json"
     if path.exists():
         return json.loads(path.read_text())
     t = load_teacher(teacher)
-    ref = evaluate(t, t.env, episodes, epsilon=0.05, seed=REFERENCE_SEED)
-    random = evaluate(
-        lambda o: torch.zeros(len(o), t.n_actions), t.env, episodes, epsilon=1.0, seed=REFERENCE_SEED
+    command = (
+        f"python scripts/atari_students.py --teacher {teacher} --name {folder.name} "
+        f"--reference-episodes {episodes}"
     )
+    random = random_policy_score(t, episodes, REFERENCE_SEED)
     log = Path(teacher).parent / "train_log.json"
     card = {
         "name": teacher,
@@ -85,14 +83,7 @@ def external_card(teacher: str, folder: Path, episodes: int) -> dict[str, Any]:
         "env_id": t.env.env_id,
         "parameters": count_parameters(t.net),
         "training_log": json.loads(log.read_text()) if log.exists() else None,
-        "reference": {
-            "episodes": ref.episodes,
-            "epsilon": 0.05,
-            "seed": REFERENCE_SEED,
-            **ref.to_dict(),
-            "command": f"python scripts/atari_students.py --teacher {teacher} --name {folder.name} "
-            f"--reference-episodes {episodes}",
-        },
+        "reference": reference_entry(t, episodes, command),
         "random_policy": {"episodes": random.episodes, "seed": REFERENCE_SEED, **random.to_dict()},
         "machine": machine_description(),
     }

@@ -22,12 +22,12 @@ import torch
 from poldist.checkpoints import load_checkpoint, save_checkpoint
 from poldist.envs import REFERENCE_SEED
 from poldist.errors import PoldistError
-from poldist.evaluation import evaluate
+from poldist.evaluation import EvalResult, evaluate
 from poldist.networks import count_parameters
 from poldist.plotting import plot_learning_curve
 from poldist.runs import machine_info, write_json
 from poldist.tables import format_table
-from poldist.teachers import ZOO, load_teacher, zoo_names
+from poldist.teachers import ZOO, Teacher, load_teacher, zoo_names
 
 
 def machine_description() -> str:
@@ -101,9 +101,7 @@ def publish_teacher(
             # a network carried in half precision: nothing in full precision left to compare with
             "source_half": any(v.dtype == torch.float16 for v in ckpt.tensors.values()),
         }
-    random = evaluate(
-        lambda o: torch.zeros(len(o), teacher.n_actions), teacher.env, episodes, epsilon=1.0, seed=seed
-    )
+    random = random_policy_score(teacher, episodes, seed)
     commands_file = run_dir / "commands.txt"
     commands = commands_file.read_text().strip().splitlines() if commands_file.exists() else []
     card: dict[str, Any] = {
@@ -222,6 +220,33 @@ def warm_start_chain(run_dir: Path, init_weights: str) -> list[dict[str, Any]]:
 REFERENCE_ENVS = 50  # env seeds REFERENCE_SEED .. REFERENCE_SEED + 49, 20 episodes each
 
 
+def reference_entry(
+    teacher: Teacher, episodes: int, command: str, num_envs: int = REFERENCE_ENVS
+) -> dict[str, Any]:
+    """``teacher``'s reference score (``episodes`` episodes at epsilon 0.05 on env seeds from
+    :data:`~poldist.envs.REFERENCE_SEED` on), as a card's ``reference`` entry made by ``command``."""
+    res = evaluate(teacher, teacher.env, episodes, epsilon=0.05, seed=REFERENCE_SEED, num_envs=num_envs)
+    return {
+        "episodes": res.episodes,
+        "epsilon": 0.05,
+        "seed": REFERENCE_SEED,
+        "num_envs": min(num_envs, episodes),
+        "mean": res.mean,
+        "ci_low": res.ci_low,
+        "ci_high": res.ci_high,
+        "returns": res.returns,
+        "command": command,
+        "machine": machine_description(),
+    }
+
+
+def random_policy_score(teacher: Teacher, episodes: int, seed: int) -> EvalResult:
+    """A uniformly random policy over ``teacher``'s actions, on its env (the card's baseline)."""
+    return evaluate(
+        lambda o: torch.zeros(len(o), teacher.n_actions), teacher.env, episodes, epsilon=1.0, seed=seed
+    )
+
+
 def reference_score(name: str, *, episodes: int = 1000, num_envs: int = REFERENCE_ENVS) -> dict[str, Any]:
     """Score shipped teacher ``name`` for use as the yardstick of percent-of-teacher, and store it.
 
@@ -236,20 +261,8 @@ def reference_score(name: str, *, episodes: int = 1000, num_envs: int = REFERENC
     check_zoo_name(name)
     dest = ZOO / name
     card = json.loads((dest / "card.json").read_text())
-    teacher = load_teacher(dest)
-    res = evaluate(teacher, teacher.env, episodes, epsilon=0.05, seed=REFERENCE_SEED, num_envs=num_envs)
-    card["reference"] = {
-        "episodes": res.episodes,
-        "epsilon": 0.05,
-        "seed": REFERENCE_SEED,
-        "num_envs": min(num_envs, episodes),
-        "mean": res.mean,
-        "ci_low": res.ci_low,
-        "ci_high": res.ci_high,
-        "returns": res.returns,
-        "command": f"poldist reference-score {name} --episodes {episodes}",
-        "machine": machine_description(),
-    }
+    command = f"poldist reference-score {name} --episodes {episodes}"
+    card["reference"] = reference_entry(load_teacher(dest), episodes, command, num_envs)
     write_json(dest / "card.json", card)
     (dest / "MODEL_CARD.md").write_text(_card_markdown(card))
     return card["reference"]

@@ -35,10 +35,9 @@ BENCH_LIMITS = """What limits each (read off the tables above, and cProfiles: `s
 - **Inference**: at batch 1 per-call overhead dominates, so small students gain little under
   PyTorch and more under onnxruntime; at batch 256 compute dominates and the students' gain grows.
   MinAtar's net3 (two convs, the second 4x4 of stride 2) is slower than its teacher at batch 1
-  under PyTorch: oneDNN's path for that small strided conv costs about 75 us a call where
-  PyTorch's own takes about 20 (measured with `torch.backends.mkldnn` on and off), while at batch
-  256 oneDNN is the faster one (a whole update about 3x faster); onnxruntime runs it at net2's
-  speed, so deploy it through ONNX. Its update costs about twice net2's.
+  under PyTorch (the table above): PyTorch's oneDNN path for that small strided conv carries a
+  per-call cost that the one-conv students do not pay; onnxruntime runs it at net2's speed, so
+  deploy it through ONNX.
 - **Time to quality**: distillation (the minatar recipe, evaluated every 1,000 updates on 50
   episodes) first reads 95% of the teacher's reference score within about a minute of training;
   Double DQN on the same small network from scratch has not reached it in 10x that time (its
