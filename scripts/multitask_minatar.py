@@ -207,6 +207,7 @@ def main() -> None:
                 evaluate_teacher=False,  # teachers are scored by their reference scores
                 seed=args.seed,
                 env_seeds=args.env_seeds,
+                labeller="torch",  # as the committed results were made (before onnxruntime was the default)
             )
             distill(cfg, run, resume=resume_or_clear(run))
         summary = json.loads((run / "summary.json").read_text())

@@ -60,11 +60,16 @@ def _check_result(result: dict[str, Any]) -> None:
         _positive(r, "library_updates_per_s", "bare_updates_per_s", "ratio", "params")
 
     collection = result["collection_efficiency"]["rows"]  # MinAtar only: atari=False
-    labellers = ["torch"] + (["onnxruntime"] if onnx_missing() is None else [])
-    want = {(lab, g, 8) for lab in labellers for g in (1, 2)} | {(lab, 1, 64) for lab in labellers}
+    labellers = ["auto"] + (["torch"] if onnx_missing() is None else [])
+    want = {(lab, 1, 8) for lab in labellers} | {("auto", 2, 8)} | {(lab, 1, 64) for lab in labellers}
     assert {(r["labeller"], r["groups"], r["num_envs"]) for r in collection} == want
-    for r in collection:
-        assert r["env_id"] == "MinAtar/Breakout-v1" and r["target"] == 0.5
+    for r in collection:  # the target is for the default row: auto, one group of 8 envs
+        assert r["env_id"] == "MinAtar/Breakout-v1"
+        assert r["default"] == ((r["labeller"], r["groups"], r["num_envs"]) == ("auto", 1, 8))
+        assert r.get("target") == (0.5 if r["default"] else None)
+        # auto: onnxruntime where installed, on one thread for MinAtar's small teacher
+        want_kind = "torch" if r["labeller"] == "torch" or onnx_missing() else "onnxruntime"
+        assert r["labeller_kind"] == want_kind and (want_kind == "torch" or r["labeller_threads"] == 1)
         _positive(
             r,
             "collect_transitions_per_s",

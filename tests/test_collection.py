@@ -8,19 +8,29 @@ import numpy as np
 import pytest
 import torch
 
+from poldist import fast_teacher
 from poldist.collection import (
     DistillTask,
     LocalCollector,
     MixedControl,
     StudentControl,
     TeacherControl,
+    _check_finite,
     collect,
     host_epsilon_greedy,
 )
+from poldist.config import DistillConfig
 from poldist.envs import make_env_spec, make_vector_env
 from poldist.errors import PoldistError
 from poldist.evaluation import epsilon_greedy
-from poldist.fast_teacher import LABEL_TOLERANCE, OnnxLabeller, TorchLabeller, make_labeller
+from poldist.fast_teacher import (
+    LABEL_TOLERANCE,
+    OnnxLabeller,
+    TorchLabeller,
+    auto_threads,
+    forward_macs,
+    make_labeller,
+)
 from poldist.memory import FrameStackMemory, ReplayMemory
 from poldist.networks import QNetwork, nature_dqn, to_device
 from poldist.teachers import NetworkTeacher, load_teacher
@@ -328,3 +338,49 @@ def test_distill_config_chooses_the_labeller_and_the_env_groups(tmp_path) -> Non
         assert d.tasks[0].memory.size >= 64
     with pytest.raises(PoldistError, match=r"env_groups \(3\) must be at most num_envs \(2\)"):
         DistillConfig(num_envs=2, env_groups=3).validate()
+
+
+def test_forward_macs_by_hand() -> None:
+    from poldist.networks import Architecture
+
+    # a 3x3 conv, 4 -> 16 channels on 10x10 (8x8 out), 1024 -> 128, 128 -> 3
+    small = QNetwork(Architecture((4, 10, 10), ((16, 3, 1),), 128, (3,)))
+    assert forward_macs(small) == 16 * 8 * 8 * 4 * 9 + 1024 * 128 + 128 * 3 == 168_320
+    # the Nature DQN: 8x8/4 to 20x20, 4x4/2 to 9x9, 3x3/1 to 7x7, 3136 -> 512 -> 4
+    nature = QNetwork(nature_dqn(4, 4))
+    want = 32 * 400 * 4 * 64 + 64 * 81 * 32 * 16 + 64 * 49 * 64 * 9 + 3136 * 512 + 512 * 4
+    assert forward_macs(nature) == want == 9_345_024
+
+
+def test_auto_threads_two_for_a_large_teacher_on_two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poldist.networks import Architecture
+
+    small = QNetwork(Architecture((4, 10, 10), ((16, 3, 1),), 128, (3,)))
+    nature = QNetwork(nature_dqn(4, 4))
+    monkeypatch.setattr(fast_teacher, "usable_cores", lambda: 2)
+    assert (auto_threads(small), auto_threads(nature)) == (1, 2)
+    monkeypatch.setattr(fast_teacher, "usable_cores", lambda: 1)
+    assert auto_threads(nature) == 1
+
+
+def test_default_labeller_is_auto_and_threads_are_checked() -> None:
+    assert DistillConfig().labeller == "auto" and LocalCollector().labeller == "auto"
+    with pytest.raises(PoldistError, match="labeller_threads"):
+        DistillConfig(labeller_threads=-1).validate()
+    teacher = load_teacher("minatar/breakout")
+    with pytest.raises(PoldistError, match="labeller threads must be >= 0"):
+        OnnxLabeller(teacher, threads=-1)
+    want = "torch" if fast_teacher.onnxruntime_missing() else "onnxruntime"
+    assert make_labeller(teacher, "auto").kind == want
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_check_finite_accepts_an_overflowing_sum_and_refuses_nan() -> None:
+    teacher = load_teacher("minatar/breakout")
+    big = np.full((8, 3), 3e38, np.float32)  # finite, but their float32 sum is inf
+    _check_finite(big, teacher, 0)
+    for bad in (np.nan, np.inf, -np.inf):
+        out = np.zeros((8, 3), np.float32)
+        out[5, 1] = bad
+        with pytest.raises(PoldistError, match="not finite"):
+            _check_finite(out, teacher, 7)

@@ -11,6 +11,7 @@ This module imports neither the loop nor Ray: both build on it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -296,7 +297,9 @@ def _store_and_step(
 
 
 def _check_finite(out: np.ndarray, teacher: Teacher, updates: int) -> None:
-    if not np.isfinite(out).all():  # refuse before a NaN reaches the memory (and a checkpoint)
+    # the sum is finite when every output is (a few us sooner than isfinite().all(), which confirms
+    # a non-finite sum: finite float32 outputs can overflow it)
+    if not math.isfinite(out.sum()) and not np.isfinite(out).all():  # refuse before a NaN is stored
         raise PoldistError(
             f"teacher outputs are not finite (NaN/inf) at update {updates} "
             f"(teacher {teacher.name}); nothing stored from them, last good checkpoint kept"
@@ -379,22 +382,24 @@ class LocalCollector:
     """Teacher play in this process: :func:`collect` on each task's own vector env.
 
     ``labeller``: how the teachers' outputs are computed (:func:`~poldist.fast_teacher.make_labeller`):
-    ``"torch"`` (default: bit-identical to the teacher's PyTorch network), ``"onnxruntime"``
-    (faster on the CPU, labels within :data:`~poldist.fast_teacher.LABEL_TOLERANCE`; opt-in, as a
-    run is then no longer bit-identical to a PyTorch one) or ``"auto"``.
+    ``"auto"`` (default: onnxruntime where it can label, else torch), ``"torch"`` (bit-identical to
+    the teacher's PyTorch network) or ``"onnxruntime"`` (faster on the CPU, labels within
+    :data:`~poldist.fast_teacher.LABEL_TOLERANCE`, so a run is not bit-identical to a PyTorch one).
+    ``threads``: the onnxruntime labeller's threads (0: :func:`~poldist.fast_teacher.auto_threads`).
     """
 
-    def __init__(self, labeller: str = "torch"):
+    def __init__(self, labeller: str = "auto", threads: int = 0):
         if labeller not in LABELLERS:
             raise PoldistError(f"unknown labeller {labeller!r}: choose from {', '.join(LABELLERS)}")
         self.labeller = labeller
+        self.threads = threads
         self._labellers: dict[int, Labeller] = {}  # id(task.teacher) -> its labeller
 
     def labeller_for(self, teacher: Teacher) -> Labeller:
         """The labeller of ``teacher`` (made on first use, then kept)."""
         lab = self._labellers.get(id(teacher))
         if lab is None or lab.teacher is not teacher:
-            lab = self._labellers[id(teacher)] = make_labeller(teacher, self.labeller)
+            lab = self._labellers[id(teacher)] = make_labeller(teacher, self.labeller, self.threads)
         return lab
 
     def collect(

@@ -239,10 +239,16 @@ class DistillConfig:
     ray_address: str = option("", "ray: cluster address; empty: a local ray.init()")
     ray_actors: int = option(2, "ray: teacher-play actors per game", minimum=1)
     labeller: Literal["torch", "onnxruntime", "auto"] = option(
-        "torch",
+        "auto",
         "who computes the teacher's outputs while collecting (local backend): torch (bit-identical "
-        "to the teacher) | onnxruntime (CPU teachers, faster; labels within 1e-5, so runs are not "
-        "bit-identical) | auto",
+        "to the teacher's PyTorch network) | onnxruntime (CPU teachers, 2-5x faster; labels within "
+        "1e-5, so greedy actions may differ on near-ties) | auto (onnxruntime where it can, else torch)",
+    )
+    labeller_threads: int = option(
+        0,
+        "onnxruntime labeller threads; 0: 2 for a teacher of >= 1M multiply-adds per observation "
+        "(Atari's Nature DQN) when 2 cores are usable, else 1",
+        minimum=0,
     )
     env_groups: int = option(
         1,

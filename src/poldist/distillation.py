@@ -97,7 +97,7 @@ def _ray_collector(cfg: DistillConfig, tasks: list[DistillTask]) -> Collector:
 
 # the keys are DistillConfig's backend choices (config.BACKEND_CHOICES), checked there
 COLLECTORS: dict[str, Callable[[DistillConfig, list[DistillTask]], Collector]] = {
-    "local": lambda cfg, tasks: LocalCollector(cfg.labeller),
+    "local": lambda cfg, tasks: LocalCollector(cfg.labeller, cfg.labeller_threads),
     "ray": _ray_collector,
 }
 

@@ -3,29 +3,33 @@
 :func:`~poldist.collection.collect` asks a :class:`Labeller` for the teacher's outputs of each
 vector step's observations. Two kinds:
 
-- :class:`TorchLabeller` (``"torch"``, the default): the teacher's own PyTorch network under
+- :class:`TorchLabeller` (``"torch"``): the teacher's own PyTorch network under
   ``torch.inference_mode``, its layers called directly (no module dispatch). The same kernels
   as ``NetworkTeacher.__call__`` in the same order, so the outputs are bit-identical to it (and a
   distillation is bit-identical for the same seed). A teacher that is not a
   :class:`~poldist.teachers.NetworkTeacher` (only the Teacher protocol) is called as it is.
-- :class:`OnnxLabeller` (``"onnxruntime"``, opt-in): the teacher's network rebuilt as an ONNX
-  graph straight from its weights (no exporter, a few milliseconds) and run by onnxruntime on one
-  thread. 2 to 5 times faster than PyTorch at 8 envs on the CPU; the outputs differ from
-  PyTorch's by float rounding, at most :data:`LABEL_TOLERANCE` relative to the largest output
-  above 1 (checked when the graph is built, see :func:`onnx_parity`), so greedy actions can
-  differ on near-ties and a run is no longer bit-identical to the PyTorch one. The graph is
-  rebuilt whenever the teacher's ``version`` changes (online distillation), and only the CPU
-  is supported (a teacher on another device keeps PyTorch).
+- :class:`OnnxLabeller` (``"onnxruntime"``): the teacher's network rebuilt as an ONNX
+  graph straight from its weights (no exporter, a few milliseconds) and run by onnxruntime
+  (one thread for a small network, two for one of at least :data:`MULTI_THREAD_MACS`
+  multiply-adds per observation, such as the Nature DQN, where the second core would otherwise
+  idle while the envs wait: see :func:`auto_threads`). 2 to 5 times faster than PyTorch at
+  8 envs on the CPU; the outputs differ from PyTorch's by float rounding, at most
+  :data:`LABEL_TOLERANCE` relative to the largest output above 1 (checked when the graph is
+  built, see :func:`onnx_parity`), so greedy actions can differ on near-ties and a run is no
+  longer bit-identical to the PyTorch one. The graph is rebuilt whenever the teacher's
+  ``version`` changes (online distillation), and only the CPU is supported (a teacher on
+  another device keeps PyTorch).
 
-:func:`make_labeller` picks one by name (``"torch"``, ``"onnxruntime"``, or ``"auto"``:
-onnxruntime when installed and the teacher is a CPU :class:`~poldist.teachers.NetworkTeacher`).
+:func:`make_labeller` picks one by name (``"torch"``, ``"onnxruntime"``, or ``"auto"``, the
+default of :class:`~poldist.config.DistillConfig`: onnxruntime when installed and the teacher is
+a CPU :class:`~poldist.teachers.NetworkTeacher` of plain layers, else torch).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import weakref
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,6 +45,12 @@ LABEL_TOLERANCE = 1e-5
 """Largest ``|onnxruntime - torch|`` of a label, relative to ``max(1, max |torch output|)``."""
 
 LABELLERS = ("torch", "onnxruntime", "auto")
+
+MULTI_THREAD_MACS = 1_000_000
+"""Multiply-adds per observation from which onnxruntime labels on two threads (when two cores are
+usable): the Nature DQN's ~9.4M at batch 8 labels in about half the time on two threads (measured
+on 2 cores: collect/random 0.52 -> 0.56-0.66, RESULTS.md section 6), while a MinAtar teacher's
+~0.2M is over in tens of microseconds, where a second thread's wake-up costs more than it saves."""
 
 
 class Labeller(Protocol):
@@ -241,13 +251,50 @@ def onnx_parity(
     return float(np.abs(got - want).max() / max(1.0, float(np.abs(want).max())))
 
 
-class OnnxLabeller:
-    """A CPU :class:`~poldist.teachers.NetworkTeacher`'s network run by onnxruntime (opt-in).
+def forward_macs(net: QNetwork, task: int = 0) -> int:
+    """Multiply-adds of one observation through ``net``'s trunk and head ``task`` (conv and
+    linear layers), from the layers' output shapes on a zero observation."""
+    layers = _plain_layers(net, task)
+    if layers is None:
+        raise PoldistError(f"{type(net).__name__} has layers the onnxruntime labeller does not build")
+    macs = 0
+    with torch.inference_mode():
+        x = torch.zeros((1, *net.arch.obs_shape), device=next(net.parameters()).device)
+        for m in layers:
+            x = m(x)
+            if type(m) is nn.Conv2d:
+                k = m.weight[0].numel()  # in_channels / groups * kh * kw
+                macs += x.numel() * k
+            elif type(m) is nn.Linear:
+                macs += m.in_features * m.out_features
+    return macs
 
-    The session (one intra-op thread, as the library's ``torch_threads=1``) is built on the
-    first call, and again whenever ``teacher.version`` changes or the observations' channel
-    count does. Each build checks parity with PyTorch (:func:`onnx_parity`) and refuses a graph
-    off by more than :data:`LABEL_TOLERANCE`.
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def auto_threads(net: QNetwork, task: int = 0) -> int:
+    """onnxruntime intra-op threads for labelling with ``net``: 2 when a forward pass costs at
+    least :data:`MULTI_THREAD_MACS` multiply-adds per observation and 2 cores are usable, else 1.
+
+    Labelling runs while the envs wait for their actions, so a second core is free then.
+    """
+    return 2 if usable_cores() >= 2 and forward_macs(net, task) >= MULTI_THREAD_MACS else 1
+
+
+class OnnxLabeller:
+    """A CPU :class:`~poldist.teachers.NetworkTeacher`'s network run by onnxruntime.
+
+    ``threads``: onnxruntime intra-op threads; 0 (default): :func:`auto_threads`. With more than
+    one, the threads sleep between calls instead of spinning (a spinning thread would take a core
+    from the envs stepping meanwhile). The session is built on the first call, and again whenever
+    ``teacher.version`` changes or the observations' channel count does. Each build checks parity
+    with PyTorch (:func:`onnx_parity`) and refuses a graph off by more than :data:`LABEL_TOLERANCE`.
 
     Raises:
         PoldistError: onnx/onnxruntime missing, a teacher that is not a CPU ``NetworkTeacher``,
@@ -256,7 +303,7 @@ class OnnxLabeller:
 
     kind = "onnxruntime"
 
-    def __init__(self, teacher: Teacher, threads: int = 1):
+    def __init__(self, teacher: Teacher, threads: int = 0):
         why = onnxruntime_missing()
         if why:
             raise PoldistError(f"the onnxruntime labeller needs {why}")
@@ -265,8 +312,10 @@ class OnnxLabeller:
                 f"the onnxruntime labeller labels for a CPU NetworkTeacher; {teacher.name} is "
                 f"{type(teacher).__name__} on {teacher.device}"
             )
+        if threads < 0:
+            raise PoldistError(f"labeller threads must be >= 0 (0: automatic), got {threads}")
         self.teacher = teacher
-        self.threads = threads
+        self.threads = threads or auto_threads(teacher.net, teacher.task)
         self._session: Any = None
         self._key: tuple[int, int, int] | None = None
         self.builds = 0
@@ -281,6 +330,8 @@ class OnnxLabeller:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
+        if self.threads > 1:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         diff = onnx_parity(session, t.net, t.task, in_channels)
         if not diff <= LABEL_TOLERANCE:
@@ -299,19 +350,17 @@ class OnnxLabeller:
             self._build(obs.shape[1])
         if obs.dtype != np.uint8 or not obs.flags.c_contiguous:
             obs = np.ascontiguousarray(obs, dtype=np.uint8)
-        return self._session.run(None, {"obs": obs})[0]
+        return self._session.run(_OUTPUTS, {"obs": obs})[0]  # named: ~7 us sooner than None
 
 
-LABELLER_FACTORIES: dict[str, Callable[[Teacher], Labeller]] = {
-    "torch": TorchLabeller,
-    "onnxruntime": OnnxLabeller,
-}
+_OUTPUTS = ["outputs"]
 
 
-def make_labeller(teacher: Teacher, kind: str = "torch") -> Labeller:
-    """A labeller for ``teacher``: ``"torch"`` (bit-identical, the default), ``"onnxruntime"``
-    (faster, within :data:`LABEL_TOLERANCE`; raises when it cannot be used) or ``"auto"``
-    (onnxruntime for a CPU ``NetworkTeacher`` when onnx and onnxruntime are installed, else torch).
+def make_labeller(teacher: Teacher, kind: str = "torch", threads: int = 0) -> Labeller:
+    """A labeller for ``teacher``: ``"torch"`` (bit-identical), ``"onnxruntime"`` (faster,
+    within :data:`LABEL_TOLERANCE`; raises when it cannot be used) or ``"auto"`` (onnxruntime for
+    a CPU ``NetworkTeacher`` of plain layers when onnx and onnxruntime are installed, else torch).
+    ``threads``: onnxruntime's intra-op threads (0: :func:`auto_threads`); torch ignores it.
 
     Raises:
         PoldistError: an unknown ``kind``, or ``"onnxruntime"`` where it cannot be used.
@@ -322,6 +371,8 @@ def make_labeller(teacher: Teacher, kind: str = "torch") -> Labeller:
         usable = usable and onnxruntime_missing() is None
         usable = usable and _plain_layers(teacher.net, teacher.task) is not None
         kind = "onnxruntime" if usable else "torch"
-    if kind not in LABELLER_FACTORIES:
-        raise PoldistError(f"unknown labeller {kind!r}: choose from {', '.join(LABELLERS)}")
-    return LABELLER_FACTORIES[kind](teacher)
+    if kind == "torch":
+        return TorchLabeller(teacher)
+    if kind == "onnxruntime":
+        return OnnxLabeller(teacher, threads)
+    raise PoldistError(f"unknown labeller {kind!r}: choose from {', '.join(LABELLERS)}")

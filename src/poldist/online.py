@@ -86,6 +86,9 @@ def online_distill(cfg: OnlineConfig, run_dir: str | Path, *, resume: bool = Fal
         ray_address=cfg.ray_address,
         ray_actors=cfg.ray_actors,
         device=str(device),
+        # the learning teacher changes every chunk (an onnxruntime graph would be rebuilt each time),
+        # and the committed online results were labelled by torch
+        labeller="torch",
     )
     if resume:  # the run's own settings: refuse a change a resume may not make, record the others
         record_config_changes(run_dir, cfg)

@@ -49,7 +49,7 @@ from typing import Any
 import torch
 
 from poldist.errors import PoldistError
-from poldist.experiments.bench_collection import bench_collection, collection_table
+from poldist.experiments.bench_collection import bench_collection, collection_table, labeller_name
 from poldist.experiments.bench_common import (
     ATARI_MEMORY_TARGET_GB,
     DQN_TARGET,
@@ -105,7 +105,7 @@ def _summary(result: dict[str, Any]) -> list[list[Any]]:
         )
     if "collection_efficiency" in result:
         for r in result["collection_efficiency"]["rows"]:
-            how = r.get("labeller", "torch") + (f", {r['groups']} groups" if r.get("groups", 1) > 1 else "")
+            how = labeller_name(r) + (f", {r['groups']} groups" if r.get("groups", 1) > 1 else "")
             how += f", {r['num_envs']} envs" if r.get("num_envs", 8) != 8 else ""
             target = r.get("target")
             out.append(

@@ -2,10 +2,11 @@
 :func:`~poldist.collection.collect` against stepping the same vector env with random actions
 (and with the teacher's greedy actions), and the Ray backend against the local one.
 
-Each env gets one row per labeller (:mod:`poldist.fast_teacher`): ``torch``, the default and
-bit-identical one, and ``onnxruntime`` (opt-in, labels within 1e-5) where it is installed and the
-teacher is on the CPU. The targets (issue 22, :data:`COLLECTION_TARGETS`) are for the fastest
-labeller of each env."""
+Each env gets one row per labeller (:mod:`poldist.fast_teacher`): ``auto``, the default
+(onnxruntime where it is installed and the teacher is on the CPU, labels within 1e-5, on the
+threads :func:`~poldist.fast_teacher.auto_threads` picks), and ``torch``, the bit-identical one.
+The targets (issue 22, :data:`COLLECTION_TARGETS`) are for the default settings: ``auto``, one
+group of 8 envs."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def _collection_row(
     controller = TeacherControl(cfg.epsilon)
     rng = np.random.default_rng(seed)
     n = cfg.num_envs
-    lab = make_labeller(task.teacher, labeller)
+    lab = make_labeller(task.teacher, labeller, DistillConfig.labeller_threads)
 
     def library_collect() -> None:
         collect(task, controller, student, n, rng, labeller=lab)  # one vector step: n transitions
@@ -103,6 +104,9 @@ def _collection_row(
         "device": str(device),
         "teacher": label,
         "labeller": labeller,
+        "labeller_kind": lab.kind,
+        "labeller_threads": getattr(lab, "threads", torch.get_num_threads()),
+        "default": labeller == DistillConfig.labeller and groups == 1 and n == DistillConfig.num_envs,
         "groups": groups,
         "num_envs": n,
         "memory_class": type(task.memory).__name__,
@@ -180,12 +184,23 @@ MINATAR_WIDE_ENVS = 64
 
 def collection_labellers(device: torch.device = CPU) -> tuple[list[tuple[str, int]], str | None]:
     """The ``(labeller, groups)`` section 2 measures on ``device``, and why onnxruntime is left
-    out (or None): each labeller on one vector env, then on two pipelined groups."""
+    out (or None): the default (``auto``) and ``torch`` on one vector env, then the default on two
+    pipelined groups."""
     why = onnxruntime_missing()
     if why is None and device.type != "cpu":
         why = f"the teacher is on {device}"
-    labs = ["torch"] if why else ["torch", "onnxruntime"]
-    return [(lab, g) for g in (1, 2) for lab in labs], why
+    if why:  # auto is torch then
+        return [("auto", 1), ("auto", 2)], why
+    return [("auto", 1), ("torch", 1), ("auto", 2)], why
+
+
+def labeller_name(row: dict[str, Any]) -> str:
+    """How a row's teacher labelled, e.g. ``auto: onnxruntime x2`` (2 threads) or ``torch``."""
+    lab = row.get("labeller", "torch")  # absent in older JSON
+    kind = row.get("labeller_kind", lab)
+    threads = row.get("labeller_threads", 1)
+    name = kind + (f" x{threads}" if kind == "onnxruntime" and threads > 1 else "")
+    return f"{lab}: {name}" if lab != kind else name
 
 
 def bench_collection(
@@ -234,14 +249,16 @@ def bench_collection(
             rows.append(
                 _collection_row("nature-dqn (random weights)", cfg, teacher, budget, seed, device, lab, g)
             )
-    for r in rows:
-        r["target"] = COLLECTION_TARGETS["atari" if r["env_id"].startswith("ALE/") else "minatar"]
+    for r in rows:  # the targets are for the default settings
+        if r["default"]:
+            r["target"] = COLLECTION_TARGETS["atari" if r["env_id"].startswith("ALE/") else "minatar"]
     notes.append(
         "targets (issue 22): collect/random >= "
         + ", ".join(f"{v} ({k})" for k, v in COLLECTION_TARGETS.items())
-        + " with the fastest labeller; torch on 1 group is the default (bit-identical), onnxruntime "
-        "(labels within 1e-5 of torch's) and 2 pipelined groups (the same data when the labeller "
-        "gives a group's rows what it gives them in one batch) are opt-in, and so are more envs "
+        + " at the default settings (labeller auto: onnxruntime, labels within 1e-5 of torch's, "
+        "on 2 threads for the Nature DQN and 1 for MinAtar's teacher; 1 group of 8 envs); torch "
+        "(bit-identical), 2 pipelined groups (the same data when the labeller gives a group's "
+        "rows what it gives them in one batch) and more envs are opt-in "
         f"(--num-envs; {MINATAR_WIDE_ENVS} envs on MinAtar: one teacher forward pass per "
         f"{MINATAR_WIDE_ENVS} transitions)"
     )
@@ -275,7 +292,7 @@ def collection_table(res: dict[str, Any]) -> str:
             [
                 r["env_id"],
                 r["teacher"],
-                r.get("labeller", "torch"),  # absent in older JSON
+                labeller_name(r) + (" (default)" if r.get("default") else ""),
                 r.get("groups", 1),
                 r["num_envs"],
                 round(r["collect_transitions_per_s"]),

@@ -29,7 +29,7 @@ PAPER_MEMORY = 540_000  # transitions in the paper's distillation replay memory
 ATARI_MEMORY_TARGET_GB = 5.0
 UPDATE_TARGET = 0.7
 TTQ_TARGET = 10.0
-COLLECTION_TARGETS = {"minatar": 0.5, "atari": 0.6}  # issue 22: collect/random, fastest labeller
+COLLECTION_TARGETS = {"minatar": 0.5, "atari": 0.6}  # issue 22: collect/random, default settings
 DQN_TARGET = 1.5  # issue 19: Atari teacher training at 1.5x CleanRL's dqn_atari.py as measured (1 thread)
 
 

@@ -62,6 +62,7 @@ BUDGET = DistillConfig(
     agreement_states=5_000,
     checkpoint_interval=2_500,
     env_seeds="offset",  # as these results were made (before 0.3), so their commands still reproduce them
+    labeller="torch",  # as these results were made (before onnxruntime became the default)
 )
 
 # Named budgets a cell can ask for (``Cell.budget``); "" is :data:`BUDGET`. The compression
