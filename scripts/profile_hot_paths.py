@@ -73,7 +73,7 @@ def main() -> None:
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("collect", help="MinAtar teacher-labelled collection")
     c.add_argument("--envs", type=int, default=8, help="envs in the vector env (default 8)")
-    c.add_argument("--labeller", default="torch", help="torch | onnxruntime (default torch)")
+    c.add_argument("--labeller", default="auto", help="auto | torch | onnxruntime (default auto, as distill)")
     c.add_argument("--transitions", type=int, default=16_000, help="transitions profiled (default 16,000)")
     d = sub.add_parser("dqn", help="Atari Double-DQN teacher training")
     d.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
