@@ -39,6 +39,12 @@ def _interval(iv: Any) -> str:
     return f"{iv.mean:.1f} [{iv.ci_low:.1f}, {iv.ci_high:.1f}]"
 
 
+def reference_above_random(card: dict[str, Any]) -> bool:
+    """Whether the teacher's reference score is above its random policy's: else no percent above
+    random is defined (nor a curve of it)."""
+    return float(np.mean(card["reference"]["returns"])) > card["random_policy"]["mean"]
+
+
 def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list[str]]:
     """Table rows, one per (student size, variant, tuning or fresh seeds): parameters (this game's
     and the paper's 18-action count), the mean score over seeds (each seed's mean in brackets),
@@ -46,7 +52,7 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
     per run."""
     ref = card["reference"]["returns"]
     random = card["random_policy"]["mean"]
-    above_random = float(np.mean(ref)) > random  # else no percent above random is defined
+    above_random = reference_above_random(card)
     game = records[0]["game"]
     groups: dict[tuple[int, str, bool], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
@@ -242,7 +248,7 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             ),
             "",
         ]
-        if any(r["seed"] != TUNING_SEED for r in records) and np.mean(ref["returns"]) > rnd["mean"]:
+        if any(r["seed"] != TUNING_SEED for r in records) and reference_above_random(card):
             ctx.plots.mkdir(parents=True, exist_ok=True)
             curve = atari_curves(records, card, ctx.plots / f"atari_{game}_students.png")
             lines += [f"![{game} students]({ctx.link(curve)})", ""]
