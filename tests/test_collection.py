@@ -384,3 +384,15 @@ def test_check_finite_accepts_an_overflowing_sum_and_refuses_nan() -> None:
         out[5, 1] = bad
         with pytest.raises(PoldistError, match="not finite"):
             _check_finite(out, teacher, 7)
+
+
+@ONNX
+def test_onnxruntime_labels_do_not_depend_on_the_thread_count() -> None:
+    # auto_threads picks 1 or 2 by the machine's cores: the labels (and so a run) must not change
+    spec = make_env_spec("ALE/Breakout-v5")
+    torch.manual_seed(0)
+    teacher = NetworkTeacher(QNetwork(nature_dqn(spec.n_actions, 4)), spec)
+    frames = np.random.default_rng(5).integers(0, 256, (8, 4, 84, 84), dtype=np.uint8)
+    one, two = OnnxLabeller(teacher, threads=1), OnnxLabeller(teacher, threads=2)
+    assert (one.threads, two.threads) == (1, 2)
+    np.testing.assert_array_equal(one(frames), two(frames))
