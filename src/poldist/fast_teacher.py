@@ -152,7 +152,7 @@ class TorchLabeller:
         return out.cpu().numpy()
 
 
-# --------------------------------------------------------------------------- onnxruntime, opt-in
+# --------------------------------------------------------------------------- onnxruntime, the default
 
 
 def onnx_graph(net: QNetwork, task: int = 0, in_channels: int | None = None) -> Any:
