@@ -187,12 +187,17 @@ def test_onnxruntime_labels_are_within_tolerance_of_pytorch(name: str) -> None:
     assert np.abs(got - want).max() <= LABEL_TOLERANCE * max(1.0, float(np.abs(want).max()))
 
 
-@ONNX
-def test_onnxruntime_labels_of_an_atari_network_and_of_a_multi_task_head() -> None:
+def _atari_teacher_and_frames(n: int, seed: int) -> tuple[NetworkTeacher, np.ndarray]:
+    """A Nature-DQN Breakout teacher (random weights, torch seed 0) and ``n`` random frame stacks."""
     spec = make_env_spec("ALE/Breakout-v5")
     torch.manual_seed(0)
     teacher = NetworkTeacher(QNetwork(nature_dqn(spec.n_actions, 4)), spec)
-    frames = np.random.default_rng(1).integers(0, 256, (5, 4, 84, 84), dtype=np.uint8)
+    return teacher, np.random.default_rng(seed).integers(0, 256, (n, 4, 84, 84), dtype=np.uint8)
+
+
+@ONNX
+def test_onnxruntime_labels_of_an_atari_network_and_of_a_multi_task_head() -> None:
+    teacher, frames = _atari_teacher_and_frames(5, seed=1)
     want = teacher(torch.from_numpy(frames)).numpy()
     assert np.abs(OnnxLabeller(teacher)(frames) - want).max() <= LABEL_TOLERANCE * max(
         1.0, np.abs(want).max()
@@ -389,10 +394,7 @@ def test_check_finite_accepts_an_overflowing_sum_and_refuses_nan() -> None:
 @ONNX
 def test_onnxruntime_labels_do_not_depend_on_the_thread_count() -> None:
     # auto_threads picks 1 or 2 by the machine's cores: the labels (and so a run) must not change
-    spec = make_env_spec("ALE/Breakout-v5")
-    torch.manual_seed(0)
-    teacher = NetworkTeacher(QNetwork(nature_dqn(spec.n_actions, 4)), spec)
-    frames = np.random.default_rng(5).integers(0, 256, (8, 4, 84, 84), dtype=np.uint8)
+    teacher, frames = _atari_teacher_and_frames(8, seed=5)
     one, two = OnnxLabeller(teacher, threads=1), OnnxLabeller(teacher, threads=2)
     assert (one.threads, two.threads) == (1, 2)
     np.testing.assert_array_equal(one(frames), two(frames))
