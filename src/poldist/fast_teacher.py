@@ -48,10 +48,9 @@ LABELLERS = ("torch", "onnxruntime", "auto")
 
 MULTI_THREAD_MACS = 1_000_000
 """Multiply-adds per observation from which onnxruntime labels on two threads (when two cores are
-usable): the Nature DQN's ~9.4M at batch 8 labels in about half the time on two threads (measured
-on 2 cores: collect/random 0.52 -> 0.56-0.66, RESULTS.md section 6), while a MinAtar teacher's
-~0.17M labels a batch of 8 no faster on two threads (measured alternately with other jobs running:
-42-90 us on one, 57-97 us on two)."""
+usable): the Nature DQN's ~9.3M at batch 8 labels in about half the time on two threads, while a
+MinAtar teacher's ~0.17M labels a batch of 8 no faster on two (both measured while profiling on
+2 cores, not committed; the committed effect is RESULTS.md section 6's Atari collection row)."""
 
 
 class Labeller(Protocol):

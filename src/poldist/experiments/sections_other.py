@@ -17,26 +17,23 @@ BENCH_LIMITS = """What limits each (read off the tables above, and cProfiles: `s
 - **Updates**: the library's update is the bare loop's (backward, convolution, RMSProp step) plus
   the uint8 minibatch gather from the replay memory and its conversion; the ratio is that overhead.
 - **Collection**: the default labeller is onnxruntime (`--labeller auto`; labels within 1e-5 of
-  PyTorch's, checked when its graph is built). Per vector step of 8 MinAtar envs on an idle core
-  (per-part timings): the envs' own Python stepping about 90 us, onnxruntime's forward pass of the
-  teacher about 50-60 us (PyTorch's: about 250 us, oneDNN's convolution as slow at batch 8 as at
-  batch 64), epsilon-greedy, storing and the finite check some 30 us together. The labelling alone
-  holds the bare teacher-acting loop near 0.5 of random stepping, so the MinAtar target (0.5) is
-  reached by no loop at 8 envs on this machine, and the measured ratio moves by about 0.05 from
-  run to run with the random baseline. With 64 envs one forward pass serves 64 transitions (0.59),
-  but 64 envs is opt-in (`--num-envs 64`): on the tuning seed the recipe with 64 envs scored below
-  the recipe's own run on four of five games (section 5b, `recipe-envs64`), so the default stays
-  at 8. Pipelined groups lose on MinAtar: handing a group to the worker thread costs more than a
-  MinAtar step saves. On Atari the Nature network costs 9.3M multiply-adds per observation: on one
-  thread about 1.8 ms per vector step of 8, two thirds of ALE's 2.8 ms on two threads. The default
-  labels on two onnxruntime threads, which sleep between calls rather than spin (a spinning thread
-  takes a core from the envs that step next): about 1.0 ms alone, 1.7 ms inside the loop (caches
-  and thread wake-ups shared with ALE's threads), and ALE's step inside the loop takes about
-  0.9 ms longer than alone; from 0.37 (torch) to 0.52 in the run above (0.52-0.66 in paired runs
-  of 5 rounds while profiling, the random baseline moving by 20%; target 0.6, not met). Pipelined
-  groups do not add to it on 2 cores (the envs' and the labeller's threads then compete for the
-  same two cores), and a GPU would remove the labelling. Ray actors on the same 2 cores as the
-  learner cannot beat local play; they pay off with cores the learner does not use.
+  PyTorch's, checked when its graph is built). On MinAtar the envs step in Python and the
+  teacher's forward pass per vector step of 8 costs about as much as the envs' stepping under
+  PyTorch (oneDNN's convolution as slow at batch 8 as at batch 64) and less under onnxruntime; the
+  bare teacher-acting loop (the table's `teacher-acting steps/s`) is itself near 0.5 of random
+  stepping, so the MinAtar target (0.5) is reached by no loop at 8 envs on this machine, and the
+  measured ratio moves by a few hundredths from run to run with the random baseline. With 64 envs
+  one forward pass serves 64 transitions (0.59), but 64 envs is opt-in (`--num-envs 64`): on the
+  tuning seed the recipe with 64 envs scored below the recipe's own run on four of five games
+  (section 5b, `recipe-envs64`), so the default stays at 8. Pipelined groups lose on MinAtar:
+  handing a group to the worker thread costs more than a MinAtar step saves. On Atari the Nature
+  network costs 9.3M multiply-adds per observation (`fast_teacher.forward_macs`), comparable to
+  ALE's step on two threads: the default labels on two onnxruntime threads, which sleep between
+  calls rather than spin (a spinning thread takes a core from the envs that step next), from 0.37
+  (torch) to 0.52 (target 0.6, not met). Pipelined groups do not add to it on 2 cores (the envs'
+  and the labeller's threads then compete for the same two cores), and a GPU would remove the
+  labelling. Ray actors on the same 2 cores as the learner cannot beat local play; they pay off
+  with cores the learner does not use.
 - **Inference**: at batch 1 per-call overhead dominates, so small students gain little under
   PyTorch and more under onnxruntime; at batch 256 compute dominates and the students' gain grows.
   MinAtar's net3 (two convs, the second 4x4 of stride 2) is slower than its teacher at batch 1
