@@ -136,6 +136,10 @@ def test_atari_dqn_section_pieces() -> None:
     assert bare["steps_per_second"] > 0 and bare["peak_rss_mb"] > 0
     ours = bench_dqn.poldist_dqn(steps=64, learning_starts=32, buffer_rows=96, threads=1, overlap=True)
     assert ours["train_wall_seconds"] > 0
+    four = bench_dqn.poldist_dqn(
+        steps=64, learning_starts=32, buffer_rows=96, threads=1, overlap=True, num_envs=4
+    )
+    assert four["train_wall_seconds"] > 0
     res = {
         "steps_per_second": {
             "poldist-1": 60.0,
@@ -143,12 +147,15 @@ def test_atari_dqn_section_pieces() -> None:
             "poldist-2": 90.0,
             "bare-2": 75.0,
             "poldist-2-overlap": 100.0,
+            "poldist-2-overlap-4envs": 140.0,
         },
         "ratio_1_thread": 1.2,
         "ratio_2_threads": 1.2,
         "ratio_2_threads_vs_bare_1": 1.8,
         "ratio_2_threads_overlap": 100 / 75,
         "ratio_2_threads_overlap_vs_bare_1": 2.0,
+        "ratio_2_threads_overlap_4envs": 140 / 75,
+        "ratio_2_threads_overlap_4envs_vs_bare_1": 2.8,
         "memory_rows": 1000,
         "peak_rss_mb": {"poldist": 500.0, "bare": 1000.0},
         "settings": "s",
@@ -160,6 +167,9 @@ def test_atari_dqn_section_pieces() -> None:
     assert summary["Atari DQN steps/s: poldist 2 threads/bare 1"][1:] == ["1.80", ">= 1.5", "yes"]
     assert summary["Atari DQN steps/s: poldist 2 threads, envs overlapped/bare 1"][1] == "2.00"
     assert "100.0" in table and "1.33 (2.00 vs bare at 1 thread)" in table
+    assert "140.0" in table and "1.87 (2.80 vs bare at 1 thread)" in table
+    row = summary["Atari DQN steps/s: poldist 2 threads, 4 envs overlapped/bare 1 (1 env)"]
+    assert row[1:] == ["2.80", ">= 1.5", "yes"]
 
 
 def test_merge_puts_a_rerun_section_in_place_and_says_when_it_ran() -> None:

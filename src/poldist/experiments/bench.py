@@ -169,6 +169,16 @@ def _summary(result: dict[str, Any]) -> list[list[Any]]:
                     _met(v, DQN_TARGET),
                 ]
             )
+        if "ratio_2_threads_overlap_4envs_vs_bare_1" in d:
+            v = d["ratio_2_threads_overlap_4envs_vs_bare_1"]
+            out.append(
+                [
+                    "Atari DQN steps/s: poldist 2 threads, 4 envs overlapped/bare 1 (1 env)",
+                    f"{v:.2f}",
+                    f">= {DQN_TARGET}",
+                    _met(v, DQN_TARGET),
+                ]
+            )
     return out
 
 

@@ -117,15 +117,17 @@ def poldist_dqn(
     seed: int = 0,
     checkpoint: bool = False,
     overlap: bool = False,
+    num_envs: int = 1,
 ) -> dict[str, Any]:
-    """``train_dqn`` with CleanRL's settings on one env for ``learning_starts + steps`` steps
-    (``overlap``: the env steps in its thread while the network updates)."""
+    """``train_dqn`` with CleanRL's settings on ``num_envs`` envs (one update per 4 agent steps
+    whatever their number) for ``learning_starts + steps`` agent steps (``overlap``: the envs step
+    in their threads while the network updates)."""
     from poldist.dqn import DQNConfig, train_dqn
 
     cfg = DQNConfig(
         env_id=ENV_ID,
         total_steps=learning_starts + steps,
-        num_envs=1,
+        num_envs=num_envs,
         seed=seed,
         lr=1e-4,
         batch_size=32,
@@ -171,6 +173,7 @@ def bench_dqn_atari(
         "bare-2": [],
         "poldist-2": [],
         "poldist-2-overlap": [],
+        "poldist-2-overlap-4envs": [],
     }
     for _ in range(repeats):
         for threads in (1, 2):
@@ -182,7 +185,10 @@ def bench_dqn_atari(
                 threads=threads,
             )
             runs[f"bare-{threads}"].append(bare["steps_per_second"])
-            for overlap in (False, True) if threads == 2 else (False,):
+            # (overlap, envs): the plain trainer; with 2 threads also the envs stepping during the
+            # update, on one env and on 4 (the shipped Pong teacher's setting: ALE steps them in 2
+            # threads, one update per vector step)
+            for overlap, envs in ((False, 1), (True, 1), (True, 4)) if threads == 2 else ((False, 1),):
                 pre, full = (
                     _in_subprocess(
                         "poldist_dqn",
@@ -191,12 +197,12 @@ def bench_dqn_atari(
                         buffer_rows=steps + learning_starts,
                         threads=threads,
                         overlap=overlap,
+                        num_envs=envs,
                     )
                     for s in (0, steps)
                 )
-                runs[f"poldist-{threads}" + ("-overlap" if overlap else "")].append(
-                    steps / (full["train_wall_seconds"] - pre["train_wall_seconds"])
-                )
+                key = f"poldist-{threads}" + ("-overlap" if overlap else "") + ("-4envs" if envs == 4 else "")
+                runs[key].append(steps / (full["train_wall_seconds"] - pre["train_wall_seconds"]))
     speed = {k: statistics.median(v) for k, v in runs.items()}
     mem_bare = _in_subprocess(
         "bare_dqn", steps=1, learning_starts=memory_rows, buffer_rows=memory_rows + 1, threads=1
@@ -211,7 +217,8 @@ def bench_dqn_atari(
     )
     return {
         "env_id": ENV_ID,
-        "settings": "batch 32, 1 update per 4 agent steps, Adam 1e-4, target every 1,000 steps, 1 env",
+        "settings": "batch 32, 1 update per 4 agent steps, Adam 1e-4, target every 1,000 steps, 1 env "
+        "(the bare loop always; poldist unless a row says 4 envs)",
         "steps": steps,
         "learning_starts": learning_starts,
         "repeats": repeats,
@@ -222,6 +229,8 @@ def bench_dqn_atari(
         "ratio_2_threads": speed["poldist-2"] / speed["bare-2"],
         "ratio_2_threads_overlap_vs_bare_1": speed["poldist-2-overlap"] / speed["bare-1"],
         "ratio_2_threads_overlap": speed["poldist-2-overlap"] / speed["bare-2"],
+        "ratio_2_threads_overlap_4envs_vs_bare_1": speed["poldist-2-overlap-4envs"] / speed["bare-1"],
+        "ratio_2_threads_overlap_4envs": speed["poldist-2-overlap-4envs"] / speed["bare-2"],
         "memory_rows": memory_rows,
         "peak_rss_mb": {"poldist": mem_poldist["peak_rss_mb"], "bare": mem_bare["peak_rss_mb"]},
     }
@@ -254,6 +263,19 @@ def dqn_atari_table(res: dict[str, Any]) -> str:
                 ]
             ]
             if "poldist-2-overlap" in sps
+            else []
+        ),
+        *(
+            [
+                [
+                    "agent steps/s, 2 torch threads, 4 envs stepping during the update",
+                    f"{sps['poldist-2-overlap-4envs']:.1f}",
+                    f"{sps['bare-2']:.1f}",
+                    f"{res['ratio_2_threads_overlap_4envs']:.2f} "
+                    f"({res['ratio_2_threads_overlap_4envs_vs_bare_1']:.2f} vs bare at 1 thread)",
+                ]
+            ]
+            if "poldist-2-overlap-4envs" in sps
             else []
         ),
         [

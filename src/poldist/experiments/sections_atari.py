@@ -134,6 +134,13 @@ def atari_costs(results: Path) -> list[str]:
                 if {"poldist-2", "poldist-2-overlap", "bare-2"} <= set(sps)
                 else ""
             )
+            + (
+                f"; with 4 envs stepping during the update (the Pong teacher's 4 envs), "
+                f"{sps['poldist-2-overlap-4envs']:.0f} on two threads "
+                f"({dqn['ratio_2_threads_overlap_4envs_vs_bare_1']:.2f}x the bare loop on one)"
+                if "poldist-2-overlap-4envs" in sps
+                else ""
+            )
             + f"; peak resident memory {peak['poldist']:.0f} against {peak['bare']:.0f} MB with "
             f"{dqn['memory_rows']:,} transitions (section 6)."
         )
