@@ -17,6 +17,7 @@ from poldist.experiments.study_report import (
     near_tie_table,
     recipe_findings,
     recipe_table,
+    shortfall_notes,
     study_findings,
     study_table,
 )
@@ -135,6 +136,24 @@ def test_recipe_table_reports_fresh_seeds_against_the_targets() -> None:
         "Below 100%: a 75.0 (seeds: 100.0, 50.0; best on the tuning seeds at this size: base 120.0)."
         in finding
     )
+
+
+def test_shortfall_notes_only_for_library_sizes_whose_interval_misses_the_target() -> None:
+    """net2 (the library's ``8/18``) at 75-100% gets its note; net3-c8 (``8/10``, not a library size)
+    and a net1 whose whole interval is at 100% get none."""
+
+    def rec(game: str, returns: list[float], seed: int, size: str, widths: str) -> dict:
+        return {**_record("recipe", game, returns, seed=seed, size=size), "config": {"student": widths}}
+
+    records = [
+        rec("a", [2.0], 1, "net2-c8", "8/18"),
+        rec("a", [1.0], 2, "net2-c8", "8/18"),
+        rec("a", [1.0], 1, "net3-c8", "8/10"),
+        rec("a", [2.0], 1, "net1", "8/64"),
+        rec("a", [2.0], 2, "net1", "8/64"),
+    ]
+    notes = shortfall_notes(group_intervals(records, {"a": [2.0]}))
+    assert len(notes) == 1 and notes[0].startswith("net2: ")
 
 
 def test_report_splits_the_tuning_seed_from_the_fresh_seeds(tmp_path, monkeypatch) -> None:

@@ -218,7 +218,67 @@ def recipe_lines(ctx: ReportContext) -> list[str]:
             _multitask_recipe_note(groups.get(("recipe", MULTITASK_SIZE)), ctx.results / "multitask"),
             "",
         ]
+    shortfalls = shortfall_notes(groups)
+    if shortfalls:
+        lines += [
+            "Where a target is not met by the whole interval: what was checked, and what would be needed "
+            "(nothing below was run on these seeds).",
+            "",
+            *(f"- {line}" for line in shortfalls),
+            "",
+        ]
     return lines
+
+
+# What the study checked for each library size (section 5b, section 3's explorations), and what
+# it would take, for a size whose target is not met by the whole interval. Text without numbers:
+# the numbers are in the tables it points at.
+SHORTFALL_CHECKED = {
+    "teacher": "teacher size: its interval contains 100 and the shortfall is within a point or two; "
+    "the games below 100% differ from seed to seed. Deciding 99% against 100% at this spread "
+    "needs more fresh seeds (the interval narrows with the square root of their number), not "
+    "another recipe; the tuning seed's rows at this size were not searched further.",
+    "net1": "net1: as for teacher size, the interval straddles 100 and the games below it move from "
+    "seed to seed; more fresh seeds would decide it.",
+    "net2": "net2: Asterix and Space Invaders each have one seed far below the other two, and Seaquest is "
+    "below on every seed. On the tuning seed (section 5b) three times the updates (`recipe-long`) "
+    "brought Asterix and Seaquest to about their teachers but not the five-game mean, over the "
+    "10-minute budget; a "
+    "second strided conv (`net2-2ck4`), 64 envs, 5 fresh transitions per update, a 50k memory "
+    "and a temperature set from each teacher's Q-value gaps were no better there. Not tried, and "
+    "what would be needed: a budget longer than 10 minutes chosen for net2 alone, then fresh "
+    "seeds of its own (seeds 1-3 have now been seen).",
+    "net3": "net3: its interval reaches below 95; on the tuning seed it was the best of the net3 "
+    "trunks tried (section 5b); more fresh seeds would decide it.",
+    MULTITASK_SIZE: "multi-task: Asterix is furthest below its teacher. A trunk 3.3 times wider "
+    "moved the five-game mean by about a point on the tuning seed, within its noise (section 3's "
+    "explorations). Not tried: more of "
+    "the round robin's updates for the games furthest below (the paper's round robin is "
+    "uniform) and a longer budget than the single-game one, each tuned on seed 0 and reported on "
+    "fresh seeds of its own.",
+}
+
+
+def shortfall_notes(groups: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
+    """:data:`SHORTFALL_CHECKED` for every library size (``poldist distill --student``, and the
+    multi-task student) of the fresh-seed recipe rows whose target is not met by the whole interval."""
+    from poldist.networks import MINATAR_STUDENTS
+
+    widths = {
+        e if isinstance(e, str) else f"{','.join(map(str, e[0]))}/{e[1]}": n
+        for n, e in MINATAR_STUDENTS.items()
+    }
+    out = []
+    for (variant, size), g in sorted(groups.items(), key=lambda kv: SIZE_RANK.index(kv[0][1])):
+        library = (
+            MULTITASK_SIZE
+            if size == MULTITASK_SIZE
+            else widths.get(g["records"][0].get("config", {}).get("student"))
+        )
+        geo, target = g["geomean"], RECIPE_TARGETS.get(library or "")
+        if variant == "recipe" and geo is not None and target is not None and geo.ci_low < target:
+            out.append(SHORTFALL_CHECKED[library])
+    return out
 
 
 def library_sizes_note(groups: dict[tuple[str, str], dict[str, Any]]) -> str:
