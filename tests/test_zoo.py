@@ -118,11 +118,13 @@ def test_publish_a_carried_candidate_of_a_warm_started_run(tmp_path, monkeypatch
         rows = list(csv.DictReader(f))
     with open(tmp_path / "warm" / "evals.csv", "a", newline="") as f:
         csv.DictWriter(f, fieldnames=list(rows[0])).writerow({**rows[-1], "env_steps": "2000"})
-    plotted = []
+    plotted, marks = [], []
 
     def fake_plot(evals_csv, out_png, **kw):
+        plotted.clear()
         with open(evals_csv, newline="") as f:
             plotted.extend(int(r["env_steps"]) for r in csv.DictReader(f))
+        marks[:] = kw.get("marks", [])
 
     monkeypatch.setattr(zoo, "plot_learning_curve", fake_plot)
     monkeypatch.setattr(zoo, "ZOO", tmp_path / "zoo")
@@ -135,7 +137,13 @@ def test_publish_a_carried_candidate_of_a_warm_started_run(tmp_path, monkeypatch
     card = json.loads((dest / "card.json").read_text())
     assert card["checkpoint_step"] == card["env_steps"] == 1_000
     assert card["warm_start"]["run"] == "first" and card["warm_start"]["env_steps"] == 1_000
-    assert plotted and max(plotted) == 1_000  # not the evaluation at 2,000
+    # the curve spans the chain: the first run's evaluations, then the warm run's up to the
+    # candidate (not its evaluation at 2,000) shifted by the first run's 1,000 steps
+    with open(tmp_path / "first" / "evals.csv", newline="") as f:
+        first_steps = [int(r["env_steps"]) for r in csv.DictReader(f)]
+    warm_steps = [int(r["env_steps"]) for r in rows if int(r["env_steps"]) <= 1_000]
+    assert plotted == first_steps + [1_000 + s for s in warm_steps] and max(plotted) == 2_000
+    assert marks == [1_000]
     text = (dest / "MODEL_CARD.md").read_text()
     assert "| env steps | 2,000 in all: 1,000 in run `first`, then 1,000 warm-started" in text
     assert "the network carried at step 1,000 of its run" in text
@@ -149,7 +157,9 @@ def test_publish_a_carried_candidate_of_a_warm_started_run(tmp_path, monkeypatch
     assert warm_start["env_steps"] == 2_000 and warm_start["run"] == "warm"
     first, second = warm_start["segments"]
     assert warm_start["updates"] == first["updates"] + second["updates"]
+    assert marks == [1_000, 2_000] and max(plotted) == 3_000
     text = (dest / "MODEL_CARD.md").read_text()
     assert "| env steps | 3,000 in all: 1,000 in run `first`, then 1,000 in run `warm`, then 1,000" in text
+    assert "dotted lines: where a warm start began" in text
     u = [first["updates"], second["updates"], card["updates"]]
     assert f"| gradient updates | {sum(u):,} in all ({u[0]:,} + {u[1]:,} + {u[2]:,}) |" in text

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 matplotlib.use("Agg")
@@ -31,6 +32,8 @@ def plot_learning_curve(
     x: str = "updates",
     title: str = "",
     label: str = "student",
+    marks: Sequence[float] = (),
+    marks_label: str = "",
 ) -> Path:
     """Student score (mean and 95% CI band) against ``x``, one panel per task.
 
@@ -41,6 +44,8 @@ def plot_learning_curve(
         task_names: panel titles.
         x: the column for the horizontal axis (``updates`` or ``env_steps``).
         label: the legend name of the curve (e.g. ``multi-task DQN``).
+        marks: values of ``x`` drawn as dotted vertical lines (e.g. where a warm start began),
+            named ``marks_label`` in the legend.
     """
     rows = EvalLog.read(evals_csv)
     tasks = sorted({int(r.get("task", 0)) for r in rows}) or [0]
@@ -52,9 +57,12 @@ def plot_learning_curve(
         ax.fill_between(xs, [r["ci_low"] for r in rs], [r["ci_high"] for r in rs], alpha=0.25)
         if teacher_scores is not None and t < len(teacher_scores):
             ax.axhline(teacher_scores[t], color="k", ls="--", label=f"teacher ({teacher_scores[t]:.2f})")
+        for i, m in enumerate(marks):
+            ax.axvline(m, color="grey", ls=":", label=marks_label if i == 0 and marks_label else None)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))  # 500k, 1M: no overlaps
         ax.set_xlabel(x.replace("_", " "))
         ax.set_ylabel("score (epsilon 0.05)")
-        ax.set_title(task_names[t] if task_names and t < len(task_names) else title)
+        ax.set_title(task_names[t] if task_names and t < len(task_names) else title, fontsize="medium")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     fig.tight_layout()

@@ -123,17 +123,19 @@ def publish_teacher(
     write_json(dest / "card.json", card)
     with tempfile.TemporaryDirectory() as tmp:  # the curve up to the published step
         evals = Path(tmp) / "evals.csv"
-        with open(run_dir / "evals.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows, starts = chain_evals(run_dir, training)
         with open(evals, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["env_steps"])
             w.writeheader()
-            w.writerows(r for r in rows if int(float(r["env_steps"])) <= training["env_steps"])
+            w.writerows(rows)
         plot_learning_curve(
             evals,
             dest / "curve.png",
             x="env_steps",
             title=f"{teacher.env.env_id}: Double-DQN teacher (eval epsilon 0.05)",
+            label="teacher in training",
+            marks=starts,
+            marks_label="warm start",
         )
     (dest / "MODEL_CARD.md").write_text(_card_markdown(card))
     if reference_episodes > 0:
@@ -188,6 +190,34 @@ def training_record(run_dir: Path, carried: dict[str, Any] | None = None) -> dic
             )
         out["warm_start"] = warm
     return out
+
+
+def chain_evals(run_dir: Path, training: dict[str, Any]) -> tuple[list[dict[str, str]], list[int]]:
+    """The training evaluations of a teacher's whole history, for its learning curve: every run
+    of its warm-start chain (:func:`training_record`'s ``warm_start`` segments, each run's
+    ``evals.csv`` found beside ``run_dir``), then ``run_dir``'s own, each cut at the step its
+    network was carried (or published) and shifted by the steps before it. Returns the rows
+    (``env_steps`` cumulative) and the cumulative step at which each warm start began; a segment
+    whose run is gone adds no rows but still shifts the ones after it."""
+    segments = [
+        *training.get("warm_start", {}).get("segments", []),
+        {"run": run_dir.name, "env_steps": training["env_steps"]},
+    ]
+    rows: list[dict[str, str]] = []
+    starts: list[int] = []
+    offset = 0
+    for i, seg in enumerate(segments):
+        path = run_dir.parent / seg["run"] / "evals.csv" if i < len(segments) - 1 else run_dir / "evals.csv"
+        if i > 0:
+            starts.append(offset)
+        if path.exists():
+            with open(path, newline="") as f:
+                for r in csv.DictReader(f):
+                    step = int(float(r["env_steps"]))
+                    if step <= seg["env_steps"]:
+                        rows.append({**r, "env_steps": str(offset + step)})
+        offset += int(seg["env_steps"])
+    return rows, starts
 
 
 def warm_start_chain(run_dir: Path, init_weights: str) -> list[dict[str, Any]]:
@@ -391,7 +421,18 @@ Reproduce the score: `{card["evaluate_command"]}`{
     }
 
 ![learning curve](curve.png)
-{_video_markdown(card)}"""
+{_curve_caption(card)}{_video_markdown(card)}"""
+
+
+def _curve_caption(card: dict[str, Any]) -> str:
+    """A line under a warm-started teacher's curve: it spans every run of the chain."""
+    if not card.get("warm_start", {}).get("segments"):
+        return ""
+    return (
+        "\nThe training evaluations of every run in its history, at cumulative env steps (dotted "
+        "lines: where a warm start began); each point is a few episodes on training-time env seeds, "
+        "not the reference score.\n"
+    )
 
 
 def _training_rows(card: dict[str, Any]) -> str:
