@@ -161,5 +161,8 @@ def test_publish_a_carried_candidate_of_a_warm_started_run(tmp_path, monkeypatch
     text = (dest / "MODEL_CARD.md").read_text()
     assert "| env steps | 3,000 in all: 1,000 in run `first`, then 1,000 in run `warm`, then 1,000" in text
     assert "dotted lines: where a warm start began" in text
+    # the zoo's table counts the whole chain too: 3,000 steps, not the last run's 1,000
+    row = next(line for line in zoo.zoo_table(markdown=True).splitlines() if "minatar/tiny" in line)
+    assert "| 0.003M |" in row
     u = [first["updates"], second["updates"], card["updates"]]
     assert f"| gradient updates | {sum(u):,} in all ({u[0]:,} + {u[1]:,} + {u[2]:,}) |" in text

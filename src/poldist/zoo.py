@@ -435,6 +435,16 @@ def _curve_caption(card: dict[str, Any]) -> str:
     )
 
 
+def total_env_steps(card: dict[str, Any]) -> int:
+    """A teacher's env steps in all: its run's and, warm-started, the earlier runs' of its chain."""
+    return card["env_steps"] + card.get("warm_start", {}).get("env_steps", 0)
+
+
+def total_wall_seconds(card: dict[str, Any]) -> float:
+    """A teacher's training wall time in all (its run's and the earlier runs' of its chain)."""
+    return card["train_wall_seconds"] + card.get("warm_start", {}).get("wall_seconds", 0.0)
+
+
 def _training_rows(card: dict[str, Any]) -> str:
     """The card's env steps, updates and wall time rows; a warm-started run's in all and per run."""
     steps = f"{card['env_steps']:,} ({card['env_steps_per_second']:,.0f} steps/s)"
@@ -506,8 +516,8 @@ def zoo_table(markdown: bool = False) -> str:
                 f"{e['mean']:.2f} [{e['ci_low']:.2f}, {e['ci_high']:.2f}]",
                 f"{r['mean']:.2f}",
                 f"~{paper:g}" if paper is not None else "-",
-                f"{card['env_steps'] / 1e6:.1f}M",
-                f"{card['train_wall_seconds'] / 60:.0f} min",
+                f"{total_env_steps(card) / 1e6:.3g}M",
+                f"{total_wall_seconds(card) / 60:.0f} min",
             ]
         )
     headers = [
