@@ -45,6 +45,18 @@ def test_paper_parameter_counts() -> None:
     assert [sections_atari.paper_params(s) for s in ("net1", "net2", "net3")] == [427_874, 113_346, 61_954]
 
 
+def test_a_warm_started_teacher_is_described_by_its_whole_chain() -> None:
+    card = {
+        "env_steps": 300_000,
+        "train_wall_seconds": 3600.0,
+        "warm_start": {"env_steps": 700_000, "wall_seconds": 7200.0, "segments": [{}, {}]},
+    }
+    text = sections_atari.shipped_teacher_text(card, "atari/pong")
+    assert "trained here for 1,000,000 env steps in 3.0 hours over 3 runs" in text
+    plain = sections_atari.shipped_teacher_text({"env_steps": 300_000, "train_wall_seconds": 3600.0}, "x")
+    assert plain.endswith("trained here for 300,000 env steps in 1.0 hours")
+
+
 def test_atari_rows_by_hand() -> None:
     # reference 20, random -20; seeds score 0 and 20: mean 10, (10 + 20) / 40 = 75% above random, 50% plain
     rows = sections_atari.atari_rows(

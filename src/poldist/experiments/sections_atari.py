@@ -26,6 +26,7 @@ from poldist.plotting import study_curves
 from poldist.runs import EvalLog
 from poldist.tables import md_table
 from poldist.teachers import ZOO
+from poldist.zoo import total_env_steps, total_wall_seconds
 
 SIZE_ORDER = ("teacher", "net1", "net2", "net3")
 
@@ -169,10 +170,13 @@ def atari_candidates(folder: Path) -> list[str]:
 
 
 def shipped_teacher_text(card: dict[str, Any], name: str) -> str:
-    """Where shipped Atari teacher ``name`` comes from: trained here, for how long."""
+    """Where shipped Atari teacher ``name`` comes from: trained here, for how long (a warm-started
+    teacher: its whole chain of runs)."""
+    runs = len(card.get("warm_start", {}).get("segments", [])) + 1
     return (
         f"Teacher: `{name}` (model card: `src/poldist/zoo/{name}/MODEL_CARD.md`), trained here for "
-        f"{card['env_steps']:,} env steps in {card['train_wall_seconds'] / 3600:.1f} hours"
+        f"{total_env_steps(card):,} env steps in {total_wall_seconds(card) / 3600:.1f} hours"
+        + (f" over {runs} runs (each after the first warm-started from the one before)" if runs > 1 else "")
     )
 
 
