@@ -6,6 +6,12 @@ candidate chosen on the tuning seed, ``tau1-cosine-student`` at net2 with 8 filt
 goes to ``src/poldist/zoo/minatar/<game>/play.gif`` and the card shows it::
 
     python scripts/card_videos.py --cell tau1-cosine-student__net2-c8__{game}__seed0
+
+``--atari``: the shipped Atari teacher of a student cell of ``scripts/atari_students.py`` instead
+(its raw file under ``results/atari/<game>/raw/``, its run directory under ``--runs``), e.g.::
+
+    python scripts/card_videos.py --atari pong__net2__tau0.01__seed1 --runs runs/atari-students \
+        --max-steps 200
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ def main() -> int:
     )
     p.add_argument("--games", default=",".join(GAMES), help="comma-separated MinAtar games")
     p.add_argument("--max-steps", type=int, default=300, help="at most this many env steps of each agent")
+    p.add_argument("--atari", default="", help="an atari_students.py cell (e.g. pong__net2__tau0.01__seed1)")
     args = p.parse_args()
+    if args.atari:
+        return atari_video(args.atari, args.runs, args.max_steps)
     for game in args.games.split(","):
         cell = args.cell.format(game=game)
         raw = json.loads((Path("results/study/raw") / f"{cell}.json").read_text())
@@ -46,6 +55,27 @@ def main() -> int:
             provenance=provenance,
         )
         print(f"{game}: {video['bytes']:,} bytes, returns {video['returns']}")
+    return 0
+
+
+def atari_video(cell: str, runs: Path, max_steps: int) -> int:
+    """The GIF of shipped ``atari/<game>`` beside the student of ``atari_students.py`` cell ``cell``."""
+    game = cell.split("__", 1)[0]
+    raw = json.loads((Path("results/atari") / game / "raw" / f"{cell}.json").read_text())
+    share = 100 * raw["student_params"] / raw["teacher_params"]
+    provenance = (
+        f"`{raw['command']}` (run seed {raw['seed']}; {raw['student_score']:.2f} over "
+        f"{len(raw['student_returns'])} episodes, {raw['percent_of_reference']:.1f}% of the teacher's "
+        "reference score)"
+    )
+    video = add_card_video(
+        f"atari/{game}",
+        runs / cell / "student",
+        f"student {raw['size']} ({share:.0f}%)",
+        max_steps=max_steps,
+        provenance=provenance,
+    )
+    print(f"{game}: {video['bytes']:,} bytes, returns {video['returns']}")
     return 0
 
 
