@@ -243,8 +243,8 @@ SHORTFALL_CHECKED = {
     "net2": "net2: Asterix and Space Invaders each have one seed far below the other two, and Seaquest is "
     "below on every seed. On the tuning seed (section 5b) three times the updates (`recipe-long`) "
     "brought Asterix and Seaquest to about their teachers but not the five-game mean, over the "
-    "10-minute budget; a "
-    "second strided conv (`net2-2ck4`), 64 envs, 5 fresh transitions per update, a 50k memory "
+    "10-minute budget; a second strided conv (`net2-2ck4`), 64 envs, 5 fresh transitions per "
+    "update, a 50k memory "
     "and a temperature set from each teacher's Q-value gaps were no better there. Not tried, and "
     "what would be needed: a budget longer than 10 minutes chosen for net2 alone, then fresh "
     "seeds of its own (seeds 1-3 have now been seen).",
@@ -252,8 +252,8 @@ SHORTFALL_CHECKED = {
     "trunks tried (section 5b); more fresh seeds would decide it.",
     MULTITASK_SIZE: "multi-task: Asterix is furthest below its teacher. A trunk 3.3 times wider "
     "moved the five-game mean by about a point on the tuning seed, within its noise (section 3's "
-    "explorations). Not tried: more of "
-    "the round robin's updates for the games furthest below (the paper's round robin is "
+    "explorations). Not tried: more of the round robin's updates for the games furthest below "
+    "(the paper's round robin is "
     "uniform) and a longer budget than the single-game one, each tuned on seed 0 and reported on "
     "fresh seeds of its own.",
 }
@@ -262,18 +262,13 @@ SHORTFALL_CHECKED = {
 def shortfall_notes(groups: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     """:data:`SHORTFALL_CHECKED` for every library size (``poldist distill --student``, and the
     multi-task student) of the fresh-seed recipe rows whose target is not met by the whole interval."""
-    from poldist.networks import MINATAR_STUDENTS
-
-    widths = {
-        e if isinstance(e, str) else f"{','.join(map(str, e[0]))}/{e[1]}": n
-        for n, e in MINATAR_STUDENTS.items()
-    }
+    library_of = {w: name for name, w in library_widths().items()}
     out = []
     for (variant, size), g in sorted(groups.items(), key=lambda kv: SIZE_RANK.index(kv[0][1])):
         library = (
             MULTITASK_SIZE
             if size == MULTITASK_SIZE
-            else widths.get(g["records"][0].get("config", {}).get("student"))
+            else library_of.get(g["records"][0].get("config", {}).get("student"))
         )
         geo, target = g["geomean"], RECIPE_TARGETS.get(library or "")
         if variant == "recipe" and geo is not None and target is not None and geo.ci_low < target:
@@ -281,15 +276,21 @@ def shortfall_notes(groups: dict[tuple[str, str], dict[str, Any]]) -> list[str]:
     return out
 
 
-def library_sizes_note(groups: dict[tuple[str, str], dict[str, Any]]) -> str:
-    """Which rows are ``poldist distill --student <name>`` on MinAtar today: the study's size
-    names are its own (``net3-c8``), the library's are :data:`~poldist.networks.MINATAR_STUDENTS`."""
+def library_widths() -> dict[str, str]:
+    """The library's MinAtar student sizes as the study's configs record them: ``net2 -> "8/18"``
+    (:data:`~poldist.networks.MINATAR_STUDENTS`, tuples written as ``convs/hidden``)."""
     from poldist.networks import MINATAR_STUDENTS
 
-    widths = {
+    return {
         name: e if isinstance(e, str) else f"{','.join(map(str, e[0]))}/{e[1]}"
         for name, e in MINATAR_STUDENTS.items()
     }
+
+
+def library_sizes_note(groups: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """Which rows are ``poldist distill --student <name>`` on MinAtar today: the study's size
+    names are its own (``net3-c8``), the library's are :data:`~poldist.networks.MINATAR_STUDENTS`."""
+    widths = library_widths()
     rows = {
         g["records"][0].get("config", {}).get("student"): size
         for (_, size), g in groups.items()
