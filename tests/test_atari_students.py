@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,35 @@ def test_atari_rows_by_hand() -> None:
     assert rows[0][4].startswith("**150.0") and rows[0][5] == "–"
 
 
+def test_the_cosine_variant_changes_only_the_schedule_and_an_unknown_one_fails_in_one_line(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import poldist.teachers
+    from poldist.errors import PoldistError
+
+    zoo = tmp_path / "zoo"
+    spec = make_env_spec("ALE/Pong-v5")
+    save_model(zoo / "atari" / "pong", QNetwork(nature_dqn(spec.n_actions)), spec)
+    monkeypatch.setattr(poldist.teachers, "ZOO", zoo)
+    script = load_script("atari_students")
+    plain = script.cell_config("atari/pong", "net2", "tau0.01", 1, 100, 10)
+    cosine = script.cell_config("atari/pong", "net2", "tau0.01-cosine", 1, 100, 10)
+    assert (plain.lr_schedule, cosine.lr_schedule, cosine.tau) == ("constant", "cosine", 0.01)
+    assert replace(cosine, lr_schedule="constant") == plain
+    with pytest.raises(PoldistError, match="unknown variant 'tau2': choose from tau0.01, tau1"):
+        script.cell_config("atari/pong", "net2", "tau2", 1, 100, 10)
+
+
+def test_variant_notes_say_what_a_schedule_and_a_tuning_row_are() -> None:
+    def rec(seed: int, schedule: str) -> dict:
+        return {**_record(seed, [0.0]), "config": {"lr_schedule": schedule}}
+
+    assert sections_atari.variant_notes([rec(1, "constant")]) == ""
+    notes = sections_atari.variant_notes([rec(1, "constant"), rec(0, "cosine")])
+    assert "`-cosine`: the learning rate falls to 0 at the last update" in notes
+    assert "`(tuning)`: run seed 0" in notes
+
+
 def test_atari_students_script_runs_a_cell_and_the_report_shows_it(tmp_path: Path, monkeypatch) -> None:
     import poldist.teachers
 
@@ -91,8 +121,6 @@ def test_atari_students_script_runs_a_cell_and_the_report_shows_it(tmp_path: Pat
     real = script.cell_config
 
     def tiny(*args, **kwargs):  # the paper recipe, scaled down to seconds
-        from dataclasses import replace
-
         cfg = real(*args, **kwargs)
         return replace(
             cfg, num_envs=2, learning_starts=64, memory_size=500, batch_size=8, agreement_states=32

@@ -46,6 +46,24 @@ def reference_above_random(card: dict[str, Any]) -> bool:
     return float(np.mean(card["reference"]["returns"])) > card["random_policy"]["mean"]
 
 
+def variant_notes(records: list[dict[str, Any]]) -> str:
+    """What a table's variants beyond the two temperatures mean, and what a tuning row is, for
+    those present in ``records`` (``""`` if none)."""
+    notes = []
+    schedules = sorted({r["config"].get("lr_schedule", "constant") for r in records} - {"constant"})
+    if schedules:
+        notes.append(
+            f"; `-{'/-'.join(schedules)}`: the learning rate falls to 0 at the last update "
+            f"({' / '.join(schedules)}, as the MinAtar recipe's does)"
+        )
+    if any(r["seed"] == TUNING_SEED for r in records):
+        notes.append(
+            f"; `(tuning)`: run seed {TUNING_SEED}, used to choose a variant and not counted in the "
+            "fresh-seed rows"
+        )
+    return "".join(notes)
+
+
 def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list[str]]:
     """Table rows, one per (student size, variant, tuning or fresh seeds): parameters (this game's
     and the paper's 18-action count), the mean score over seeds (each seed's mean in brackets),
@@ -237,7 +255,7 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             f"({cfg['updates']:,} updates of batch {cfg['batch_size']}, "
             f"{cfg['transitions_per_update']:g} fresh teacher transitions per update, "
             f"{cfg['control']} acting, {cfg['optimizer']} lr {cfg['lr']:g}), KL at tau 0.01 (the paper's) "
-            "or 1 (the MinAtar recipe's); "
+            "or 1 (the MinAtar recipe's)" + variant_notes(records) + "; "
             f"{cfg['final_eval_episodes']} final episodes per run at epsilon {cfg['epsilon']:g}. "
             "`% above random`: 100 (student - random) / (teacher - random), `plain %`: the paper's "
             "100 student / teacher; [95% interval] of the two-stage bootstrap (seeds, episodes, reference "
