@@ -150,6 +150,8 @@ def test_publish_a_carried_candidate_of_a_warm_started_run(tmp_path, monkeypatch
     # a third run, warm-started from the second's candidate: the card counts the whole chain
     third = DQNConfig(total_steps=1_000, init_weights=str(tmp_path / "candidate"), **small)
     train_dqn(third, tmp_path / "third")
+    (tmp_path / "first" / "commands.txt").write_text("poldist train-teacher --out first\n")
+    (tmp_path / "third" / "commands.txt").write_text("poldist train-teacher --out third\n")
     dest = zoo.publish_teacher(tmp_path / "third", "minatar/tiny", episodes=2, reference_episodes=0)
     card = json.loads((dest / "card.json").read_text())
     warm_start = card["warm_start"]
@@ -161,6 +163,13 @@ def test_publish_a_carried_candidate_of_a_warm_started_run(tmp_path, monkeypatch
     text = (dest / "MODEL_CARD.md").read_text()
     assert "| env steps | 3,000 in all: 1,000 in run `first`, then 1,000 in run `warm`, then 1,000" in text
     assert "dotted lines: where a warm start began" in text
+    # "Trained with": every run's commands in order, a run without a commands.txt said so
+    assert (
+        "# run 1 (first): 1,000 env steps\npoldist train-teacher --out first\n\n"
+        "# run 2 (warm): 1,000 env steps, warm-started from run 1's network\n# (commands not kept)\n\n"
+        "# run 3 (the published run): 1,000 env steps, warm-started from run 2's network\n"
+        "poldist train-teacher --out third\n```"
+    ) in text
     # the zoo's table counts the whole chain too: 3,000 steps, not the last run's 1,000
     row = next(line for line in zoo.zoo_table(markdown=True).splitlines() if "minatar/tiny" in line)
     assert "| 0.003M |" in row

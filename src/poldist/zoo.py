@@ -102,8 +102,7 @@ def publish_teacher(
             "source_half": any(v.dtype == torch.float16 for v in ckpt.tensors.values()),
         }
     random = random_policy_score(teacher, episodes, seed)
-    commands_file = run_dir / "commands.txt"
-    commands = commands_file.read_text().strip().splitlines() if commands_file.exists() else []
+    commands = run_commands(run_dir)
     card: dict[str, Any] = {
         "name": name,
         "env_id": teacher.env.env_id,
@@ -220,6 +219,12 @@ def chain_evals(run_dir: Path, training: dict[str, Any]) -> tuple[list[dict[str,
     return rows, starts
 
 
+def run_commands(run_dir: Path) -> list[str]:
+    """The commands a run was started and resumed with (its ``commands.txt``; ``[]`` if none)."""
+    path = run_dir / "commands.txt"
+    return path.read_text().strip().splitlines() if path.exists() else []
+
+
 def warm_start_chain(run_dir: Path, init_weights: str) -> list[dict[str, Any]]:
     """The runs a warm-started run descends from, oldest first: each network it started from was
     carried from a run (its ``carried_from`` counters: steps, updates, wall time at the carry),
@@ -240,6 +245,7 @@ def warm_start_chain(run_dir: Path, init_weights: str) -> list[dict[str, Any]]:
                 "updates": c["updates"],
                 "wall_seconds": c["wall_seconds"],
                 "init_weights": init,
+                "commands": run_commands(run_dir.parent / origin["run"]),
             },
         )
         prior = run_dir.parent / origin["run"] / "config.json"
@@ -374,7 +380,7 @@ def _card_markdown(card: dict[str, Any]) -> str:
     e, r = card["eval"], card["random_policy"]
     score = f"**{e['mean']:.2f}** (95% CI {e['ci_low']:.2f} to {e['ci_high']:.2f})"
     random = f"{r['mean']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f})"
-    cmds = "\n".join(card["commands"]) or "(not recorded)"
+    cmds = _commands_block(card)
     network = card.get("network", "MinAtar's DQN network")
     notes = f"\n\n{card['notes']}" if card.get("notes") else ""
     if card.get("half_precision_check"):
@@ -422,6 +428,21 @@ Reproduce the score: `{card["evaluate_command"]}`{
 
 ![learning curve](curve.png)
 {_curve_caption(card)}{_video_markdown(card)}"""
+
+
+def _commands_block(card: dict[str, Any]) -> str:
+    """The card's "Trained with" lines: a warm-started teacher's every run in order, each under a
+    comment with its name and steps (a run whose commands were not kept says so)."""
+    segments = card.get("warm_start", {}).get("segments")
+    if not segments:
+        return "\n".join(card["commands"]) or "(not recorded)"
+    last = {"run": "the published run", "env_steps": card["env_steps"], "commands": card["commands"]}
+    blocks = []
+    for i, seg in enumerate([*segments, last]):
+        start = f", warm-started from run {i}'s network" if i else ""
+        head = f"# run {i + 1} ({seg['run']}): {seg['env_steps']:,} env steps{start}"
+        blocks.append("\n".join([head, *(seg.get("commands") or ["# (commands not kept)"])]))
+    return "\n\n".join(blocks)
 
 
 def _curve_caption(card: dict[str, Any]) -> str:
