@@ -186,7 +186,10 @@ def test_merge_puts_a_rerun_section_in_place_and_says_when_it_ran() -> None:
     new = {"date": "d2", "machine": machine, "notes": [], "memory": {"b": 3}, "wall_seconds": 42.4}
     merged = merge_sections(old, new)
     assert merged["rerun_seconds"] == {"memory": 42.4}
-    assert merged["update_efficiency"] == {"a": 1} and merged["memory"] == {"b": 3}
+    assert merged["update_efficiency"] == {"a": 1}
+    assert merged["memory"] == {"b": 3, "previous": {"date": "d1", "b": 2}}  # the run it replaced
+    again = merge_sections(merged, {**new, "date": "d3", "memory": {"b": 4}})
+    assert again["memory"] == {"b": 4, "previous": {"date": "d2", "b": 3}}  # one level deep
     assert merged["date"] == "d1" and merged["section_dates"] == {"update_efficiency": "d1", "memory": "d2"}
     assert merged["notes"][0] == "n" and "memory measured again on d2" in merged["notes"][1]
     assert old["memory"] == {"b": 2}  # the input is not changed
@@ -201,3 +204,63 @@ def test_report_of_a_merged_json_gives_the_first_runs_time_and_each_reruns() -> 
     merged = merge_sections(old, {"date": "d2", "machine": machine, "memory": {}, "wall_seconds": 42.4})
     text = report_text({k: v for k, v in merged.items() if k != "memory"})  # no section tables
     assert text.endswith("1800 s for the run of d1; reruns: memory 42 s (d2)")
+
+
+def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
+    """RESULTS.md 6's explanations read their numbers from the bench JSON (and the run before's)."""
+    from poldist.experiments.sections_other import bench_limits
+
+    def row(env: str, labeller: str, ratio: float, envs: int = 8, groups: int = 1) -> dict:
+        return {
+            "env_id": env,
+            "labeller": labeller,
+            "groups": groups,
+            "num_envs": envs,
+            "ratio": ratio,
+            "ratio_vs_bare_teacher": 0.9,
+            "bare_teacher_steps_per_s": 45.0,
+            "bare_random_steps_per_s": 100.0,
+        }
+
+    dqn = {
+        "ratio_1_thread": 0.98,
+        "ratio_2_threads_vs_bare_1": 1.52,
+        "ratio_2_threads_overlap_vs_bare_1": 1.61,
+        "ratio_2_threads_overlap_4envs_vs_bare_1": 1.46,
+        "raw": {"bare-1": [55.0, 65.0]},
+        "peak_rss_mb": {"poldist": 700.0, "bare": 1750.0},
+        "previous": {
+            "date": "2026-12-02T10:00",
+            "ratio_2_threads_vs_bare_1": 1.42,
+            "ratio_2_threads_overlap_vs_bare_1": 1.48,
+        },
+    }
+    result = {
+        "collection_efficiency": {
+            "rows": [
+                row("MinAtar/Breakout-v1", "auto", 0.43),
+                row("MinAtar/Breakout-v1", "torch", 0.25),
+                row("MinAtar/Breakout-v1", "auto", 0.59, envs=64),
+                row("ALE/Breakout-v5", "auto", 0.52),
+                row("ALE/Breakout-v5", "torch", 0.37),
+            ]
+        },
+        "time_to_quality": {
+            "distillation": {"train_seconds": 59.3},
+            "dqn": {"reached": False, "train_seconds": 594.3},
+        },
+        "dqn_atari": dqn,
+    }
+    text = " ".join(bench_limits(result).split())  # the prose's line breaks do not matter
+    assert "under onnxruntime (0.43)" in text and "itself at 0.45 of random stepping" in text
+    assert "With 64 envs one forward pass serves 64 transitions (0.59)" in text
+    assert "from 0.37 (torch) to 0.52" in text and "(target 0.6, not met)" in text
+    assert "after 59 s of" in text and "has not reached it in 594 s (10x that time)" in text
+    assert "thread it runs at 1.52x" in text and "1.61x when the env steps" in text
+    assert "target is met in this run; the run before (2026-12-02): 1.42x and 1.48x" in text
+    assert "differ by 17%" in text  # (65 - 55) / 60
+    assert "(the Pong teacher's setting; 1.46x) are no faster than one" in text
+    assert "is 0.40 of the bare loop's" in text
+    assert "- **Updates**" not in text  # a section the JSON lacks is not explained
+    broken = bench_limits({"dqn_atari": {"ratio_1_thread": 1.0}})
+    assert "- **dqn_atari**: this run lacks the rows the explanation reads" in broken

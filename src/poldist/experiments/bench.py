@@ -338,7 +338,9 @@ def _dqn_atari_table(res: dict[str, Any]) -> str:
 
 def merge_sections(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """``old`` (a bench JSON) with the sections ``new`` measured put in its place, and a note of
-    each: when it ran, on which machine. Every ratio still comes from one run of its section."""
+    each: when it ran, on which machine. Every ratio still comes from one run of its section; the
+    section it replaces is kept inside the new one as ``previous`` (with its date), so that a
+    report can say how a rerun moved."""
     merged = dict(old)
     dates = merged["section_dates"] = dict(
         old.get("section_dates") or {k: old["date"] for k in SECTION_KEYS.values() if k in old}
@@ -347,7 +349,10 @@ def merge_sections(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     seconds = merged["rerun_seconds"] = dict(old.get("rerun_seconds", {}))
     for key in SECTION_KEYS.values():
         if key in new:
-            merged[key] = new[key]
+            merged[key] = dict(new[key])
+            if isinstance(old.get(key), dict):  # the run it replaces, one level deep, for the report
+                replaced = {k: v for k, v in old[key].items() if k != "previous"}
+                merged[key]["previous"] = {"date": dates.get(key, old["date"]), **replaced}
             dates[key] = new["date"]
             if "wall_seconds" in new:  # the whole rerun's, shared by the sections it measured
                 seconds[key] = new["wall_seconds"]
