@@ -255,7 +255,7 @@ def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
     assert "under onnxruntime (0.43)" in text and "itself at 0.45 of random stepping" in text
     assert "With 64 envs one forward pass serves 64 transitions (0.59)" in text
     assert "from 0.37 (torch) to 0.52" in text and "(target 0.6, not met)" in text
-    assert "after 59 s of" in text and "has not reached it in 594 s (10x that time)" in text
+    assert "after 59 s of" in text and "has not reached it in 594 s, 10x that time" in text
     assert "thread it runs at 1.52x" in text and "1.61x when the env steps" in text
     assert "target is met in this run; the run before (2026-12-02): 1.42x and 1.48x" in text
     assert "differ by 17%" in text  # (65 - 55) / 60

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,8 @@ def ttq_limits(res: dict[str, Any]) -> str:
     dqn = (
         f"reached it after {q['train_seconds']:.0f} s"
         if q["reached"]
-        else f"has not reached it in {q['train_seconds']:.0f} s "
-        f"({q['train_seconds'] / d['train_seconds']:.0f}x that time)"
+        else f"has not reached it in {q['train_seconds']:.0f} s, "
+        f"{q['train_seconds'] / d['train_seconds']:.0f}x that time"
     )
     return f"""\
 - **Time to quality**: distillation (the minatar recipe, evaluated every 1,000 updates on 50
@@ -138,6 +139,11 @@ def dqn_atari_limits(res: dict[str, Any]) -> str:
   as a stack of four frames (as CleanRL's buffer does), the trainer each frame once."""
 
 
+def _refill(bullet: str) -> str:
+    """A Markdown bullet re-wrapped at 100 columns (numbers filled in leave ragged lines)."""
+    return textwrap.fill(" ".join(bullet.split()), width=100, subsequent_indent="  ", break_on_hyphens=False)
+
+
 def bench_limits(result: dict[str, Any]) -> str:
     """What limits each of the bench's ratios, for the sections ``result`` (a bench JSON) holds."""
     parts = [
@@ -153,7 +159,7 @@ def bench_limits(result: dict[str, Any]) -> str:
         if key not in result:
             continue
         try:
-            bullets.append(text if isinstance(text, str) else text(result[key]))
+            bullets.append(_refill(text if isinstance(text, str) else text(result[key])))
         except (KeyError, StopIteration):  # a JSON from an older bench, or without the default rows
             bullets.append(f"- **{key}**: this run lacks the rows the explanation reads; see its table.")
     return "\n".join([LIMITS_HEAD, "", *bullets])
