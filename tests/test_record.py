@@ -318,3 +318,44 @@ def test_train_teacher_capture_video_is_the_final_evaluation(capsys, tmp_path, m
     with (out / "evals.csv").open() as f:
         final = list(csv.DictReader(f))[-1]
     assert float(final["score"]) == pytest.approx(calls["evaluate"][-1][1].mean)
+
+
+def test_card_videos_atari_records_the_cells_student_beside_its_shipped_teacher(
+    tmp_path, monkeypatch
+) -> None:
+    """scripts/card_videos.py --atari: the student of an atari_students.py cell (its run directory
+    under --runs), labelled with its share of the teacher's parameters, its command and score."""
+    import json
+
+    from scripts_loader import load_script
+
+    script = load_script("card_videos")
+    raw_dir = tmp_path / "results" / "atari" / "pong" / "raw"
+    raw_dir.mkdir(parents=True)
+    raw = {
+        "size": "net2",
+        "seed": 1,
+        "command": "python scripts/atari_students.py --sizes net2 --seeds 1",
+        "student_params": 111_798,
+        "teacher_params": 1_686_180,
+        "student_score": 9.11,
+        "student_returns": [9.0, 9.22],
+        "percent_of_reference": 49.0,
+    }
+    (raw_dir / "pong__net2__tau0.01__seed1.json").write_text(json.dumps(raw))
+    calls = []
+
+    def fake_video(name, student, label, **kw):
+        calls.append((name, student, label, kw))
+        return {"bytes": 1, "returns": {}}
+
+    monkeypatch.setattr(script, "add_card_video", fake_video)
+    monkeypatch.chdir(tmp_path)
+    assert script.atari_video("pong__net2__tau0.01__seed1", tmp_path / "runs", 50) == 0
+    [(name, student, label, kw)] = calls
+    assert name == "atari/pong" and student == tmp_path / "runs" / "pong__net2__tau0.01__seed1" / "student"
+    assert label == "student net2 (7%)" and kw["max_steps"] == 50
+    assert kw["provenance"] == (
+        "`python scripts/atari_students.py --sizes net2 --seeds 1` (run seed 1; 9.11 over 2 episodes, "
+        "49.0% of the teacher's reference score)"
+    )
