@@ -67,7 +67,8 @@ def test_atari_rows_by_hand() -> None:
     assert fresh[0] == "net2" and fresh[1] == "100 (113,346)"
     assert fresh[3] == "10.00 (0.0, 20.0)"
     assert fresh[4] == "**75.0 [50.0, 100.0]**" and fresh[5] == "50.0 [0.0, 100.0]"
-    assert fresh[6:] == ["1, 2", "0.500", "2.0", "–"]  # wall and CPU minutes (none recorded)
+    # no gap bins recorded: no decisive agreement; wall and CPU minutes (none recorded)
+    assert fresh[6:] == ["1, 2", "0.500", "–", "2.0", "–"]
     tuning = next(r for r in rows if r[2] == "tau0.01 (tuning)")
     assert tuning[4] == "**0.0 [0.0, 0.0]**"  # the random policy's score
     # a teacher at or below 0 has no plain percent
@@ -102,6 +103,23 @@ def test_variant_notes_say_what_a_schedule_and_a_tuning_row_are() -> None:
     notes = sections_atari.variant_notes([rec(1, "constant"), rec(0, "cosine")])
     assert "`-cosine`: the learning rate falls to 0 at the last update" in notes
     assert "`(tuning)`: run seed 0" in notes
+
+
+def test_decisive_agreement_weighs_the_bins_from_a_gap_of_0_1_by_their_shares() -> None:
+    rec = {
+        "gap_edges": [0.0, 0.01, 0.03, 0.1, 0.3, "inf"],
+        "gap_shares": [0.6, 0.2, 0.1, 0.075, 0.025],
+        "agreement_by_gap": [0.5, 0.7, 0.8, 0.8, 1.0],
+    }
+    # (0.075 * 0.8 + 0.025 * 1.0) / 0.1 = 0.85
+    assert sections_atari.decisive_agreement(rec) == pytest.approx(0.85)
+    assert sections_atari.decisive_agreement({**rec, "agreement_by_gap": [0.5, 0.7, 0.8, None, None]}) is None
+    assert sections_atari.decisive_agreement({}) is None
+    assert sections_atari.near_tie_share(
+        [rec, {**rec, "gap_shares": [0.4, 0.2, 0.2, 0.1, 0.1]}]
+    ) == pytest.approx(0.5)
+    rows = sections_atari.atari_rows([{**_record(1, [0.0]), **rec}], _card([20.0, 20.0], -20.0))
+    assert rows[0][8] == "0.850"
 
 
 def test_atari_students_script_runs_a_cell_and_the_report_shows_it(tmp_path: Path, monkeypatch) -> None:

@@ -64,6 +64,29 @@ def variant_notes(records: list[dict[str, Any]]) -> str:
     return "".join(notes)
 
 
+DECISIVE_GAP = 0.1  # a teacher top-2 Q gap from which one action clearly matters
+
+
+def decisive_agreement(record: dict[str, Any]) -> float | None:
+    """The student's agreement with the teacher's greedy action over the states where the teacher's
+    top-2 gap is at least :data:`DECISIVE_GAP` (its ``agreement_by_gap`` bins weighted by their
+    shares); ``None`` where the record has no gap bins or no such state."""
+    edges, shares, agree = (record.get(k) for k in ("gap_edges", "gap_shares", "agreement_by_gap"))
+    if not edges:
+        return None
+    bins = [
+        (s, a) for e, s, a in zip(edges, shares, agree) if e != "inf" and e >= DECISIVE_GAP and a is not None
+    ]
+    total = sum(s for s, _ in bins)
+    return sum(s * a for s, a in bins) / total if total > 0 else None
+
+
+def near_tie_share(records: list[dict[str, Any]]) -> float | None:
+    """Mean share of evaluation states whose teacher top-2 gap is below the first bin edge (0.01)."""
+    shares = [r["gap_shares"][0] for r in records if r.get("gap_shares")]
+    return float(np.mean(shares)) if shares else None
+
+
 def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list[str]]:
     """Table rows, one per (student size, variant, tuning or fresh seeds): parameters (this game's
     and the paper's 18-action count), the mean score over seeds (each seed's mean in brackets),
@@ -88,6 +111,7 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
         )
         plain = percent_intervals(returns, {game: ref})[0][game] if np.mean(ref) > 0 else None
         seed_means = [float(np.mean(r["student_returns"])) for r in recs]
+        decisive = [d for d in map(decisive_agreement, recs) if d is not None]
         size = recs[0]["size"]
         mean_cpu = mean_cpu_seconds(recs)
         rows.append(
@@ -100,6 +124,7 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
                 "–" if plain is None else _interval(plain),
                 ", ".join(str(r["seed"]) for r in recs),
                 f"{np.mean([r['agreement'] for r in recs]):.3f}",
+                f"{np.mean(decisive):.3f}" if decisive else "–",
                 *minutes_cells(float(np.mean([r["train_wall_seconds"] for r in recs])), mean_cpu),
             ]
         )
@@ -259,7 +284,17 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             f"{cfg['final_eval_episodes']} final episodes per run at epsilon {cfg['epsilon']:g}. "
             "`% above random`: 100 (student - random) / (teacher - random), `plain %`: the paper's "
             "100 student / teacher; [95% interval] of the two-stage bootstrap (seeds, episodes, reference "
-            "episodes). Parameters: this game's action set (the paper's 18 actions in brackets).",
+            "episodes). Parameters: this game's action set (the paper's 18 actions in brackets). "
+            "`agreement`: the share of fresh teacher-visited states where the student's greedy action "
+            f"is the teacher's; `gap >= {DECISIVE_GAP:g}`: the same over the states where the teacher's "
+            "two best Q-values differ by at least that (where one action clearly matters)"
+            + (
+                f"; {100 * near_tie_share(records):.0f}% of the states have a gap below 0.01, near-ties "
+                "where any of the tied actions does"
+                if near_tie_share(records) is not None
+                else ""
+            )
+            + ".",
             "",
             md_table(
                 [
@@ -271,6 +306,7 @@ def atari_lines(ctx: ReportContext) -> list[str]:
                     "plain %",
                     "seeds",
                     "agreement",
+                    f"agreement, gap >= {DECISIVE_GAP:g}",
                     *MINUTES,
                 ],
                 atari_rows(records, card),
