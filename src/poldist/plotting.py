@@ -7,6 +7,7 @@ run figure (``online.png``) is :func:`poldist.online.plot_online`."""
 
 from __future__ import annotations
 
+import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -216,7 +217,8 @@ def study_curves(
 
     ``curves``: ``variant -> game -> [per seed: {updates: percent}]``, variants in legend order.
     """
-    fig, axes = plt.subplots(1, len(games), figsize=(3.2 * len(games), 3.2), squeeze=False)
+    width = max(3.2 * len(games), 5.0)  # one panel alone still has room for its title and legend
+    fig, axes = plt.subplots(1, len(games), figsize=(width, 3.4), squeeze=False)
     for variant, per_game in curves.items():
         for ax, game in zip(axes[0], games):
             runs = per_game.get(game)
@@ -233,8 +235,8 @@ def study_curves(
         ax.set_xlabel("updates", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("% of reference score")
-    axes[0][-1].legend(fontsize=6)
-    fig.suptitle(title, fontsize=9)
+    axes[0][-1].legend(fontsize=6, loc="best")
+    fig.suptitle(textwrap.fill(title, width=int(15 * width)), fontsize=9)  # ~15 characters an inch
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
