@@ -116,6 +116,12 @@ def teacher_card(teacher: str) -> dict[str, Any]:
     return card
 
 
+def budget_variant(variant: str, updates: int) -> str:
+    """The variant's name with a budget other than the paper's :data:`UPDATES` appended, e.g.
+    ``tau0.01-90k``: a longer run is its own row and its own cell, not a rerun of the paper's."""
+    return variant if updates == UPDATES else f"{variant}-{updates / 1000:g}k"
+
+
 def cell_name(game: str, size: str, variant: str, seed: int) -> str:
     """File-safe identity of one run, e.g. ``pong__net2__tau0.01__seed1``."""
     return f"{game}__{size}__{variant}__seed{seed}"
@@ -166,9 +172,9 @@ def run_cell(
     ``card``: the teacher's yardstick (default: its model card)."""
     card = card or teacher_card(teacher)
     game = game or teacher.split("/")[-1]
-    name = cell_name(game, size, variant, seed)
+    name = cell_name(game, size, budget_variant(variant, updates), seed)
     fields = {
-        "variant": variant,
+        "variant": budget_variant(variant, updates),
         "size": size,
         "game": game,
         "seed": seed,

@@ -103,6 +103,17 @@ def test_variant_notes_say_what_a_schedule_and_a_tuning_row_are() -> None:
     notes = sections_atari.variant_notes([rec(1, "constant"), rec(0, "cosine")])
     assert "`-cosine`: the learning rate falls to 0 at the last update" in notes
     assert "`(tuning)`: run seed 0" in notes
+    longer = {**rec(1, "constant"), "config": {"lr_schedule": "constant", "updates": 90_000}}
+    usual = {**rec(1, "constant"), "config": {"lr_schedule": "constant", "updates": 30_000}}
+    notes = sections_atari.variant_notes([usual, usual, longer])
+    assert "`-<n>k`: a budget of n thousand updates instead of 30,000 (here 90,000)" in notes
+
+
+def test_a_longer_budget_is_its_own_variant_and_cell() -> None:
+    script = load_script("atari_students")
+    assert script.budget_variant("tau0.01", script.UPDATES) == "tau0.01"
+    assert script.budget_variant("tau0.01", 90_000) == "tau0.01-90k"
+    assert script.budget_variant("tau1", 2_500) == "tau1-2.5k"
 
 
 def test_decisive_agreement_weighs_the_bins_from_a_gap_of_0_1_by_their_shares() -> None:
@@ -148,14 +159,16 @@ def test_atari_students_script_runs_a_cell_and_the_report_shows_it(tmp_path: Pat
     argv = ["--sizes", "net3", "--variants", "tau1", "--seeds", "1", "--updates", "10", "--episodes", "2"]
     argv += ["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results" / "atari")]
     assert script.main(argv) == 0
-    raw = tmp_path / "results" / "atari" / "pong" / "raw" / "pong__net3__tau1__seed1.json"
+    raw = (
+        tmp_path / "results" / "atari" / "pong" / "raw" / "pong__net3__tau1-0.01k__seed1.json"
+    )  # 10 updates: its own budget
     record = json.loads(raw.read_text())
     assert len(record["student_returns"]) == 2 and record["random_score"] == -1.0
     assert record["config"]["tau"] == 1.0 and record["config"]["batch_size"] == 8
     assert record["reference_score"] == 2.0 and raw.with_suffix(".evals.csv").exists()
     ctx = ReportContext(results=tmp_path / "results", out=tmp_path / "RESULTS.md", raw=[])
     text = "\n".join(sections_atari.atari_lines(ctx))
-    assert "| net3 |" in text and "(61,954)" in text and "| tau1 |" in text
+    assert "| net3 |" in text and "(61,954)" in text and "| tau1-0.01k |" in text
     assert "--sizes net3 --variants tau1 --seeds 1 --updates 10 --episodes 2" in text
     assert (tmp_path / "results" / "plots" / "atari_pong_students.png").exists()
 
@@ -265,7 +278,9 @@ def test_a_teacher_from_an_sb3_file_gets_its_yardstick_and_its_report_rows(
     assert card["reference"]["episodes"] == 2 and len(card["reference"]["returns"]) == 2
     assert card["env_id"] == "ALE/Pong-v5" and card["training_log"] == log
     record = json.loads(
-        (tmp_path / "results" / "atari" / "sb3-pong" / "raw" / "sb3-pong__net3__tau1__seed1.json").read_text()
+        (
+            tmp_path / "results" / "atari" / "sb3-pong" / "raw" / "sb3-pong__net3__tau1-0.01k__seed1.json"
+        ).read_text()
     )
     assert record["reference_score"] == card["reference"]["mean"]
     assert record["random_score"] == card["random_policy"]["mean"]

@@ -12,7 +12,7 @@ episodes within each, and the reference episodes). Seed 0 is the tuning seed: it
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,14 @@ def variant_notes(records: list[dict[str, Any]]) -> str:
         notes.append(
             f"; `-{'/-'.join(schedules)}`: the learning rate falls to 0 at the last update "
             f"({' / '.join(schedules)}, as the MinAtar recipe's does)"
+        )
+    budgets = Counter(r["config"]["updates"] for r in records if "updates" in r.get("config", {}))
+    if len(budgets) > 1:
+        base = budgets.most_common(1)[0][0]
+        longer = sorted(b for b in budgets if b != base)
+        notes.append(
+            "; `-<n>k`: a budget of n thousand updates instead of "
+            f"{base:,} (here {', '.join(f'{b:,}' for b in longer)})"
         )
     if any(r["seed"] == TUNING_SEED for r in records):
         notes.append(
@@ -265,7 +273,9 @@ def atari_lines(ctx: ReportContext) -> list[str]:
         external = folder / game / "teacher_card.json"  # a teacher from a file, scored by the script
         card = json.loads((external if external.exists() else ZOO / teacher / "card.json").read_text())
         ref, rnd = card["reference"], card["random_policy"]
-        cfg = records[0]["config"]
+        # the budget most rows share (a longer-budget row says its own in its variant's name)
+        cfg = Counter(r["config"]["updates"] for r in records).most_common(1)[0][0]
+        cfg = next(r["config"] for r in records if r["config"]["updates"] == cfg)
         lines += [
             f"### {game if external.exists() else teacher}",
             "",
