@@ -43,7 +43,7 @@ SIZES = ("net1", "net2", "net3")
 # name -> the fields that differ from the paper recipe: the issue's two temperatures (the default
 # variants), and the MinAtar recipe's cosine learning-rate schedule at the paper's tau (opt-in:
 # tried on tuning seed 0 at net2 because the constant-rate students' 4-episode curves swing by 15
-# points late in training; rejected there: the Pong students only take off after 12-20k updates at
+# points late in training; rejected there: the Pong students only take off after 12-24k updates at
 # the full rate, and under the falling rate net2 never did, -20.64 against 6.41; RESULTS.md 7)
 VARIANTS: dict[str, dict[str, Any]] = {
     "tau0.01": {"tau": 0.01},

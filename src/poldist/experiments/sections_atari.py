@@ -46,6 +46,13 @@ def reference_above_random(card: dict[str, Any]) -> bool:
     return float(np.mean(card["reference"]["returns"])) > card["random_policy"]["mean"]
 
 
+def base_budget(records: list[dict[str, Any]]) -> int | None:
+    """The update budget most rows share (a longer-budget row says its own in its variant's name);
+    ``None`` where no record carries one."""
+    budgets = Counter(r["config"]["updates"] for r in records if "updates" in r.get("config", {}))
+    return budgets.most_common(1)[0][0] if budgets else None
+
+
 def variant_notes(records: list[dict[str, Any]]) -> str:
     """What a table's variants beyond the two temperatures mean, and what a tuning row is, for
     those present in ``records`` (``""`` if none)."""
@@ -56,10 +63,9 @@ def variant_notes(records: list[dict[str, Any]]) -> str:
             f"; `-{'/-'.join(schedules)}`: the learning rate falls to 0 at the last update "
             f"({' / '.join(schedules)}, as the MinAtar recipe's does)"
         )
-    budgets = Counter(r["config"]["updates"] for r in records if "updates" in r.get("config", {}))
-    if len(budgets) > 1:
-        base = budgets.most_common(1)[0][0]
-        longer = sorted(b for b in budgets if b != base)
+    base = base_budget(records)
+    longer = sorted({r["config"]["updates"] for r in records if "updates" in r.get("config", {})} - {base})
+    if longer:
         notes.append(
             "; `-<n>k`: a budget of n thousand updates instead of "
             f"{base:,} (here {', '.join(f'{b:,}' for b in longer)})"
@@ -273,9 +279,9 @@ def atari_lines(ctx: ReportContext) -> list[str]:
         external = folder / game / "teacher_card.json"  # a teacher from a file, scored by the script
         card = json.loads((external if external.exists() else ZOO / teacher / "card.json").read_text())
         ref, rnd = card["reference"], card["random_policy"]
-        # the budget most rows share (a longer-budget row says its own in its variant's name)
-        cfg = Counter(r["config"]["updates"] for r in records).most_common(1)[0][0]
-        cfg = next(r["config"] for r in records if r["config"]["updates"] == cfg)
+        base = base_budget(records)
+        cfg = next(r["config"] for r in records if r["config"]["updates"] == base)
+        ties = near_tie_share(records)
         lines += [
             f"### {game if external.exists() else teacher}",
             "",
@@ -299,9 +305,9 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             f"is the teacher's; `gap >= {DECISIVE_GAP:g}`: the same over the states where the teacher's "
             "two best Q-values differ by at least that (where one action clearly matters)"
             + (
-                f"; {100 * near_tie_share(records):.0f}% of the states have a gap below 0.01, near-ties "
-                "where any of the tied actions does"
-                if near_tie_share(records) is not None
+                f"; {100 * ties:.0f}% of the states have a gap below 0.01, near-ties where any of the "
+                "tied actions does"
+                if ties is not None
                 else ""
             )
             + ".",
