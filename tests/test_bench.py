@@ -264,3 +264,14 @@ def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
     assert "- **Updates**" not in text  # a section the JSON lacks is not explained
     broken = bench_limits({"dqn_atari": {"ratio_1_thread": 1.0}})
     assert "- **dqn_atari**: this run lacks the rows the explanation reads" in broken
+
+
+def test_the_committed_bench_json_is_explained_in_full() -> None:
+    """Every section of results/bench.json gets its explanation, not the fallback line that an
+    older JSON gets (a misspelt key in an explanation would otherwise pass unseen)."""
+    from poldist.experiments.sections_other import bench_limits
+
+    result = json.loads((Path(__file__).parents[1] / "results" / "bench.json").read_text())
+    text = bench_limits(result)
+    assert "lacks the rows" not in text
+    assert text.count("\n- **") >= 5  # updates, collection, inference, time to quality, memory, DQN

@@ -448,6 +448,11 @@ def compression_lines(ctx: ReportContext) -> list[str]:
         "",
         f"Paper (Atari, 10 games, geometric mean of percent of teacher): {paper}.",
         "",
+        "These are the paper's settings (the teacher acting, KL at tau 0.01). The MinAtar recipe "
+        "that section 5b chose on the tuning seed, `poldist distill`'s default for MinAtar "
+        "teachers, at the same four parameter budgets (net2 and net3 with the recipe's own trunks) "
+        "on fresh seeds: section 5c.",
+        "",
         _short_budget_note(ctx.raw, data["games"], comp[0].get("protocol", "")),
         "",
         f"![compression]({ctx.link(data['plot'])}) ![compression curve]({ctx.link(curve)})",
