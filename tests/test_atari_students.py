@@ -289,3 +289,42 @@ def test_a_teacher_from_an_sb3_file_gets_its_yardstick_and_its_report_rows(
     assert "### sb3-pong" in text and "brought from elsewhere" in text and card["sha256"][:12] in text
     assert "trained by its own trainer for 5,000 env steps in 2.0 hours" in text
     assert f"--teacher {teacher} --name sb3-pong --sizes net3" in text
+
+
+def test_take_off_is_the_first_evaluation_halfway_to_the_teacher(tmp_path: Path) -> None:
+    curve = [
+        {"updates": 0.0, "score": -21.0},
+        {"updates": 3000.0, "score": 0.0},
+        {"updates": 6000.0, "score": 5},
+    ]
+    assert sections_atari.take_off(curve, 0.0) == 3000
+    assert sections_atari.take_off(curve, 6.0) is None
+
+    def rec(seed: int, scores: list[float], size: str = "net2") -> dict:
+        path = tmp_path / f"{size}-{seed}.evals.csv"
+        rows = "".join(f"{3000 * i},{s}\n" for i, s in enumerate(scores))
+        path.write_text("updates,score\n" + rows)
+        return {**_record(seed, [0.0], size), "curve_file": path, "config": {"eval_episodes": 4}}
+
+    card = _card([19.0, 21.0], -20.0)  # halfway: 0.0
+    text = sections_atari.take_off_text(
+        [rec(2, [-21, -1, 0.0]), rec(1, [-21, 3]), rec(1, [-21, -21], "net1"), rec(0, [5])], card
+    )
+    assert "(4 episodes) at or above halfway between the random policy and the teacher (0.00)" in text
+    assert text.endswith("net1 `tau0.01` never; net2 `tau0.01` 3k, 6k.")  # seed 0 (tuning) left out
+    assert sections_atari.take_off_text([rec(0, [5])], card) == ""
+
+
+def test_the_tuning_text_ranks_the_seed_0_variants_of_each_size() -> None:
+    recs = [
+        _record(0, [6.0, 7.0], variant="tau0.01"),
+        _record(0, [15.0, 16.0], variant="tau0.01-90k"),
+        _record(0, [-21.0, -20.0], variant="tau0.01-cosine"),
+        _record(0, [1.0, 1.0], size="net1"),  # one variant: nothing to compare
+        _record(1, [20.0, 20.0], variant="tau1"),  # a fresh seed: not tuning
+    ]
+    text = sections_atari.tuning_text(recs)
+    assert text.startswith("Tuning on run seed 0 (final score over 2 episodes, best first): net2: ")
+    assert "`tau0.01-90k` 15.50, `tau0.01` 6.50, `tau0.01-cosine` -20.50 (best: `tau0.01-90k`)." in text
+    assert "net1" not in text
+    assert sections_atari.tuning_text(recs[3:]) == ""

@@ -145,6 +145,59 @@ def atari_rows(records: list[dict[str, Any]], card: dict[str, Any]) -> list[list
     return rows
 
 
+def tuning_text(records: list[dict[str, Any]]) -> str:
+    """The tuning seed's runs compared per student size: each variant's final score, best first
+    (``""`` where no size has two variants on that seed)."""
+    by_size: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["seed"] == TUNING_SEED:
+            by_size[r["size"]].append(r)
+    parts = []
+    for size, recs in sorted(by_size.items(), key=lambda kv: SIZE_ORDER.index(kv[0])):
+        if len(recs) < 2:
+            continue
+        ranked = sorted(recs, key=lambda r: -float(np.mean(r["student_returns"])))
+        scores = ", ".join(f"`{r['variant']}` {np.mean(r['student_returns']):.2f}" for r in ranked)
+        parts.append(f"{size}: {scores} (best: `{ranked[0]['variant']}`)")
+    if not parts:
+        return ""
+    return (
+        f"Tuning on run seed {TUNING_SEED} (final score over {len(ranked[0]['student_returns'])} "
+        f"episodes, best first): {'; '.join(parts)}. Only fresh seeds' rows show what a variant gives."
+    )
+
+
+def take_off(curve: list[dict[str, float]], threshold: float) -> int | None:
+    """The updates at the first evaluation of ``curve`` (rows with ``updates`` and ``score``) that
+    scores at least ``threshold``; ``None`` if none does."""
+    return next((int(row["updates"]) for row in curve if row["score"] >= threshold), None)
+
+
+def take_off_text(records: list[dict[str, Any]], card: dict[str, Any]) -> str:
+    """When each fresh-seed run first scored halfway between the random policy and the teacher in
+    its periodic evaluations, per size and variant (``""`` without curves)."""
+    ref = float(np.mean(card["reference"]["returns"]))
+    half = (ref + card["random_policy"]["mean"]) / 2
+    groups: dict[tuple[int, str], list[str]] = defaultdict(list)
+    episodes = set()
+    for r in sorted(records, key=lambda r: r["seed"]):
+        if r["seed"] == TUNING_SEED or not r["curve_file"].exists():
+            continue
+        at = take_off(EvalLog.read(r["curve_file"]), half)
+        episodes.add(r["config"]["eval_episodes"])
+        rank = SIZE_ORDER.index(r["size"]) if r["size"] in SIZE_ORDER else len(SIZE_ORDER)
+        groups[(rank, f"{r['size']} `{r['variant']}`")].append("never" if at is None else f"{at / 1000:g}k")
+    if not groups:
+        return ""
+    parts = [f"{name} {', '.join(ats)}" for (_, name), ats in sorted(groups.items())]
+    n_eval = "/".join(map(str, sorted(episodes)))
+    return (
+        f"When the students took off: the updates at each fresh seed's first periodic evaluation "
+        f"({n_eval} episodes) at or above halfway between the random policy and the teacher ({half:.2f}), "
+        f"seeds in order; `never`: not within its budget. {'; '.join(parts)}."
+    )
+
+
 def atari_curves(records: list[dict[str, Any]], card: dict[str, Any], path: Path) -> Path:
     """Learning curves of the fresh-seed runs: percent above random against updates, one line per
     size and variant (mean over seeds)."""
@@ -333,6 +386,12 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             ctx.plots.mkdir(parents=True, exist_ok=True)
             curve = atari_curves(records, card, ctx.plots / f"atari_{game}_students.png")
             lines += [f"![{game} students]({ctx.link(curve)})", ""]
+            took_off = take_off_text(records, card)
+            if took_off:
+                lines += [took_off, ""]
+        tuning = tuning_text(records)
+        if tuning:
+            lines += [tuning, ""]
         commands = sorted({r["command"] for r in records})
         lines += ["Commands:", "", *(f"- `{c}`" for c in commands), ""]
     return lines + candidates + costs
