@@ -57,10 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     checkpoints = sorted(
         args.out.glob("ppo_pong_*_steps.zip"), key=lambda f: int(re.findall(r"(\d+)_steps", f.name)[0])
     )
-    if checkpoints:
-        model = PPO.load(checkpoints[-1], env=env)  # its schedules read progress from num_timesteps
-        print(f"resuming from {checkpoints[-1].name} ({model.num_timesteps:,} steps)", flush=True)
-    else:
+    model = None
+    for path in reversed(checkpoints):  # the newest that loads: a kill during a save leaves a torn zip
+        try:
+            model = PPO.load(path, env=env)  # its schedules read progress from num_timesteps
+        except Exception as e:  # noqa: BLE001 - zipfile, pickle and torch errors alike
+            print(f"skipping {path.name}: {type(e).__name__}: {e}", flush=True)
+            continue
+        print(f"resuming from {path.name} ({model.num_timesteps:,} steps)", flush=True)
+        break
+    if model is None:
         model = PPO(
             "CnnPolicy",
             env,
