@@ -22,12 +22,15 @@ def test_every_recipe_field_is_a_valid_config_value() -> None:
         DistillConfig(**values).validate()
 
 
-def test_auto_follows_the_teachers_domain() -> None:
+def test_auto_follows_the_teachers_domain(tmp_path: Path) -> None:
     assert teacher_domain("minatar/breakout") == "minatar"
     assert teacher_domain("minatar/all") == "minatar"
     assert teacher_domain("anything", env_id="ALE/Pong-v5") == "atari"
     assert recipe_for("auto", "minatar/seaquest")[0] == "minatar"
-    assert recipe_for("auto", "x", env_id="ALE/Pong-v5") == ("paper", {})
+    assert recipe_for("auto", "x", env_id="ALE/Pong-v5")[0] == "atari"
+    assert recipe_for("auto", "atari/pong")[1]["updates"] == 90_000
+    (tmp_path / "agent.zip").write_bytes(b"")  # an external file: its domain is unknown until loaded
+    assert recipe_for("auto", str(tmp_path / "agent.zip")) == ("paper", {})
     with pytest.raises(PoldistError, match="unknown recipe 'fast'"):
         recipe_for("fast", "minatar/breakout")
 
