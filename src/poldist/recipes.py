@@ -14,8 +14,9 @@ settings (RMSProp, batch 32, 5.4 fresh transitions per update, KL at tau 0.01 fo
   5 minutes of one core.
 - ``atari``: the paper's settings over 90,000 updates instead of 30,000, chosen on Pong's tuning
   seed (RESULTS.md section 7: net2 15.59 against 6.41 at 30k, the teacher 18.60) and reported on
-  fresh seeds there. The Pong students sit at the random policy's score for 9-24k updates, then
-  take off; at 30k half of them had only just done so, and their scores swung from seed to seed.
+  fresh seeds there. The Pong students sit at the random policy's score for 9-36k updates, then
+  take off; at 30k half of them had taken off at 18k or later, or not at all, and their scores
+  swung from seed to seed.
   About 25 minutes of one core per net2 student on this machine.
 - ``paper``: the dataclass defaults (the paper's Atari settings), for a teacher whose domain is
   not known before it is loaded (a Stable-Baselines3 or CleanRL file).
@@ -79,7 +80,8 @@ def recipe_for(name: str, teacher: str, env_id: str = "") -> tuple[str, dict[str
         PoldistError: an unknown recipe name.
     """
     if name == "auto":
-        name = {"minatar": "minatar", "atari": "atari"}.get(teacher_domain(teacher, env_id), "paper")
+        domain = teacher_domain(teacher, env_id)  # a domain with a recipe of its name gets it
+        name = domain if domain in RECIPES else "paper"
     if name not in RECIPES:
         raise PoldistError(f"unknown recipe {name!r}: choose from {', '.join(RECIPE_CHOICES)}")
     return name, dict(RECIPES[name])
