@@ -5,6 +5,7 @@ MinAtar Breakout with the shipped teacher, 2 actors of 8 envs each, tiny runs.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,7 @@ from poldist.distillation import DistillConfig, Distiller, distill, make_collect
 from poldist.errors import PoldistError  # noqa: E402
 from poldist.experiments import bench_collection, bench_common  # noqa: E402
 from poldist.memory import ReplayMemory  # noqa: E402
-from poldist.ray_backend import DEFAULT_CHUNK, DEFAULT_IN_FLIGHT, RayCollector  # noqa: E402
+from poldist.ray_backend import DEFAULT_CHUNK, DEFAULT_IN_FLIGHT, RayCollector, init_ray  # noqa: E402
 from poldist.teachers import load_teacher  # noqa: E402
 
 ACTORS = 2
@@ -34,9 +35,7 @@ CHUNK = DEFAULT_CHUNK * NUM_ENVS  # transitions per chunk
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance() -> Any:
     """One small local Ray for every test here (start-up takes seconds); collectors reuse it."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started = init_ray("", num_cpus=2)  # the library's own start-up (False: one was running)
     yield ray
     if started:
         ray.shutdown()
@@ -81,6 +80,15 @@ def _take_older_requests(collector: RayCollector, d: Distiller) -> None:
     while not older.isdisjoint(collector.pending(0)):
         assert time.monotonic() < deadline, "outstanding requests were never taken"
         collector.collect(d.tasks[0], d.controller, d.student, CHUNK, d.rng, d.updates)
+
+
+def test_ray_workers_run_at_the_learners_priority() -> None:
+    # Ray's default nice 15 starves the actors behind any other job on a busy machine
+    @ray.remote
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray.get(niceness.remote()) == os.nice(0)
 
 
 @pytest.mark.slow

@@ -101,6 +101,9 @@ def init_ray(address: str = "", num_cpus: int = 2) -> bool:
                 include_dashboard=False,
                 log_to_driver=False,
                 ignore_reinit_error=True,
+                # Ray starts workers at nice 15; the actors do the teacher play, and at 15 they
+                # starve behind any other job on a busy machine (the learner waits on them)
+                _system_config={"worker_niceness": 0},
             )
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise PoldistError(f"cannot start or reach Ray{f' at {address!r}' if address else ''}: {e}") from e
