@@ -14,6 +14,10 @@ command continues from the newest one with the learning-rate and clip-range sche
 (the total budget stays ``--total-steps``)::
 
     .venv/bin/python scripts/train_sb3_pong.py --total-steps 10000000 --out runs/sb3-pong
+
+To cross machines (this project's ``runs/`` does not survive one), copy the newest checkpoint and
+``train_log.json`` (each segment's steps, wall and CPU seconds, written at every checkpoint) into
+``carry/sb3-pong/``, and back into the run directory on the next machine before the rerun.
 """
 
 from __future__ import annotations
@@ -31,6 +35,31 @@ ENV_ID = "PongNoFrameskip-v4"
 def linear(start: float):
     """RL Zoo's ``lin_<start>``: the value falls linearly from ``start`` to 0 over training."""
     return lambda progress_remaining: progress_remaining * start
+
+
+class SegmentLog:
+    """``train_log.json``: one entry per segment (a run of this script), rewritten in place as it
+    goes: the env steps it covered, its wall and CPU seconds (CPU: this process, one core's worth
+    with ``--threads 1``; wall counts any time the process was stopped) and its command."""
+
+    def __init__(self, path: Path, from_steps: int, command: str):
+        self.path, self.from_steps, self.command = path, from_steps, command
+        self.history = json.loads(path.read_text()) if path.exists() else []
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+
+    def write(self, steps: int, finished: bool = False) -> None:
+        """Record this segment up to ``steps`` env steps (atomically: a kill leaves the old log)."""
+        entry = {
+            "from_steps": self.from_steps,
+            "to_steps": steps,
+            "wall_seconds": round(time.perf_counter() - self.wall0, 1),
+            "cpu_seconds": round(time.process_time() - self.cpu0, 1),
+            "finished": finished,
+            "command": self.command,
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps([*self.history, entry], indent=2))
+        tmp.replace(self.path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,26 +111,31 @@ def main(argv: list[str] | None = None) -> int:
             tensorboard_log=str(args.out / "tb"),
         )
     done = model.num_timesteps
-    start = time.perf_counter()
+    log = SegmentLog(
+        args.out / "train_log.json",
+        done,
+        " ".join(["python", "scripts/train_sb3_pong.py", *(argv or sys.argv[1:])]),
+    )
     if done < args.total_steps:
-        callback = CheckpointCallback(
+
+        class CheckpointAndLog(CheckpointCallback):
+            """SB3's checkpoints, and this segment's steps and time in the log at each one (a
+            session's kill then loses neither)."""
+
+            def _on_step(self) -> bool:
+                keep_going = super()._on_step()
+                if self.n_calls % self.save_freq == 0:
+                    log.write(self.num_timesteps)
+                return keep_going
+
+        callback = CheckpointAndLog(
             save_freq=max(1, args.checkpoint_steps // 8), save_path=str(args.out), name_prefix="ppo_pong"
         )
         # SB3 counts the schedules' progress over num_timesteps + the steps asked for now
         model.learn(args.total_steps - done, callback=callback, reset_num_timesteps=False)
     final = args.out / f"ppo-{ENV_ID}.zip"
     model.save(final)
-    log = args.out / "train_log.json"
-    history = json.loads(log.read_text()) if log.exists() else []
-    history.append(
-        {
-            "from_steps": done,
-            "to_steps": model.num_timesteps,
-            "wall_seconds": time.perf_counter() - start,
-            "command": " ".join(["python", "scripts/train_sb3_pong.py", *(argv or sys.argv[1:])]),
-        }
-    )
-    log.write_text(json.dumps(history, indent=2))
+    log.write(model.num_timesteps, finished=True)
     print(f"saved {final} after {model.num_timesteps:,} env steps")
     return 0
 

@@ -328,3 +328,29 @@ def test_the_tuning_text_ranks_the_seed_0_variants_of_each_size() -> None:
     assert "`tau0.01-90k` 15.50, `tau0.01` 6.50, `tau0.01-cosine` -20.50 (best: `tau0.01-90k`)." in text
     assert "net1" not in text
     assert sections_atari.tuning_text(recs[3:]) == ""
+
+
+def test_an_sb3_teacher_trained_over_several_runs_is_described_with_all_of_them(tmp_path: Path) -> None:
+    # train_sb3_pong.py's log: each segment (a session's run, killed or finished) rewritten as it goes
+    script = load_script("train_sb3_pong")
+    path = tmp_path / "train_log.json"
+    first = script.SegmentLog(path, 0, "python scripts/train_sb3_pong.py --total-steps 300")
+    first.write(100)
+    first.write(200)  # the same segment, further on: rewritten, not appended
+    second = script.SegmentLog(path, 200, "python scripts/train_sb3_pong.py --total-steps 300")
+    second.write(300, finished=True)
+    log = json.loads(path.read_text())
+    assert [(e["from_steps"], e["to_steps"], e["finished"]) for e in log] == [
+        (0, 200, False),
+        (200, 300, True),
+    ]
+    assert not path.with_name("train_log.json.tmp").exists()
+
+    log[0]["wall_seconds"], log[1]["wall_seconds"] = 1800.0, 5400.0
+    card = {"name": "runs/sb3-pong/ppo.zip", "sha256": "ab" * 32, "parameters": 1234, "training_log": log}
+    text = sections_atari.external_teacher_text(
+        card, tmp_path / "results" / "atari" / "sb3-pong" / "card.json"
+    )
+    assert "sha256 abababababab, 1,234 parameters; yardstick: `atari/sb3-pong/card.json`" in text
+    assert "for 300 env steps in 2.0 hours over 2 runs, each resumed from the last one's checkpoint" in text
+    assert text.endswith("(`python scripts/train_sb3_pong.py --total-steps 300`)")

@@ -302,8 +302,9 @@ def external_teacher_text(card: dict[str, Any], path: Path) -> str:
     if log:
         steps, hours = log[-1]["to_steps"], sum(e["wall_seconds"] for e in log) / 3600
         text += (
-            f", trained by its own trainer for {steps:,} env steps in {hours:.1f} hours "
-            f"(`{log[0]['command']}`)"
+            f", trained by its own trainer for {steps:,} env steps in {hours:.1f} hours"
+            + (f" over {len(log)} runs, each resumed from the last one's checkpoint" if len(log) > 1 else "")
+            + f" (`{log[0]['command']}`)"
         )
     return text
 
