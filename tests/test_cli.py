@@ -225,3 +225,18 @@ def test_every_help_page_renders_percent_signs_once():
     assert len(pages) > 10
     assert not [p.splitlines()[0] for p in pages if "%%" in p]
     assert any("95%" in p for p in pages)
+
+
+def test_every_flag_of_every_command_has_help():
+    import argparse
+
+    from poldist.cli import build_parser
+
+    subs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {'/'.join(act.option_strings) or act.dest}"
+        for name, sub in subs.choices.items()
+        for act in sub._actions
+        if not isinstance(act, argparse._HelpAction) and not act.help
+    ]
+    assert len(subs.choices) > 10 and not missing

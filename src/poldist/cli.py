@@ -229,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
         "this shorter budget, about 2 minutes of distillation on 2 CPU cores; the recipe itself is 40,000)",
     )
     p.add_argument("--episodes", type=_count(1), default=200, help="final evaluation episodes of each")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=_count(0), default=0, help="run seed: student init, sampling and env seeds (default 0)"
+    )
     p.add_argument("--out", default="", help="run directory (default runs/demo-<game>-<time>)")
     p.set_defaults(func=commands.cmd_demo)
 
@@ -277,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON per game, variant and seed in "
         "<results>/raw; finished runs are skipped and interrupted ones resume. Then: poldist report.",
     )
-    p.add_argument("experiment", choices=["losses", "compression", "control", "kickstart", "online"])
+    p.add_argument(
+        "experiment",
+        choices=["losses", "compression", "control", "kickstart", "online"],
+        help="which experiment (see above)",
+    )
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--games", default="", help="comma-separated MinAtar games (default: all five)")
     p.add_argument("--runs", default="runs/reproduce", help="where the run directories go")
