@@ -16,8 +16,10 @@ settings (RMSProp, batch 32, 5.4 fresh transitions per update, KL at tau 0.01 fo
   seed (RESULTS.md section 7: net2 15.59 against 6.41 at 30k, the teacher 18.60) and reported on
   fresh seeds there. The Pong students sit at the random policy's score for 9-36k updates, then
   take off; at 30k half of them had taken off at 18k or later, or not at all, and their scores
-  swung from seed to seed.
-  About 25 minutes of one core per net2 student on this machine.
+  swung from seed to seed. At 90k all three fresh net2 seeds took off (14.0-15.3); of net3's
+  fresh seeds so far one did (15.0) and one stayed at the random score throughout (seed 2, as at
+  30k): with a small student, look at its curve, and rerun with another ``--seed`` if it never
+  leaves the random score. About 25 minutes of one core per net2 student on this machine.
 - ``paper``: the dataclass defaults (the paper's Atari settings), for a teacher whose domain is
   not known before it is loaded (a Stable-Baselines3 or CleanRL file).
 
