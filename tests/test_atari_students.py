@@ -354,3 +354,43 @@ def test_an_sb3_teacher_trained_over_several_runs_is_described_with_all_of_them(
     assert "sha256 abababababab, 1,234 parameters; yardstick: `atari/sb3-pong/card.json`" in text
     assert "for 300 env steps in 2.0 hours over 2 runs, each resumed from the last one's checkpoint" in text
     assert text.endswith("(`python scripts/train_sb3_pong.py --total-steps 300`)")
+
+
+def test_an_sb3_run_carries_its_newest_weights_across_machines(tmp_path: Path) -> None:
+    # train_sb3_pong.py --carry: half-precision weights with their env steps and the log go to a
+    # committed folder at every checkpoint, and a fresh machine starts from them
+    import torch
+
+    script = load_script("train_sb3_pong")
+    carry, log = tmp_path / "carry", tmp_path / "train_log.json"
+    assert script.carried(carry) is None
+    w = torch.tensor([[0.1, -2.0], [3.0, 1e-4]])
+    state = {"w": w, "pi.w": w, "n": torch.tensor([7])}  # "pi.w": a shared tensor, as SB3 lists
+    log.write_text("[1]")
+    script.carry_out(state, 100_000, log, carry)
+    state["w"] = state["pi.w"] = w * 2
+    log.write_text("[2]")
+    script.carry_out(state, 200_000, log, carry)  # replaces the last one
+    assert sorted(f.name for f in carry.iterdir()) == ["policy-fp16.safetensors", "train_log.json"]
+    assert (carry / "train_log.json").read_text() == "[2]"
+    weights, steps = script.carried(carry)
+    assert steps == 200_000 and weights["n"].tolist() == [7] and weights["w"].dtype == torch.float32
+    assert torch.equal(weights["w"], state["w"].half().float())  # half precision, nothing else lost
+    assert torch.equal(weights["pi.w"], weights["w"])  # the shared tensor is written once, read back twice
+
+
+def test_an_external_teacher_continued_from_carried_weights_says_so(tmp_path: Path) -> None:
+    log = [
+        {"to_steps": 100, "wall_seconds": 3600.0, "command": "python scripts/train_sb3_pong.py"},
+        {
+            "to_steps": 200,
+            "wall_seconds": 3600.0,
+            "start": "carried half-precision weights, fresh optimizer state",
+        },
+    ]
+    card = {"name": "ppo.zip", "sha256": "ab" * 32, "parameters": 1, "training_log": log}
+    text = sections_atari.external_teacher_text(card, tmp_path / "results" / "atari" / "x" / "card.json")
+    assert (
+        "over 2 runs, each resumed from the last one's checkpoint (1 of them from its half-precision weights"
+        in text
+    )

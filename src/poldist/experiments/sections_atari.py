@@ -301,9 +301,15 @@ def external_teacher_text(card: dict[str, Any], path: Path) -> str:
     log = card.get("training_log")
     if log:
         steps, hours = log[-1]["to_steps"], sum(e["wall_seconds"] for e in log) / 3600
+        warm = sum("fresh optimizer" in e.get("start", "") for e in log)  # train_sb3_pong.py --carry
         text += (
             f", trained by its own trainer for {steps:,} env steps in {hours:.1f} hours"
             + (f" over {len(log)} runs, each resumed from the last one's checkpoint" if len(log) > 1 else "")
+            + (
+                f" ({warm} of them from its half-precision weights, with a fresh optimizer state)"
+                if warm
+                else ""
+            )
             + f" (`{log[0]['command']}`)"
         )
     return text
