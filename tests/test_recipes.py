@@ -29,8 +29,11 @@ def test_auto_follows_the_teachers_domain(tmp_path: Path) -> None:
     assert recipe_for("auto", "minatar/seaquest")[0] == "minatar"
     assert recipe_for("auto", "x", env_id="ALE/Pong-v5")[0] == "atari"
     assert recipe_for("auto", "atari/pong")[1]["updates"] == 90_000
-    (tmp_path / "agent.zip").write_bytes(b"")  # an external file: its domain is unknown until loaded
-    assert recipe_for("auto", str(tmp_path / "agent.zip")) == ("paper", {})
+    # an SB3 or CleanRL file: those loaders read Atari networks only, so it gets Atari's recipe
+    # without being loaded
+    for name in ("ppo-PongNoFrameskip-v4.zip", "dqn_atari.cleanrl_model", "agent.pt"):
+        (tmp_path / name).write_bytes(b"")
+        assert recipe_for("auto", str(tmp_path / name)) == ("atari", RECIPES["atari"]), name
     with pytest.raises(PoldistError, match="unknown recipe 'fast'"):
         recipe_for("fast", "minatar/breakout")
 

@@ -100,7 +100,8 @@ def _add_run_command(
             "--recipe",
             choices=("auto", *recipes),
             default="auto",
-            help="the settings the flags start from: auto (minatar for a MinAtar teacher, else paper) | "
+            help="the settings the flags start from: auto (minatar for a MinAtar teacher, atari for an "
+            "Atari one or an SB3 / CleanRL file, else paper) | "
             + " | ".join(recipes)
             + "; a --config file and the flags given override it (default: auto)",
         )

@@ -20,11 +20,11 @@ settings (RMSProp, batch 32, 5.4 fresh transitions per update, KL at tau 0.01 fo
   fresh seeds so far one did (15.0) and one stayed at the random score throughout (seed 2, as at
   30k): with a small student, look at its curve, and rerun with another ``--seed`` if it never
   leaves the random score. About 25 minutes of one core per net2 student on this machine.
-- ``paper``: the dataclass defaults (the paper's Atari settings), for a teacher whose domain is
-  not known before it is loaded (a Stable-Baselines3 or CleanRL file).
+- ``paper``: the dataclass defaults (the paper's Atari settings at its 30,000 updates).
 
-``auto`` picks ``minatar`` for a MinAtar teacher (or ``--env-id``), ``atari`` for an Atari one,
-and ``paper`` otherwise.
+``auto`` picks ``minatar`` for a MinAtar teacher (or ``--env-id``), ``atari`` for an Atari one
+(a Stable-Baselines3 or CleanRL file is one: those loaders read Atari networks only), and
+``paper`` when neither the teacher nor ``--env-id`` names a domain.
 """
 
 from __future__ import annotations
@@ -58,18 +58,21 @@ RECIPE_CHOICES = ("auto", *RECIPES)
 
 def teacher_domain(teacher: str, env_id: str = "") -> str:
     """The domain (``"minatar"`` or ``"atari"``) a distillation runs on: ``env_id``'s if given,
-    else the first teacher's recorded env (``""`` for an external file, whose env is not known
-    until it is loaded)."""
+    else the first teacher's recorded env; ``"atari"`` for a Stable-Baselines3 or CleanRL file (the
+    only networks those loaders read); ``""`` when neither says."""
     if env_id:
         return "minatar" if env_id.startswith("MinAtar/") else "atari"
     from poldist.checkpoints import load_checkpoint, model_envs
+    from poldist.external import is_external
     from poldist.teachers import expand_teacher_names, resolve_checkpoint
 
     names = expand_teacher_names(teacher)
     if not names:
         return ""
     path = resolve_checkpoint(names[0])
-    if not Path(path, "meta.json").exists():  # a Stable-Baselines3 or CleanRL file
+    if is_external(path):  # the SB3 and CleanRL loaders read Atari (Nature-CNN) networks only
+        return "atari"
+    if not Path(path, "meta.json").exists():
         return ""
     meta = load_checkpoint(path, blobs=False).metadata
     return model_envs(meta, path)[0].domain
