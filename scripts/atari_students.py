@@ -92,6 +92,7 @@ def external_card(teacher: str, folder: Path, episodes: int) -> dict[str, Any]:
         "sha256": hashlib.sha256(Path(teacher).read_bytes()).hexdigest(),
         "env_id": t.env.env_id,
         "parameters": count_parameters(t.net),
+        "output_kind": t.output_kind,  # "q" (a DQN's Q-values) or "logits" (a policy's, PPO/A2C)
         "training_log": json.loads(log.read_text()) if log.exists() else None,
         "reference": reference_entry(t, episodes, command),
         "random_policy": {"episodes": random.episodes, "seed": REFERENCE_SEED, **random.to_dict()},

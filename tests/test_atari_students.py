@@ -277,6 +277,7 @@ def test_a_teacher_from_an_sb3_file_gets_its_yardstick_and_its_report_rows(
     card = json.loads((tmp_path / "results" / "atari" / "sb3-pong" / "teacher_card.json").read_text())
     assert card["reference"]["episodes"] == 2 and len(card["reference"]["returns"]) == 2
     assert card["env_id"] == "ALE/Pong-v5" and card["training_log"] == log
+    assert card["output_kind"] == "logits"  # PPO's policy: the section speaks of logits, not Q-values
     record = json.loads(
         (
             tmp_path / "results" / "atari" / "sb3-pong" / "raw" / "sb3-pong__net3__tau1-0.01k__seed1.json"
@@ -289,6 +290,8 @@ def test_a_teacher_from_an_sb3_file_gets_its_yardstick_and_its_report_rows(
     assert "### sb3-pong" in text and "brought from elsewhere" in text and card["sha256"][:12] in text
     assert "trained by its own trainer for 5,000 env steps in 2.0 hours" in text
     assert f"--teacher {teacher} --name sb3-pong --sizes net3" in text
+    assert "KL at tau 1 on the teacher's action logits" in text and "two best logits differ" in text
+    assert "Q-values" not in text and "MinAtar recipe's" not in text
 
 
 def test_take_off_is_the_first_evaluation_halfway_to_the_teacher(tmp_path: Path) -> None:

@@ -322,7 +322,12 @@ def atari_lines(ctx: ReportContext) -> list[str]:
     costs = ["What Atari costs on this machine:", "", *atari_costs(ctx.results), ""]
     candidates = atari_candidates(folder)
     if candidates:
-        candidates = ["Teachers checked and not shipped (the target: 18 on Pong):", "", *candidates, ""]
+        candidates = [
+            "Teachers trained here, checked and not shipped (the target: 18 on Pong):",
+            "",
+            *candidates,
+            "",
+        ]
     if not games:
         return [
             "No Atari student runs yet: publish the Pong teacher (`poldist publish-teacher`), then "
@@ -339,6 +344,7 @@ def atari_lines(ctx: ReportContext) -> list[str]:
         external = folder / game / "teacher_card.json"  # a teacher from a file, scored by the script
         card = json.loads((external if external.exists() else ZOO / teacher / "card.json").read_text())
         ref, rnd = card["reference"], card["random_policy"]
+        logits = card.get("output_kind") == "logits"  # a policy teacher (e.g. SB3's PPO) brought from a file
         base = base_budget(records)
         cfg = next(r["config"] for r in records if r["config"]["updates"] == base)
         ties = near_tie_share(records)
@@ -355,15 +361,22 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             f"{rnd['mean']:.2f} over {rnd['episodes']}. Students: the paper's recipe "
             f"({cfg['updates']:,} updates of batch {cfg['batch_size']}, "
             f"{cfg['transitions_per_update']:g} fresh teacher transitions per update, "
-            f"{cfg['control']} acting, {cfg['optimizer']} lr {cfg['lr']:g}), KL at tau 0.01 (the paper's) "
-            "or 1 (the MinAtar recipe's)" + variant_notes(records) + "; "
+            f"{cfg['control']} acting, {cfg['optimizer']} lr {cfg['lr']:g}), "
+            + (
+                "KL at tau 1 on the teacher's action logits (its own action distribution)"
+                if logits
+                else "KL at tau 0.01 (the paper's) or 1 (the MinAtar recipe's)"
+            )
+            + variant_notes(records)
+            + "; "
             f"{cfg['final_eval_episodes']} final episodes per run at epsilon {cfg['epsilon']:g}. "
             "`% above random`: 100 (student - random) / (teacher - random), `plain %`: the paper's "
             "100 student / teacher; [95% interval] of the two-stage bootstrap (seeds, episodes, reference "
             "episodes). Parameters: this game's action set (the paper's 18 actions in brackets). "
             "`agreement`: the share of fresh teacher-visited states where the student's greedy action "
             f"is the teacher's; `gap >= {DECISIVE_GAP:g}`: the same over the states where the teacher's "
-            "two best Q-values differ by at least that (where one action clearly matters)"
+            f"two best {'logits' if logits else 'Q-values'} differ by at least that (where one action "
+            "clearly matters)"
             + (
                 f"; {100 * ties:.0f}% of the states have a gap below 0.01, near-ties where any of the "
                 "tied actions does"
@@ -401,4 +414,6 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             lines += [tuning, ""]
         commands = sorted({r["command"] for r in records})
         lines += ["Commands:", "", *(f"- `{c}`" for c in commands), ""]
+    if len(games) > 1:  # what follows is about every game's runs, not the last section's
+        lines += ["### All Atari runs", ""]
     return lines + candidates + costs
