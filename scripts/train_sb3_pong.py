@@ -195,32 +195,35 @@ def main(argv: list[str] | None = None) -> int:
             start = "carried half-precision weights, fresh optimizer state"
             print(f"starting from the weights carried in {args.carry} ({from_carry[1]:,} steps)", flush=True)
     done = model.num_timesteps
+    final = args.out / f"ppo-{ENV_ID}.zip"
+    if done >= args.total_steps:  # finished before, here or where the carry was written: the zip only,
+        model.save(final)  # and neither a segment of no steps in the log nor a rewritten carry
+        print(f"saved {final} from the finished run's weights ({done:,} env steps)")
+        return 0
     log = SegmentLog(
         args.out / "train_log.json",
         done,
         " ".join(["python", "scripts/train_sb3_pong.py", *(argv or sys.argv[1:])]),
         start,
     )
-    if done < args.total_steps:
 
-        class CheckpointAndLog(CheckpointCallback):
-            """SB3's checkpoints, and this segment's steps and time in the log at each one (a
-            session's kill then loses neither)."""
+    class CheckpointAndLog(CheckpointCallback):
+        """SB3's checkpoints, and this segment's steps and time in the log at each one (a
+        session's kill then loses neither)."""
 
-            def _on_step(self) -> bool:
-                keep_going = super()._on_step()
-                if self.n_calls % self.save_freq == 0:
-                    log.write(self.num_timesteps)
-                    if args.carry:
-                        carry_out(self.model.policy.state_dict(), self.num_timesteps, log.path, args.carry)
-                return keep_going
+        def _on_step(self) -> bool:
+            keep_going = super()._on_step()
+            if self.n_calls % self.save_freq == 0:
+                log.write(self.num_timesteps)
+                if args.carry:
+                    carry_out(self.model.policy.state_dict(), self.num_timesteps, log.path, args.carry)
+            return keep_going
 
-        callback = CheckpointAndLog(
-            save_freq=max(1, args.checkpoint_steps // 8), save_path=str(args.out), name_prefix="ppo_pong"
-        )
-        # SB3 counts the schedules' progress over num_timesteps + the steps asked for now
-        model.learn(args.total_steps - done, callback=callback, reset_num_timesteps=False)
-    final = args.out / f"ppo-{ENV_ID}.zip"
+    callback = CheckpointAndLog(
+        save_freq=max(1, args.checkpoint_steps // 8), save_path=str(args.out), name_prefix="ppo_pong"
+    )
+    # SB3 counts the schedules' progress over num_timesteps + the steps asked for now
+    model.learn(args.total_steps - done, callback=callback, reset_num_timesteps=False)
     model.save(final)
     log.write(model.num_timesteps, finished=True)
     if args.carry:

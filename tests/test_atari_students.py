@@ -397,3 +397,34 @@ def test_an_external_teacher_continued_from_carried_weights_says_so(tmp_path: Pa
         "over 2 runs, each resumed from the last one's checkpoint (1 of them from its half-precision weights"
         in text
     )
+
+
+def test_a_finished_sb3_run_is_rebuilt_from_its_carry_without_touching_it(tmp_path: Path) -> None:
+    # a fresh machine after the run finished: the same command only writes the zip from the carried
+    # weights; the committed carry and its log stay as they were (no segment of no steps)
+    pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    from poldist.external import read_sb3_model
+
+    class PongLike(gym.Env):  # Pong's spaces behind SB3's Atari wrappers
+        observation_space = gym.spaces.Box(0, 255, (84, 84, 4), np.uint8)
+        action_space = gym.spaces.Discrete(6)
+
+    torch.set_num_threads(1)
+    script = load_script("train_sb3_pong")
+    carry, out = tmp_path / "carry", tmp_path / "out"
+    log = tmp_path / "train_log.json"
+    log.write_text(json.dumps([{"from_steps": 0, "to_steps": 300, "finished": True}]))
+    policy = PPO("CnnPolicy", PongLike(), n_steps=8, batch_size=8, seed=0, device="cpu").policy
+    script.carry_out(policy.state_dict(), 300, log, carry)
+    before = {f.name: f.read_bytes() for f in carry.iterdir()}
+    assert (
+        script.main(["--total-steps", "300", "--out", str(out), "--carry", str(carry), "--threads", "1"]) == 0
+    )
+    assert {f.name: f.read_bytes() for f in carry.iterdir()} == before
+    assert (out / "train_log.json").read_bytes() == before["train_log.json"]
+    rebuilt = read_sb3_model(out / "ppo-PongNoFrameskip-v4.zip").net.state_dict()
+    assert torch.equal(rebuilt["heads.0.weight"], policy.state_dict()["action_net.weight"].half().float())
