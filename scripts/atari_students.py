@@ -36,6 +36,7 @@ from typing import Any
 from poldist.config import DistillConfig
 from poldist.errors import PoldistError
 from poldist.experiments.cells import distill_cell
+from poldist.external import is_external  # a file brought from elsewhere (SB3, CleanRL)
 from poldist.recipes import recipe_config
 from poldist.teachers import ZOO
 
@@ -52,14 +53,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_VARIANTS = ("tau0.01", "tau1")
 UPDATES = 30_000  # the library's (the paper's) default budget: 162k fresh transitions per student
-
-
-EXTERNAL_SUFFIXES = (".zip", ".pt", ".pth", ".cleanrl_model")  # what poldist.teachers loads as external
-
-
-def is_external(teacher: str) -> bool:
-    """``teacher`` names a file brought from elsewhere (SB3, CleanRL), not a shipped teacher."""
-    return Path(teacher).suffix.lower() in EXTERNAL_SUFFIXES
 
 
 def external_card(teacher: str, folder: Path, episodes: int) -> dict[str, Any]:

@@ -363,7 +363,8 @@ def atari_lines(ctx: ReportContext) -> list[str]:
             f"{cfg['transitions_per_update']:g} fresh teacher transitions per update, "
             f"{cfg['control']} acting, {cfg['optimizer']} lr {cfg['lr']:g}), "
             + (
-                "KL at tau 1 on the teacher's action logits (its own action distribution)"
+                f"KL at tau {' or '.join(f'{t:g}' for t in sorted({r['config']['tau'] for r in records}))} "
+                "on the teacher's action logits (at 1: its own action distribution)"
                 if logits
                 else "KL at tau 0.01 (the paper's) or 1 (the MinAtar recipe's)"
             )
