@@ -243,6 +243,7 @@ def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
                 row("MinAtar/Breakout-v1", "auto", 0.59, envs=64),
                 row("ALE/Breakout-v5", "auto", 0.52),
                 row("ALE/Breakout-v5", "torch", 0.37),
+                row("ALE/Breakout-v5", "auto", 0.57, groups=2),
             ]
         },
         "time_to_quality": {
@@ -254,7 +255,8 @@ def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
     text = " ".join(bench_limits(result).split())  # the prose's line breaks do not matter
     assert "under onnxruntime (0.43)" in text and "itself at 0.45 of random stepping" in text
     assert "With 64 envs one forward pass serves 64 transitions (0.59)" in text
-    assert "from 0.37 (torch) to 0.52" in text and "(target 0.6, not met)" in text
+    assert "from 0.37 (torch) to 0.52 (target 0.6, not met)" in text
+    assert "(`--env-groups 2`:" in text and "give 0.57 of random stepping" in text
     assert "after 59 s of" in text and "has not reached it in 594 s, 10x that time" in text
     assert "thread it runs at 1.52x" in text and "1.61x when the env steps" in text
     assert "target is met in this run; the run before (2026-12-02): 1.42x and 1.48x" in text
@@ -275,3 +277,27 @@ def test_the_committed_bench_json_is_explained_in_full() -> None:
     text = bench_limits(result)
     assert "lacks the rows" not in text
     assert text.count("\n- **") >= 5  # updates, collection, inference, time to quality, memory, DQN
+
+
+def test_the_atari_collection_check_is_quoted_from_its_json(tmp_path) -> None:
+    from poldist.experiments.sections_other import collection_check_lines
+
+    assert collection_check_lines(tmp_path / "absent.json") == []
+    check = {
+        "command": "python scripts/atari_collection_check.py --rounds 2",
+        "machine": "AMD EPYC, 2 cores",
+        "date": "2026-12-04T18:10:54+0000",
+        "runs": [{"round": r, "way": w} for r in (0, 1) for w in ("in-flight", "received", "2-groups")],
+        "median_updates_per_s": {"in-flight": 82.84, "received": 76.5, "2-groups": 69.56},
+        "in_flight_vs_received": 1.083,
+        "two_groups_vs_received": 0.909,
+        "students_identical": True,
+    }
+    path = tmp_path / "check.json"
+    path.write_text(json.dumps(check))
+    text = " ".join(collection_check_lines(path))
+    assert "median of 2 alternated rounds" in text and "82.8 with the envs' last step" in text
+    assert "76.5 with it received at once (1.08x for the library), 69.6 with two" in text
+    assert "(0.91x); the students were bit-identical in all its runs." in text
+    path.write_text(json.dumps({**check, "students_identical": False}))
+    assert "NOT identical" in " ".join(collection_check_lines(path))

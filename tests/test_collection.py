@@ -313,6 +313,33 @@ def test_pipelined_collect_on_grouped_envs_stores_what_the_plain_loop_stores(env
     grouped.env.close()  # idempotent
 
 
+@ATARI
+def test_atari_envs_step_during_the_update_and_the_data_is_the_same() -> None:
+    """collect() leaves Atari's last step in flight (the envs step while the learner updates);
+    the next collect(), or task.obs, receives it: the rows stored and the observations are those
+    of receiving each step at once."""
+    spec = make_env_spec("ALE/Breakout-v5")
+    teacher = _RowTeacher(spec, spec.n_actions)
+    fields = {"obs": (spec.obs_shape, np.uint8), "teacher_out": ((spec.n_actions,), np.float32)}
+    deferred, received = (DistillTask(teacher, spec, FrameStackMemory(400, fields)) for _ in range(2))
+    for task in (deferred, received):
+        task.start(3, 5)
+    ra, rb = np.random.default_rng(2), np.random.default_rng(2)
+    for _ in range(4):
+        collect(deferred, TeacherControl(0.3), None, 30, ra)
+        assert deferred.stepping  # the envs step while the caller does something else
+        collect(received, TeacherControl(0.3), None, 30, rb)
+        assert received.obs is not None and not received.stepping  # received at once
+    rows_a, rows_b = deferred.memory.all_rows(), received.memory.all_rows()
+    for k in rows_a:
+        assert np.array_equal(rows_a[k], rows_b[k]), k
+    assert deferred.stepping and np.array_equal(deferred.obs, received.obs) and not deferred.stepping
+    collect(deferred, TeacherControl(0.3), None, 3, ra)
+    deferred.close()  # with a step in flight
+    deferred.close()  # idempotent
+    received.close()
+
+
 def test_pipelined_collect_with_the_shipped_teacher_and_other_controllers() -> None:
     teacher = load_teacher("minatar/breakout")
     student = QNetwork(teacher.net.arch)

@@ -142,15 +142,42 @@ def make_controller(cfg: DistillConfig) -> Controller:
 
 @dataclass
 class DistillTask:
-    """One game: its teacher, env and replay memory, and where its envs are."""
+    """One game: its teacher, env and replay memory, and where its envs are.
+
+    :attr:`obs` is the envs' current observations ``(N, C, H, W)``. An env with ``send``/``recv``
+    (Atari's vector env) may still be stepping when :func:`collect` returns (:attr:`stepping`):
+    its last actions were sent and the envs step in their own threads while the learner
+    updates; reading :attr:`obs` (or the next ``collect``) receives that step first.
+    """
 
     teacher: Teacher
     spec: EnvSpec
     memory: ReplayMemory
     index: int = 0  # the student head of this task
     env: Any = None
-    obs: np.ndarray | None = None
     updates: int = 0
+    stepping: bool = False  # actions sent to self.env, its observations not received yet
+
+    def __post_init__(self) -> None:
+        self._obs: np.ndarray | None = None
+
+    @property
+    def obs(self) -> np.ndarray | None:
+        """The envs' current observations (the step in flight received first)."""
+        if self.stepping:
+            self.stepping = False
+            self._obs = self.env.recv()[0]
+        return self._obs
+
+    @obs.setter
+    def obs(self, value: np.ndarray | None) -> None:
+        self.stepping = False
+        self._obs = value
+
+    def send(self, actions: np.ndarray) -> None:
+        """Step the envs with ``actions`` ``(N,)`` in their own threads; :attr:`obs` receives it."""
+        self.env.send(actions)
+        self.stepping = True
 
     def start(self, num_envs: int, seed: int, groups: int = 1) -> None:
         """(Re)open the envs at fresh episodes.
@@ -164,6 +191,17 @@ class DistillTask:
         else:
             self.env = make_vector_env(self.spec, num_envs, seed)
         self.obs, _ = self.env.reset(seed=seed)
+
+    def reset(self, seed: int) -> None:
+        """Reset the envs (env ``i`` with ``seed + i``), a step in flight received first."""
+        _ = self.obs
+        self.obs, _ = self.env.reset(seed=seed)
+
+    def close(self) -> None:
+        """Close the envs (a step in flight is received first); idempotent."""
+        if self.env is not None:
+            _ = self.obs
+            self.env.close()
 
 
 class GroupedVectorEnv:
@@ -234,7 +272,9 @@ def collect(
     Each vector step's observations ``(N, C, H, W)`` (uint8) go to the teacher's device as one
     batch; the teacher's outputs ``(N, A)`` come back to the host for the memory, which holds the
     observations from the env's own uint8 arrays (no float copies on the host). An env with
-    ``send``/``recv`` (Atari's vector env) steps in its own threads while the memory stores.
+    ``send``/``recv`` (Atari's vector env) steps in its own threads while the memory stores, and
+    its last step is left in flight when ``collect`` returns, so the envs step while the learner
+    updates (``task.obs``, or the next ``collect``, receives it; the same data either way).
 
     ``updates``: student updates done so far, passed to the controller's schedule.
     ``labeller``: who computes the teacher's outputs (:mod:`poldist.fast_teacher`); None: the
@@ -287,10 +327,11 @@ def _store_and_step(
 ) -> None:
     """Store ``obs`` ``(N, C, H, W)`` with the teacher's ``out`` ``(N, A)`` and step the envs with
     ``actions`` ``(N,)``."""
-    if split_step:  # the envs step in their threads while the memory stores
-        env.send(actions)
+    if split_step:
+        # the envs step in their threads while the memory stores, and after the last step of a
+        # collect() while the learner updates: the next collect() (or task.obs) receives it
+        task.send(actions)
         task.memory.add(obs=obs, teacher_out=out)
-        task.obs = env.recv()[0]
     else:
         task.memory.add(obs=obs, teacher_out=out)
         task.obs = env.step(actions)[0]

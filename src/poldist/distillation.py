@@ -642,7 +642,7 @@ class Distiller:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         for task in self.tasks:
-            task.env.close()
+            task.close()
         self.collector.close()  # Ray actors must not outlive the run
         self.book.close()
 

@@ -168,7 +168,7 @@ class _TeacherPlayer:
         """
         task = self.task
         if reset_seed is not None:
-            task.obs, _ = task.env.reset(seed=reset_seed)
+            task.reset(reset_seed)
             self.rng = np.random.default_rng(reset_seed)
         if teacher_state is not None:
             self.teacher.load_weights(teacher_state)

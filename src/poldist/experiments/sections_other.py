@@ -56,6 +56,24 @@ def collection_limits(res: dict[str, Any]) -> str:
     )
     a_auto, a_torch = _collection_row(rows, "ALE", "auto"), _collection_row(rows, "ALE", "torch")
     a_target = a_auto.get("target", 0.6)
+    met = "met" if a_auto["ratio"] >= a_target else "not met"
+    a_piped = next(
+        (
+            r
+            for r in rows
+            if r["env_id"].startswith("ALE") and r["labeller"] == "auto" and r.get("groups", 1) > 1
+        ),
+        None,
+    )
+    piped_text = (
+        f" Two pipelined groups (`--env-groups {a_piped['groups']}`: one group's envs step in ALE's own "
+        "threads, outside the GIL, while the teacher labels the other; the same data) give "
+        f"{a_piped['ratio']:.2f} of random stepping in this run, and the ratio moves by several "
+        "hundredths from run to run with them; in a whole distillation, where collection "
+        "alternates with the student's update, they were slower (below), so they stay opt-in"
+        if a_piped
+        else ""
+    )
     wide_text = (
         f" With {wide['num_envs']} envs one forward pass serves {wide['num_envs']} transitions "
         f"({wide['ratio']:.2f}), but {wide['num_envs']} envs is opt-in (`--num-envs {wide['num_envs']}`): "
@@ -73,16 +91,20 @@ def collection_limits(res: dict[str, Any]) -> str:
   table's `teacher-acting steps/s`) is itself at {acting:.2f} of random stepping in this run, and
   `collect()` at {m_auto["ratio_vs_bare_teacher"]:.2f} of that loop, so the MinAtar target
   ({m_auto.get("target", 0.5):g}) leaves `collect()` little or no room at 8 envs on this machine; the
-  ratio moves by a few hundredths from run to run with the random baseline.{wide_text} Pipelined
-  groups lose on MinAtar: handing a group to the worker thread costs more than a MinAtar step
-  saves. On Atari the Nature network costs 9.3M multiply-adds per observation
+  ratio moves by a few hundredths from run to run with the random baseline. Under onnxruntime's
+  profiler the forward pass at batch 8 is mostly the 1024x128 layer's matrix product, near this
+  CPU's float32 peak, so batching more envs, not a faster kernel, is what lowers its share.{wide_text}
+  Pipelined groups lose on MinAtar: its envs step in Python, so a group stepping in the worker
+  thread holds the GIL, and handing groups between threads costs more than a MinAtar step saves.
+  On Atari the Nature network costs 9.3M multiply-adds per observation
   (`fast_teacher.forward_macs`), comparable to ALE's step on two threads: the default labels on
   two onnxruntime threads, which sleep between calls rather than spin (a spinning thread takes a
   core from the envs that step next), from {a_torch["ratio"]:.2f} (torch) to {a_auto["ratio"]:.2f}
-  (target {a_target:g}, {"met" if a_auto["ratio"] >= a_target else "not met"}). Pipelined groups
-  do not add to it on 2 cores (the envs' and the labeller's threads then compete for the same two
-  cores), and a GPU would remove the labelling. Ray actors on the same 2 cores as the learner
-  cannot beat local play; they pay off with cores the learner does not use."""
+  (target {a_target:g}, {met}). After its last vector step `collect()` leaves the envs stepping in
+  ALE's threads, received by the next `collect()`, so in a distillation they step during the
+  student's update; this table's loop calls `collect()` back to back and does not show
+  that.{piped_text}. A GPU would remove the labelling. Ray actors on the same 2 cores as the
+  learner cannot beat local play; they pay off with cores the learner does not use."""
 
 
 def ttq_limits(res: dict[str, Any]) -> str:
@@ -258,5 +280,26 @@ def bench_lines(ctx: ReportContext) -> list[str]:
         "```",
         "",
         bench_limits(result),
+        "",
+        *collection_check_lines(ctx.results / "atari" / "collection_check.json"),
+    ]
+
+
+def collection_check_lines(path: Path) -> list[str]:
+    """How Atari collection fits between a distillation's updates (``scripts/atari_collection_check.py``'s
+    JSON at ``path``), or nothing when it has not run."""
+    if not path.exists():
+        return []
+    check = json.loads(path.read_text())
+    med = check["median_updates_per_s"]
+    rounds = len({r["round"] for r in check["runs"]})
+    same = "bit-identical in all its runs" if check["students_identical"] else "NOT identical across its runs"
+    return [
+        f"A whole Atari distillation collected three ways (`{check['command']}`; {check['machine']}, "
+        f"{check['date'][:10]}; training updates per second, median of {rounds} alternated rounds): "
+        f"{med['in-flight']:.1f} with the envs' last step of each `collect()` in flight during the "
+        f"update (the library), {med['received']:.1f} with it received at once "
+        f"({check['in_flight_vs_received']:.2f}x for the library), {med['2-groups']:.1f} with two "
+        f"pipelined groups ({check['two_groups_vs_received']:.2f}x); the students were {same}.",
         "",
     ]
