@@ -5,11 +5,11 @@ that they step while the student updates (the next ``collect()`` receives the st
 the same distillation (the atari recipe; a small memory and warm-up so that it is short) three
 ways, alternated for ``--rounds`` rounds:
 
-- ``in-flight``: the library as it is;
-- ``received``: each ``collect()`` followed by receiving the step at once (the envs idle during
-  the update; how the library collected before);
-- ``2-groups``: ``env_groups`` 2 (one group's envs step while the teacher labels the other; each
-  ``collect()`` ends with both groups received).
+- ``in-flight``: one group (``env_groups`` 1), its last step left in flight;
+- ``received``: one group, each ``collect()`` followed by receiving the step at once (the envs
+  idle during the update; how the library collected before);
+- ``2-groups``: ``env_groups`` 2, the atari recipe's default (one group's envs step while the
+  teacher labels the other), the groups' last steps left in flight.
 
 It records each run's training updates per second (after a warm-up of ``--warmup`` updates and the
 first evaluation, both untimed) and a hash of the student's weights at the end: equal hashes mean

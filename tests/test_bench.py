@@ -210,8 +210,11 @@ def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
     """RESULTS.md 6's explanations read their numbers from the bench JSON (and the run before's)."""
     from poldist.experiments.sections_other import bench_limits
 
-    def row(env: str, labeller: str, ratio: float, envs: int = 8, groups: int = 1) -> dict:
+    def row(
+        env: str, labeller: str, ratio: float, envs: int = 8, groups: int = 1, default: bool = False
+    ) -> dict:
         return {
+            "default": default,
             "env_id": env,
             "labeller": labeller,
             "groups": groups,
@@ -243,7 +246,7 @@ def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
                 row("MinAtar/Breakout-v1", "auto", 0.59, envs=64),
                 row("ALE/Breakout-v5", "auto", 0.52),
                 row("ALE/Breakout-v5", "torch", 0.37),
-                row("ALE/Breakout-v5", "auto", 0.57, groups=2),
+                row("ALE/Breakout-v5", "auto", 0.61, groups=2, default=True),
             ]
         },
         "time_to_quality": {
@@ -255,8 +258,12 @@ def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
     text = " ".join(bench_limits(result).split())  # the prose's line breaks do not matter
     assert "under onnxruntime (0.43)" in text and "itself at 0.45 of random stepping" in text
     assert "With 64 envs one forward pass serves 64 transitions (0.59)" in text
-    assert "from 0.37 (torch) to 0.52 (target 0.6, not met)" in text
-    assert "(`--env-groups 2`:" in text and "give 0.57 of random stepping" in text
+    assert "from 0.37 (torch) to 0.52 in one group" in text
+    assert "2 pipelined groups" in text and "gives 0.61 (target 0.6, met)" in text
+    # a JSON from before the atari recipe's two groups: its one-group row is the default
+    old_rows = [r for r in result["collection_efficiency"]["rows"] if r["groups"] == 1]
+    old = " ".join(bench_limits({"collection_efficiency": {"rows": old_rows}}).split())
+    assert "from 0.37 (torch) to 0.52 (target 0.6, not met)" in old
     assert "after 59 s of" in text and "has not reached it in 594 s, 10x that time" in text
     assert "thread it runs at 1.52x" in text and "1.61x when the env steps" in text
     assert "target is met in this run; the run before (2026-12-02): 1.42x and 1.48x" in text
@@ -296,8 +303,8 @@ def test_the_atari_collection_check_is_quoted_from_its_json(tmp_path) -> None:
     path = tmp_path / "check.json"
     path.write_text(json.dumps(check))
     text = " ".join(collection_check_lines(path))
-    assert "median of 2 alternated rounds" in text and "82.8 with the envs' last step" in text
-    assert "76.5 with it received at once (1.08x for the library), 69.6 with two" in text
+    assert "median of 2 alternated rounds" in text and "82.8 in one group whose last step" in text
+    assert "76.5 with that step received at once (1.08x for in flight), 69.6 in the atari" in text
     assert "(0.91x); the students were bit-identical in all its runs." in text
     path.write_text(json.dumps({**check, "students_identical": False}))
     assert "NOT identical" in " ".join(collection_check_lines(path))

@@ -9,6 +9,7 @@ from poldist.cli import build_parser
 from poldist.commands import build_config
 from poldist.config import DistillConfig
 from poldist.errors import PoldistError
+from poldist.experiments.bench_collection import default_groups
 from poldist.recipes import RECIPES, recipe_config, recipe_for, teacher_domain
 
 
@@ -60,3 +61,21 @@ def test_recipe_config_from_python() -> None:
     cfg = recipe_config("minatar/freeway", student="net3", seed=2)
     assert (cfg.student, cfg.seed, cfg.tau, cfg.updates) == ("net3", 2, 1.0, 40_000)
     assert recipe_config("minatar/freeway", recipe="paper") == DistillConfig(teacher="minatar/freeway")
+
+
+def test_the_atari_recipe_pipelines_collection_only_where_it_runs(tmp_path: Path) -> None:
+    # two pipelined groups: the teacher acting, the local backend, at least two envs
+    assert _config(["--teacher", "atari/pong"], tmp_path).env_groups == 2
+    assert recipe_config("atari/pong").env_groups == 2
+    # elsewhere one group, instead of refusing a flag the user did not give
+    assert _config(["--teacher", "atari/pong", "--num-envs", "1"], tmp_path).env_groups == 1
+    assert _config(["--teacher", "atari/pong", "--control", "student"], tmp_path).env_groups == 1
+    assert recipe_config("atari/pong", backend="ray").env_groups == 1
+    # a value given wins, and a bad one given is refused as before
+    assert _config(["--teacher", "atari/pong", "--env-groups", "1"], tmp_path).env_groups == 1
+    with pytest.raises(PoldistError, match=r"env_groups \(4\) must be at most num_envs \(2\)"):
+        _config(["--teacher", "atari/pong", "--num-envs", "2", "--env-groups", "4"], tmp_path)
+    # MinAtar's recipe keeps one group (pipelining loses there: RESULTS.md section 6)
+    assert _config(["--teacher", "minatar/breakout"], tmp_path).env_groups == 1
+    # and the bench's default rows follow the recipes
+    assert (default_groups("atari"), default_groups("minatar")) == (2, 1)

@@ -209,9 +209,11 @@ class GroupedVectorEnv:
 
     Env ``i`` is the same env (same seed at a reset) as env ``i`` of ``make_vector_env(spec,
     num_envs, seed)``: group ``g`` holds envs ``offsets[g]`` to ``offsets[g + 1] - 1`` and is reset
-    with ``seed + offsets[g]``. :meth:`step` steps the groups one after the other and concatenates
-    what they give; :func:`collect` instead steps a group in a worker thread (:attr:`pool`) while
-    the teacher labels the next one, so env stepping and labelling overlap.
+    with ``seed + offsets[g]``. A group steps in the background: :meth:`send_group` hands it its
+    actions (an env with ``send``/``recv``, Atari's, steps in its own threads; another steps in
+    :attr:`pool`'s worker thread) and :meth:`recv_group` waits for its observations, so that
+    :func:`collect` labels one group while the other steps. :meth:`send`/:meth:`recv` do it for
+    every group, :meth:`step` is both.
     """
 
     def __init__(self, spec: EnvSpec, num_envs: int, seed: int, groups: int = 2):
@@ -222,25 +224,70 @@ class GroupedVectorEnv:
         self.envs = [make_vector_env(spec, k, seed + off) for k, off in zip(sizes, self.offsets)]
         self.num_envs = num_envs
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="poldist-envs")
+        self.obs: list[np.ndarray | None] = [None] * groups  # each group's latest observations
+        self._in_flight: list[Future | bool | None] = [None] * groups  # a step sent, not received
+        self._closed = False
 
     def reset(self, *, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset every env: observations ``(num_envs, C, H, W)`` and ``{"groups": [info, ...]}``."""
+        """Reset every env (a step in flight received first): observations ``(num_envs, C, H, W)``
+        and ``{"groups": [info, ...]}``."""
+        self._settle()
         res = [e.reset(seed=None if seed is None else seed + off) for e, off in zip(self.envs, self.offsets)]
-        return np.concatenate([r[0] for r in res]), {"groups": [r[1] for r in res]}
+        self.obs = [r[0] for r in res]
+        return np.concatenate(self.obs), {"groups": [r[1] for r in res]}
+
+    def send_group(self, g: int, actions: np.ndarray) -> None:
+        """Start stepping group ``g`` with its ``actions`` ``(size of g,)``; returns at once."""
+        env = self.envs[g]
+        if hasattr(env, "send"):
+            env.send(actions)
+            self._in_flight[g] = True
+        else:
+            self._in_flight[g] = self.pool.submit(env.step, actions)
+
+    def recv_group(self, g: int) -> np.ndarray:
+        """Group ``g``'s observations, its step in flight (if any) received first."""
+        pending = self._in_flight[g]
+        if pending is not None:
+            self._in_flight[g] = None
+            self.obs[g] = (self.envs[g].recv() if pending is True else pending.result())[0]
+        return self.obs[g]
+
+    def _settle(self) -> None:
+        """Receive every step in flight."""
+        for g, pending in enumerate(self._in_flight):
+            if pending is not None:
+                self.recv_group(g)
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start stepping every group with ``actions`` ``(num_envs,)``."""
+        for g, (a, b) in enumerate(zip(self.offsets, self.offsets[1:])):
+            self.send_group(g, actions[a:b])
+
+    def recv(self) -> tuple[np.ndarray, None, None, None, dict[str, Any]]:
+        """Every group's observations ``(num_envs, C, H, W)`` (steps in flight received); the
+        rewards and ends of episodes are not kept (``None``)."""
+        return np.concatenate([self.recv_group(g) for g in range(len(self.envs))]), None, None, None, {}
 
     def step(
         self, actions: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every env with ``actions`` ``(num_envs,)``: obs, rewards, terminations, truncations
         (each concatenated over the groups) and ``{"groups": [info, ...]}``."""
+        self._settle()
         res = [e.step(actions[a:b]) for e, a, b in zip(self.envs, self.offsets, self.offsets[1:])]
+        self.obs = [r[0] for r in res]
         return (
             *(np.concatenate([r[k] for r in res]) for k in range(4)),
             {"groups": [r[4] for r in res]},
         )  # type: ignore[return-value]
 
     def close(self) -> None:
-        """Close the envs and the worker thread; idempotent."""
+        """Close the envs (steps in flight received first) and the worker thread; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._settle()
         self.pool.shutdown(wait=True)
         for e in self.envs:
             e.close()
@@ -356,7 +403,8 @@ def _collect_pipelined(
     updates: int,
 ) -> None:
     """:func:`collect` on a :class:`GroupedVectorEnv`, teacher-driven: while a group steps in the
-    env's worker thread, the teacher labels the next group (and the memory stores).
+    background, the teacher labels the next group (and the memory stores); the groups' last steps
+    are left in flight (``task.obs``, or the next ``collect``, receives them).
 
     Each vector step draws its exploration as :func:`host_epsilon_greedy` does for all envs at
     once (``rng.random(N)``, then the random actions of the exploring envs), so actions, draws
@@ -365,34 +413,25 @@ def _collect_pipelined(
     """
     env: GroupedVectorEnv = task.env
     bounds = list(zip(env.offsets, env.offsets[1:]))
-    groups = [task.obs[a:b] for a, b in bounds]
-    pending: list[Future | None] = [None] * len(groups)
     n_actions = task.teacher.n_actions
     done = 0
-    try:
-        while done < n_transitions:
-            explore = rng.random(env.num_envs) < controller.epsilon
-            random_actions = np.zeros(env.num_envs, np.int64)
-            if explore.any():
-                random_actions[explore] = rng.integers(0, n_actions, int(explore.sum()))
-            outs = []
-            for g, (a, b) in enumerate(bounds):
-                if pending[g] is not None:  # its previous step, taken while the other groups were labelled
-                    groups[g] = pending[g].result()[0]
-                    pending[g] = None
-                out = labeller(groups[g])
-                _check_finite(out, task.teacher, updates)
-                actions = np.where(explore[a:b], random_actions[a:b], out.argmax(axis=1)).astype(np.int64)
-                outs.append(out)
-                pending[g] = env.pool.submit(env.envs[g].step, actions)
-            # groups[g] still holds what was labelled: replaced only when its step is collected
-            task.memory.add(obs=np.concatenate(groups), teacher_out=np.concatenate(outs))
-            done += env.num_envs
-    finally:
-        for g, fut in enumerate(pending):
-            if fut is not None:
-                groups[g] = fut.result()[0]
-        task.obs = np.concatenate(groups)
+    while done < n_transitions:
+        explore = rng.random(env.num_envs) < controller.epsilon
+        random_actions = np.zeros(env.num_envs, np.int64)
+        if explore.any():
+            random_actions[explore] = rng.integers(0, n_actions, int(explore.sum()))
+        groups, outs = [], []
+        for g, (a, b) in enumerate(bounds):
+            obs = env.recv_group(g)  # its previous step, taken while the other groups were labelled
+            out = labeller(obs)
+            _check_finite(out, task.teacher, updates)
+            actions = np.where(explore[a:b], random_actions[a:b], out.argmax(axis=1)).astype(np.int64)
+            groups.append(obs)
+            outs.append(out)
+            env.send_group(g, actions)
+            task.stepping = True  # task.obs receives the groups' steps
+        task.memory.add(obs=np.concatenate(groups), teacher_out=np.concatenate(outs))
+        done += env.num_envs
 
 
 class Collector(Protocol):

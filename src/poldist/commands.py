@@ -50,15 +50,15 @@ def build_config(cls: type, args: argparse.Namespace) -> Any:
             print("resuming with " + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
         return cfg
     if getattr(args, "recipe", None) is not None:
-        from poldist.recipes import recipe_for
+        from poldist.recipes import recipe_for, with_recipe
 
         default_teacher = {f.name: f.default for f in dataclasses.fields(cls)}["teacher"]
         name, recipe = recipe_for(
             args.recipe, values.get("teacher", default_teacher), values.get("env_id", "")
         )
+        values = with_recipe(recipe, values, cls)
         if recipe:
-            print(f"recipe {name}: " + ", ".join(f"{k} {recipe[k]}" for k in recipe if k not in given))
-        values = {**recipe, **values}
+            print(f"recipe {name}: " + ", ".join(f"{k} {values[k]}" for k in recipe if k not in given))
     cfg = cls(**values)
     cfg.validate()  # before anything is made on disk
     return cfg

@@ -253,8 +253,8 @@ class DistillConfig:
     env_groups: int = option(
         1,
         "collection envs of a game in this many pipelined groups: one steps while the teacher labels the "
-        "other (teacher acting, local backend; the same data as 1 group; 2 speed up Atari's collection "
-        "alone, not a whole distillation: RESULTS.md section 6; they slow MinAtar)",
+        "other (teacher acting, local backend; the same data as 1 group; 2 speed up Atari, where ALE "
+        "steps outside the GIL, and slow MinAtar)",
         minimum=1,
     )
     updates: int = option(30_000, "student minibatch updates", minimum=0)

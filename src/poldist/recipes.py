@@ -29,6 +29,7 @@ settings (RMSProp, batch 32, 5.4 fresh transitions per update, KL at tau 0.01 fo
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ from poldist.errors import PoldistError
 
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "atari": {"updates": 90_000, "eval_interval": 9_000, "checkpoint_interval": 9_000},
+    # env_groups 2: one group's envs step in ALE's threads while the teacher labels the other; the
+    # same data as 1 group (bit-identical students), collection alone faster (RESULTS.md section 6)
+    "atari": {"updates": 90_000, "eval_interval": 9_000, "checkpoint_interval": 9_000, "env_groups": 2},
     "minatar": {
         "tau": 1.0,
         "lr_schedule": "cosine",
@@ -104,6 +107,22 @@ def recipe_config(teacher: str, recipe: str = "auto", **fields: Any) -> Any:
     from poldist.config import DistillConfig
 
     _, values = recipe_for(recipe, teacher, fields.get("env_id", ""))
-    cfg = DistillConfig(**{**values, **fields, "teacher": teacher})
+    cfg = DistillConfig(**with_recipe(values, {**fields, "teacher": teacher}, DistillConfig))
     cfg.validate()
     return cfg
+
+
+def with_recipe(recipe: dict[str, Any], given: dict[str, Any], cls: type) -> dict[str, Any]:
+    """``given`` fields over ``recipe``'s, for a config of dataclass ``cls``.
+
+    The recipe's ``env_groups`` (pipelined collection, an execution setting that leaves the data
+    unchanged) applies only where pipelining runs: the teacher acting, the local backend, and at
+    least that many envs; elsewhere the run keeps one group rather than failing on a flag the
+    user did not give.
+    """
+    values = {**recipe, **given}
+    if "env_groups" in recipe and "env_groups" not in given:
+        merged = {**{f.name: f.default for f in dataclasses.fields(cls)}, **values}
+        pipelined = merged.get("control") == "teacher" and merged.get("backend") == "local"
+        values["env_groups"] = min(recipe["env_groups"], merged["num_envs"]) if pipelined else 1
+    return values

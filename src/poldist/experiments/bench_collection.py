@@ -5,8 +5,9 @@
 Each env gets one row per labeller (:mod:`poldist.fast_teacher`): ``auto``, the default
 (onnxruntime where it is installed and the teacher is on the CPU, labels within 1e-5, on the
 threads :func:`~poldist.fast_teacher.auto_threads` picks), and ``torch``, the bit-identical one.
-The targets (issue 22, :data:`COLLECTION_TARGETS`) are for the default settings: ``auto``, one
-group of 8 envs."""
+The targets (issue 22, :data:`COLLECTION_TARGETS`) are for the default settings: ``auto``, 8
+envs, in the groups ``poldist distill``'s recipe for the domain collects with
+(:func:`default_groups`: one on MinAtar, two pipelined on Atari)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from poldist.experiments.bench_common import (
     rate,
 )
 from poldist.fast_teacher import make_labeller, onnxruntime_missing
+from poldist.recipes import RECIPES
 from poldist.tables import format_table
 from poldist.teachers import NetworkTeacher
 
@@ -106,7 +108,9 @@ def _collection_row(
         "labeller": labeller,
         "labeller_kind": lab.kind,
         "labeller_threads": getattr(lab, "threads", torch.get_num_threads()),
-        "default": labeller == DistillConfig.labeller and groups == 1 and n == DistillConfig.num_envs,
+        "default": labeller == DistillConfig.labeller
+        and groups == default_groups(spec.domain)
+        and n == DistillConfig.num_envs,
         "groups": groups,
         "num_envs": n,
         "memory_class": type(task.memory).__name__,
@@ -180,6 +184,12 @@ def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = 
 # MinAtar's envs step in microseconds and its teacher's forward pass costs about as much per call
 # at batch 8 as at batch 64: the wide row shows what sharing it among more envs buys
 MINATAR_WIDE_ENVS = 64
+
+
+def default_groups(domain: str) -> int:
+    """The pipelined groups ``poldist distill`` collects with by default on ``domain``: its
+    recipe's (Atari: 2), else :class:`~poldist.config.DistillConfig`'s (1)."""
+    return RECIPES.get(domain, {}).get("env_groups", DistillConfig.env_groups)
 
 
 def collection_labellers(device: torch.device = CPU) -> tuple[list[tuple[str, int]], str | None]:
@@ -256,9 +266,10 @@ def bench_collection(
         "targets (issue 22): collect/random >= "
         + ", ".join(f"{v} ({k})" for k, v in COLLECTION_TARGETS.items())
         + " at the default settings (labeller auto: onnxruntime, labels within 1e-5 of torch's, "
-        "on 2 threads for the Nature DQN and 1 for MinAtar's teacher; 1 group of 8 envs); torch "
-        "(bit-identical), 2 pipelined groups (the same data when the labeller gives a group's "
-        "rows what it gives them in one batch) and more envs are opt-in "
+        "on 2 threads for the Nature DQN and 1 for MinAtar's teacher; 8 envs, in 1 group on MinAtar "
+        "and in the atari recipe's 2 pipelined groups on Atari: the same data as 1 group, as the "
+        "labeller gives a group's rows what it gives them in one batch); torch (bit-identical), "
+        "other groups and more envs are opt-in "
         f"(--num-envs; {MINATAR_WIDE_ENVS} envs on MinAtar: one teacher forward pass per "
         f"{MINATAR_WIDE_ENVS} transitions)"
     )
