@@ -19,7 +19,9 @@ settings (RMSProp, batch 32, 5.4 fresh transitions per update, KL at tau 0.01 fo
   swung from seed to seed. At 90k all three fresh net2 seeds took off (14.0-15.3); of net3's
   fresh seeds so far one did (15.0) and one stayed at the random score throughout (seed 2, as at
   30k): with a small student, look at its curve, and rerun with another ``--seed`` if it never
-  leaves the random score. About 25 minutes of one core per net2 student on this machine.
+  leaves the random score. About 25 minutes of one core per net2 student on this machine. It
+  collects in two pipelined env groups (``env_groups`` 2, where the teacher acts on the local
+  backend): the same data as one group, and collection alone faster (RESULTS.md section 6).
 - ``paper``: the dataclass defaults (the paper's Atari settings at its 30,000 updates).
 
 ``auto`` picks ``minatar`` for a MinAtar teacher (or ``--env-id``), ``atari`` for an Atari one
