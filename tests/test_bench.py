@@ -308,3 +308,11 @@ def test_the_atari_collection_check_is_quoted_from_its_json(tmp_path) -> None:
     assert "(0.91x); the students were bit-identical in all its runs." in text
     path.write_text(json.dumps({**check, "students_identical": False}))
     assert "NOT identical" in " ".join(collection_check_lines(path))
+
+
+def test_a_ratio_is_never_rounded_onto_the_other_side_of_its_target() -> None:
+    from poldist.experiments.bench import ratio_text
+
+    assert ratio_text(0.4997, 0.5) == "0.4997"  # "0.50" would read as met
+    assert ratio_text(0.4949, 0.5) == "0.49" and ratio_text(0.5012, 0.5) == "0.50"
+    assert ratio_text(0.5999, 0.6) == "0.5999" and ratio_text(0.43) == "0.43"

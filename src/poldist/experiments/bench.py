@@ -111,7 +111,7 @@ def _summary(result: dict[str, Any]) -> list[list[Any]]:
             out.append(
                 [
                     f"collection {r['env_id']} ({how}): collect/random",
-                    f"{r['ratio']:.2f}",
+                    ratio_text(r["ratio"], target),
                     "-" if target is None else f">= {target}",
                     "-" if target is None else _met(r["ratio"], target),
                 ]
@@ -184,6 +184,16 @@ def _summary(result: dict[str, Any]) -> list[list[Any]]:
 
 def _met(value: float, target: float) -> str:
     return "yes" if value >= target else "no"
+
+
+def ratio_text(value: float, target: float | None = None) -> str:
+    """``value`` to 2 decimals, or to as many more (up to 6) as it takes not to round it onto the
+    other side of ``target``: 0.4997 against 0.5 reads "0.4997" and "no", never "0.50" and "no"."""
+    for digits in range(2, 7):
+        text = f"{value:.{digits}f}"
+        if target is None or (float(text) >= target) == (value >= target):
+            break
+    return text
 
 
 # --------------------------------------------------------------------------- entry points
