@@ -212,8 +212,8 @@ class GroupedVectorEnv:
     with ``seed + offsets[g]``. A group steps in the background: :meth:`send_group` hands it its
     actions (an env with ``send``/``recv``, Atari's, steps in its own threads; another steps in
     :attr:`pool`'s worker thread) and :meth:`recv_group` waits for its observations, so that
-    :func:`collect` labels one group while the other steps. :meth:`send`/:meth:`recv` do it for
-    every group, :meth:`step` is both.
+    :func:`collect` labels one group while the other steps; :meth:`send`/:meth:`recv` do it for
+    every group (a vector env's split step, observations only).
     """
 
     def __init__(self, spec: EnvSpec, num_envs: int, seed: int, groups: int = 2):
@@ -268,19 +268,6 @@ class GroupedVectorEnv:
         """Every group's observations ``(num_envs, C, H, W)`` (steps in flight received); the
         rewards and ends of episodes are not kept (``None``)."""
         return np.concatenate([self.recv_group(g) for g in range(len(self.envs))]), None, None, None, {}
-
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every env with ``actions`` ``(num_envs,)``: obs, rewards, terminations, truncations
-        (each concatenated over the groups) and ``{"groups": [info, ...]}``."""
-        self._settle()
-        res = [e.step(actions[a:b]) for e, a, b in zip(self.envs, self.offsets, self.offsets[1:])]
-        self.obs = [r[0] for r in res]
-        return (
-            *(np.concatenate([r[k] for r in res]) for k in range(4)),
-            {"groups": [r[4] for r in res]},
-        )  # type: ignore[return-value]
 
     def close(self) -> None:
         """Close the envs (steps in flight received first) and the worker thread; idempotent."""
@@ -415,6 +402,7 @@ def _collect_pipelined(
     bounds = list(zip(env.offsets, env.offsets[1:]))
     n_actions = task.teacher.n_actions
     done = 0
+    task.stepping = True  # task.obs asks the groups (env.recv), which receive what is in flight
     while done < n_transitions:
         explore = rng.random(env.num_envs) < controller.epsilon
         random_actions = np.zeros(env.num_envs, np.int64)
@@ -429,7 +417,6 @@ def _collect_pipelined(
             groups.append(obs)
             outs.append(out)
             env.send_group(g, actions)
-            task.stepping = True  # task.obs receives the groups' steps
         task.memory.add(obs=np.concatenate(groups), teacher_out=np.concatenate(outs))
         done += env.num_envs
 

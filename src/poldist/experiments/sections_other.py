@@ -87,8 +87,10 @@ def collection_limits(res: dict[str, Any]) -> str:
   `collect()` at {m_auto["ratio_vs_bare_teacher"]:.2f} of that loop, so the MinAtar target
   ({m_auto.get("target", 0.5):g}) leaves `collect()` little or no room at 8 envs on this machine; the
   ratio moves by a few hundredths from run to run with the random baseline. Under onnxruntime's
-  profiler the forward pass at batch 8 is mostly the 1024x128 layer's matrix product, near this
-  CPU's float32 peak, so batching more envs, not a faster kernel, is what lowers its share.{wide_text}
+  profiler (`scripts/profile_hot_paths.py ort`) the forward pass at batch 8 is mostly the 1024x128
+  layer's matrix product, a cost per observation that more envs per call do not shrink: they
+  spread the per-call costs (the labeller's call, the memory's add, the loop) over more
+  transitions.{wide_text}
   Pipelined groups lose on MinAtar: its envs step in Python, so a group stepping in the worker
   thread holds the GIL, and handing groups between threads costs more than a MinAtar step saves.
   On Atari the Nature network costs 9.3M multiply-adds per observation
@@ -98,8 +100,8 @@ def collection_limits(res: dict[str, Any]) -> str:
   last vector step `collect()` leaves the envs stepping in ALE's threads, received by the next
   `collect()`, so in a distillation they also step during the student's update; this table's loop
   calls `collect()` back to back and does not show that (a whole distillation: below). A GPU would
-  remove the labelling. Ray actors on the same 2 cores as the
-  learner cannot beat local play; they pay off with cores the learner does not use."""
+  remove the labelling. Ray actors on the same 2 cores as the learner cannot beat local play; they
+  pay off with cores the learner does not use."""
 
 
 def ttq_limits(res: dict[str, Any]) -> str:
