@@ -316,3 +316,41 @@ def test_a_ratio_is_never_rounded_onto_the_other_side_of_its_target() -> None:
     assert ratio_text(0.4997, 0.5) == "0.4997"  # "0.50" would read as met
     assert ratio_text(0.4949, 0.5) == "0.49" and ratio_text(0.5012, 0.5) == "0.50"
     assert ratio_text(0.5999, 0.6) == "0.5999" and ratio_text(0.43) == "0.43"
+
+
+def test_a_paired_ratio_cancels_a_drift_between_rounds() -> None:
+    """Each round's rates were timed back to back: the median of the rounds' own ratios, not the
+    ratio of medians that come from different rounds."""
+    from poldist.experiments.bench_common import paired_ratio
+
+    collect, random = [50.0, 150.0, 80.0], [100.0, 300.0, 200.0]  # round 2 fast, round 3 collect slow
+    assert paired_ratio(collect, random) == pytest.approx(0.5)  # 0.5, 0.5, 0.4
+    assert sorted(collect)[1] / sorted(random)[1] == pytest.approx(0.4)  # 80 / 200
+    assert paired_ratio([1.0, 3.0, 2.0, 10.0], [2.0] * 4) == pytest.approx(1.25)  # the middle two's mean
+    with pytest.raises(ValueError):
+        paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_the_collection_ceilings_are_quoted_from_their_json(tmp_path: Path) -> None:
+    from poldist.experiments.sections_other import collection_bounds_lines
+
+    assert collection_bounds_lines(tmp_path / "missing.json") == []
+    median = {
+        "random_wall_ms": 2.0,
+        "random_cpu_ms": 3.5,
+        "label_wall_ms": 0.9,
+        "label_cpu_ms": 1.6,
+        "collect_wall_ms": 3.6,
+        "collect_cpu_ms": 5.2,
+        "collect_vs_random": 0.56,
+        "ceiling_turns": 0.69,
+        "ceiling_cores": 0.78,
+    }
+    row = {"env_id": "ALE/Breakout-v5", "num_envs": 8, "groups": 2, "labeller": "onnxruntime"}
+    row.update(labeller_threads=2, cores=2, median=median)
+    doc = {"command": "python scripts/collection_bounds.py", "machine": "AMD EPYC, 2 cores"}
+    (tmp_path / "b.json").write_text(json.dumps({**doc, "date": "2026-12-04T20:00", "rows": [row]}))
+    text = " ".join(collection_bounds_lines(tmp_path / "b.json"))
+    assert "Atari (ALE/Breakout-v5, 8 envs in 2 group(s), onnxruntime on 2 thread(s))" in text
+    assert "takes 2.000 ms (3.500 ms of CPU), labelling it 0.900 ms (1.600 ms of CPU)" in text
+    assert "collect/random at 0.69, the 2 cores' work at 0.78; `collect()` measured 0.56" in text

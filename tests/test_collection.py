@@ -215,6 +215,24 @@ def test_onnxruntime_labels_of_an_atari_network_and_of_a_multi_task_head() -> No
 
 
 @ONNX
+def test_the_input_scale_goes_into_a_first_conv_and_stays_a_mul_before_a_linear() -> None:
+    from poldist.networks import Architecture
+
+    teacher, frames = _atari_teacher_and_frames(3, seed=4)
+    ops = [n.op_type for n in fast_teacher.onnx_graph(teacher.net).graph.node]
+    assert "Mul" not in ops and ops[:2] == ["Cast", "Conv"]
+    # no conv: the scale stays a Mul, and the labels are the network's either way
+    spec = make_env_spec("MinAtar/Breakout-v1")
+    torch.manual_seed(0)
+    mlp = NetworkTeacher(QNetwork(Architecture((4, 10, 10), (), 32, (3,), 0, 1 / 255)), spec)
+    assert [n.op_type for n in fast_teacher.onnx_graph(mlp.net).graph.node][:3] == ["Cast", "Mul", "Flatten"]
+    obs = np.random.default_rng(5).integers(0, 256, (6, 4, 10, 10), dtype=np.uint8)
+    for t, x in ((teacher, frames), (mlp, obs)):
+        want = t(torch.from_numpy(x)).numpy()
+        assert np.abs(OnnxLabeller(t)(x) - want).max() <= LABEL_TOLERANCE * max(1.0, np.abs(want).max())
+
+
+@ONNX
 def test_onnxruntime_labeller_follows_the_teachers_weights() -> None:
     teacher = load_teacher("minatar/breakout")
     lab = OnnxLabeller(teacher)

@@ -70,8 +70,9 @@ def host_epsilon_greedy(outputs: np.ndarray, epsilon: float, rng: np.random.Gene
     """
     actions = outputs.argmax(axis=1).astype(np.int64, copy=False)
     explore = rng.random(len(actions)) < epsilon
-    if explore.any():
-        actions[explore] = rng.integers(0, outputs.shape[1], int(explore.sum()))
+    k = np.count_nonzero(explore)  # ~1 us sooner than explore.any() and .sum() on a few envs
+    if k:
+        actions[explore] = rng.integers(0, outputs.shape[1], k)
     return actions
 
 

@@ -158,7 +158,8 @@ def onnx_graph(net: QNetwork, task: int = 0, in_channels: int | None = None) -> 
     """An ONNX model of head ``task`` of ``net``: ``obs`` uint8 ``(N, C, H, W)`` -> ``outputs`` ``(N, A)``.
 
     ``outputs`` are float32. Built node by node from the weights (Cast, Mul by ``obs_scale``,
-    Conv, Relu, Flatten, Gemm): the same computation as :meth:`QNetwork.forward`.
+    Conv, Relu, Flatten, Gemm): the same computation as :meth:`QNetwork.forward`, except that a
+    first Conv takes ``obs_scale`` into its weights (no Mul; equal within float rounding).
     ``in_channels`` below the network's (a multi-task network reading a game with fewer
     channels) uses only those channels of the first conv's weights, as
     :meth:`QNetwork.features` does.
@@ -182,7 +183,10 @@ def onnx_graph(net: QNetwork, task: int = 0, in_channels: int | None = None) -> 
 
     nodes.append(helper.make_node("Cast", ["obs"], ["x0"], to=TensorProto.FLOAT))
     x = "x0"
-    if net.arch.obs_scale != 1.0:
+    # conv(s * x, W) + b = conv(x, s * W) + b: a first conv takes the input scale into its weights
+    # (within float rounding, which the labeller's parity check bounds), saving a pass over the input
+    fold_scale = type(layers[0]) is nn.Conv2d
+    if net.arch.obs_scale != 1.0 and not fold_scale:
         scale = const("scale", np.array(net.arch.obs_scale, np.float32))
         nodes.append(helper.make_node("Mul", [x, scale], ["xs"]))
         x = "xs"
@@ -193,6 +197,8 @@ def onnx_graph(net: QNetwork, task: int = 0, in_channels: int | None = None) -> 
             wt = m.weight.detach().cpu().numpy()
             if first_conv:
                 wt, first_conv = wt[:, :c_in], False
+                if fold_scale and net.arch.obs_scale != 1.0:
+                    wt = wt * np.float32(net.arch.obs_scale)
             ins = [x, const(f"w{i}", wt)]
             if m.bias is not None:
                 ins.append(const(f"b{i}", m.bias.detach().cpu().numpy()))

@@ -31,6 +31,7 @@ from poldist.experiments.bench_common import (
     atari_missing,
     filled_task,
     paired_rates,
+    paired_ratio,
     random_atari_teacher,
     rate,
 )
@@ -94,8 +95,8 @@ def _collection_row(
                 "bare_random": (bare_step, n),
                 "bare_teacher": (bare_teacher_step, n),
             },
-            budget.seconds,
-            budget.rounds,
+            budget.collection_seconds,
+            budget.collection_rounds,
         )
     finally:
         for env in (task.env, bare_env, act_env):
@@ -117,8 +118,9 @@ def _collection_row(
         "collect_transitions_per_s": lib,
         "bare_random_steps_per_s": bare,
         "bare_teacher_steps_per_s": bare_t,
-        "ratio": lib / bare,
-        "ratio_vs_bare_teacher": lib / bare_t,
+        "ratio": paired_ratio(r["collect"]["rounds"], r["bare_random"]["rounds"]),
+        "ratio_vs_bare_teacher": paired_ratio(r["collect"]["rounds"], r["bare_teacher"]["rounds"]),
+        "ratio_estimate": "median of the rounds' ratios",
         "rounds": {k: v["rounds"] for k, v in r.items()},
     }
 
@@ -271,7 +273,9 @@ def bench_collection(
         "labeller gives a group's rows what it gives them in one batch); torch (bit-identical), "
         "other groups and more envs are opt-in "
         f"(--num-envs; {MINATAR_WIDE_ENVS} envs on MinAtar: one teacher forward pass per "
-        f"{MINATAR_WIDE_ENVS} transitions)"
+        f"{MINATAR_WIDE_ENVS} transitions); each ratio is the median of {budget.collection_rounds} "
+        f"alternated rounds' own ratios ({budget.collection_seconds:g} s a side a round): the "
+        "machine's speed drifts between rounds, not between a round's back-to-back timings"
     )
     result: dict[str, Any] = {"rows": rows, "notes": notes}
     ray_skip = "ray rows skipped: --quick (Ray starts in seconds)" if not ray_rows else ray_missing()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,10 @@ class Budget:
     atari_dqn_learning_starts: int = 3_000
     atari_dqn_repeats: int = 2
     atari_dqn_memory_rows: int = 50_000  # transitions in the peak-memory runs
+    # section 2: many short alternated rounds, its ratios the median of each round's own ratio
+    # (this machine's speed drifts by tens of percent within seconds; adjacent timings share it)
+    collection_seconds: float = 0.4
+    collection_rounds: int = 9
 
 
 FULL = Budget(
@@ -95,6 +99,8 @@ QUICK = Budget(
     atari_dqn_learning_starts=40,
     atari_dqn_repeats=1,
     atari_dqn_memory_rows=200,
+    collection_seconds=0.15,
+    collection_rounds=1,
 )
 
 
@@ -136,6 +142,12 @@ def paired_rates(
         for name, (fn, items) in fns.items():
             per[name].append(rate(fn, items, seconds))
     return {name: {"median": statistics.median(r), "rounds": r} for name, r in per.items()}
+
+
+def paired_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+    """The median over rounds of ``num[i] / den[i]``: each round's rates were timed back to back
+    (:func:`paired_rates`), so a drift of the machine's speed between rounds cancels in its ratio."""
+    return statistics.median(n / d for n, d in zip(num, den, strict=True))
 
 
 def onnx_missing() -> str | None:

@@ -78,8 +78,10 @@ def collection_limits(res: dict[str, Any]) -> str:
         else ""
     )
     return f"""\
-- **Collection**: the default labeller is onnxruntime (`--labeller auto`; labels within 1e-5 of
-  PyTorch's, checked when its graph is built). On MinAtar the envs step in Python and the
+- **Collection**: each ratio is the median of alternated rounds' own ratios (a round times
+  `collect()` and its baselines back to back; this machine's speed drifts by tens of percent
+  within seconds, more than within a round). The default labeller is onnxruntime (`--labeller
+  auto`; labels within 1e-5 of PyTorch's, checked when its graph is built). On MinAtar the envs step in Python and the
   teacher's forward pass per vector step of 8 costs about as much as the envs' stepping under
   PyTorch ({m_torch["ratio"]:.2f} of random stepping; oneDNN's convolution as slow at batch 8 as at
   batch 64) and less under onnxruntime ({m_auto["ratio"]:.2f}); the bare teacher-acting loop (the
@@ -94,7 +96,8 @@ def collection_limits(res: dict[str, Any]) -> str:
   Pipelined groups lose on MinAtar: its envs step in Python, so a group stepping in the worker
   thread holds the GIL, and handing groups between threads costs more than a MinAtar step saves.
   On Atari the Nature network costs 9.3M multiply-adds per observation
-  (`fast_teacher.forward_macs`), comparable to ALE's step on two threads: the default labels on
+  (`fast_teacher.forward_macs`; the input's 1/255 is folded into the first convolution's
+  weights), about half the CPU time of ALE's step (ceilings below): the default labels on
   two onnxruntime threads, which sleep between calls rather than spin (a spinning thread takes a
   core from the envs that step next), from {a_torch["ratio"]:.2f} (torch) to {a_text}. After its
   last vector step `collect()` leaves the envs stepping in ALE's threads, received by the next
@@ -279,6 +282,7 @@ def bench_lines(ctx: ReportContext) -> list[str]:
         bench_limits(result),
         "",
         *collection_check_lines(ctx.results / "atari" / "collection_check.json"),
+        *collection_bounds_lines(ctx.results / "collection_bounds.json"),
     ]
 
 
@@ -299,5 +303,37 @@ def collection_check_lines(path: Path) -> list[str]:
         f"({check['in_flight_vs_received']:.2f}x for in flight), {med['2-groups']:.1f} in the atari "
         f"recipe's two pipelined groups, also left in flight ({check['two_groups_vs_received']:.2f}x); "
         f"the students were {same}.",
+        "",
+    ]
+
+
+def collection_bounds_lines(path: Path) -> list[str]:
+    """What collection could reach on this machine (``scripts/collection_bounds.py``'s JSON at
+    ``path``): each domain's cost of a vector step, its labelling, and the two ceilings on
+    collect/random they set; nothing when it has not run."""
+    if not path.exists():
+        return []
+    b = json.loads(path.read_text())
+    parts = []
+    for row in b["rows"]:
+        m = row["median"]
+        env = "MinAtar" if row["env_id"].startswith("MinAtar") else "Atari"
+        parts.append(
+            f"{env} ({row['env_id']}, {row['num_envs']} envs in {row['groups']} group(s), "
+            f"{row['labeller']} on {row['labeller_threads']} thread(s)): a random vector step takes "
+            f"{m['random_wall_ms']:.3f} ms ({m['random_cpu_ms']:.3f} ms of CPU), labelling it "
+            f"{m['label_wall_ms']:.3f} ms ({m['label_cpu_ms']:.3f} ms of CPU); taking turns caps "
+            f"collect/random at {m['ceiling_turns']:.2f}, the {row['cores']} cores' work at "
+            f"{m['ceiling_cores']:.2f}; `collect()` measured {m['collect_vs_random']:.2f}"
+        )
+    return [
+        f"What collection could reach here (`{b['command']}`; {b['machine']}, {b['date'][:10]}; "
+        "per vector step, medians of alternated rounds; CPU time of every thread of the process): "
+        + "; ".join(parts)
+        + ". Taking turns is the labelling and the stepping one after the other with nothing else "
+        "(the bare teacher-acting loop); the cores' ceiling is the envs' and the labeller's CPU "
+        "time shared perfectly over the cores, which no schedule beats. MinAtar's envs step in "
+        "Python under the GIL, so its labelling cannot overlap them (pipelined groups lose, above) "
+        "and taking turns is its ceiling.",
         "",
     ]
