@@ -121,9 +121,13 @@ def measure(domain: str, rounds: int, seconds: float, seed: int = 0) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--domains", default="minatar,atari", help="comma-separated: minatar, atari (default both)")
+    p.add_argument(
+        "--domains", default="minatar,atari", help="comma-separated: minatar, atari (default both)"
+    )
     p.add_argument("--rounds", type=int, default=7, help="alternated rounds (default 7)")
-    p.add_argument("--seconds", type=float, default=0.5, help="seconds each cost is timed a round (default 0.5)")
+    p.add_argument(
+        "--seconds", type=float, default=0.5, help="seconds each cost is timed a round (default 0.5)"
+    )
     p.add_argument("--out", default="runs/collection_bounds.json", help="JSON written (a path)")
     args = p.parse_args(argv)
     rows = []

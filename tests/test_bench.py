@@ -354,3 +354,30 @@ def test_the_collection_ceilings_are_quoted_from_their_json(tmp_path: Path) -> N
     assert "Atari (ALE/Breakout-v5, 8 envs in 2 group(s), onnxruntime on 2 thread(s))" in text
     assert "takes 2.000 ms (3.500 ms of CPU), labelling it 0.900 ms (1.600 ms of CPU)" in text
     assert "collect/random at 0.69, the 2 cores' work at 0.78; `collect()` measured 0.56" in text
+
+
+def test_collection_bounds_script_writes_ceilings_it_measured(tmp_path: Path) -> None:
+    """scripts/collection_bounds.py on MinAtar, one short round: every cost measured, ceilings in
+    (0, 1] and the turns ceiling the wall times' own ratio; the JSON the report quotes."""
+    from scripts_loader import load_script
+
+    from poldist.experiments.sections_other import collection_bounds_lines
+
+    out = tmp_path / "bounds.json"
+    assert (
+        load_script("collection_bounds").main(
+            ["--domains", "minatar", "--rounds", "1", "--seconds", "0.05", "--out", str(out)]
+        )
+        == 0
+    )
+    doc = json.loads(out.read_text())
+    (row,) = doc["rows"]
+    m = row["median"]
+    assert all(math.isfinite(v) and v >= 0 for v in m.values())  # CPU time ticks: a short one may read 0
+    assert min(m[f"{k}_wall_ms"] for k in ("random", "label", "collect")) > 0
+    assert m["ceiling_turns"] == pytest.approx(
+        m["random_wall_ms"] / (m["random_wall_ms"] + m["label_wall_ms"])
+    )
+    assert 0 < m["ceiling_turns"] < 1 and 0 < m["ceiling_cores"] <= 1
+    assert row["num_envs"] == 8 and row["groups"] == 1 and "--domains minatar" in doc["command"]
+    assert "MinAtar (MinAtar/Breakout-v1, 8 envs in 1 group(s)" in " ".join(collection_bounds_lines(out))

@@ -81,18 +81,18 @@ def collection_limits(res: dict[str, Any]) -> str:
 - **Collection**: each ratio is the median of alternated rounds' own ratios (a round times
   `collect()` and its baselines back to back; this machine's speed drifts by tens of percent
   within seconds, more than within a round). The default labeller is onnxruntime (`--labeller
-  auto`; labels within 1e-5 of PyTorch's, checked when its graph is built). On MinAtar the envs step in Python and the
-  teacher's forward pass per vector step of 8 costs about as much as the envs' stepping under
-  PyTorch ({m_torch["ratio"]:.2f} of random stepping; oneDNN's convolution as slow at batch 8 as at
-  batch 64) and less under onnxruntime ({m_auto["ratio"]:.2f}); the bare teacher-acting loop (the
-  table's `teacher-acting steps/s`) is itself at {acting:.2f} of random stepping in this run, and
-  `collect()` at {m_auto["ratio_vs_bare_teacher"]:.2f} of that loop, so the MinAtar target
-  ({m_auto.get("target", 0.5):g}) leaves `collect()` little or no room at 8 envs on this machine; the
-  ratio moves by a few hundredths from run to run with the random baseline. Under onnxruntime's
-  profiler (`scripts/profile_hot_paths.py ort`) the forward pass at batch 8 is mostly the 1024x128
-  layer's matrix product, a cost per observation that more envs per call do not shrink: they
-  spread the per-call costs (the labeller's call, the memory's add, the loop) over more
-  transitions.{wide_text}
+  auto`; labels within 1e-5 of PyTorch's, checked when its graph is built). On MinAtar the envs
+  step in Python and the teacher's forward pass per vector step of 8 costs about as much as the
+  envs' stepping under PyTorch ({m_torch["ratio"]:.2f} of random stepping; oneDNN's convolution as
+  slow at batch 8 as at batch 64) and less under onnxruntime ({m_auto["ratio"]:.2f}); the bare
+  teacher-acting loop (the table's `teacher-acting steps/s`) is itself at {acting:.2f} of random
+  stepping in this run, and `collect()` at {m_auto["ratio_vs_bare_teacher"]:.2f} of that loop, so
+  the MinAtar target ({m_auto.get("target", 0.5):g}) leaves `collect()` little or no room at 8
+  envs on this machine; the ratio moves by a few hundredths from run to run with the random
+  baseline. Under onnxruntime's profiler (`scripts/profile_hot_paths.py ort`) the forward pass at
+  batch 8 is mostly the 1024x128 layer's matrix product, a cost per observation that more envs per
+  call do not shrink: they spread the per-call costs (the labeller's call, the memory's add, the
+  loop) over more transitions.{wide_text}
   Pipelined groups lose on MinAtar: its envs step in Python, so a group stepping in the worker
   thread holds the GIL, and handing groups between threads costs more than a MinAtar step saves.
   On Atari the Nature network costs 9.3M multiply-adds per observation
@@ -334,6 +334,8 @@ def collection_bounds_lines(path: Path) -> list[str]:
         "(the bare teacher-acting loop); the cores' ceiling is the envs' and the labeller's CPU "
         "time shared perfectly over the cores, which no schedule beats. MinAtar's envs step in "
         "Python under the GIL, so its labelling cannot overlap them (pipelined groups lose, above) "
-        "and taking turns is its ceiling.",
+        "and taking turns is its ceiling. This script's `collect()` and the bench's default rows "
+        "time the same loop at the same settings: where they differ, it is the machine's drift "
+        "between the two runs.",
         "",
     ]
