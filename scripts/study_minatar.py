@@ -129,6 +129,7 @@ COMBOS["recipe-taugap20"] = (
 )
 # Collection across 64 envs (one teacher forward labels 64 observations; issue 22's MinAtar target)
 COMBOS["recipe-envs64"] = ("the minatar recipe, 64 envs instead of 8", {**RECIPES["minatar"], "num_envs": 64})
+COMBOS["recipe-envs16"] = ("the minatar recipe, 16 envs instead of 8", {**RECIPES["minatar"], "num_envs": 16})
 VARIANTS.update(COMBOS)
 
 # MinAtar student families for the study of conv capacity: size -> (conv filters, hidden units).
