@@ -61,7 +61,11 @@ def _check_result(result: dict[str, Any]) -> None:
 
     collection = result["collection_efficiency"]["rows"]  # MinAtar only: atari=False
     labellers = ["auto"] + (["torch"] if onnx_missing() is None else [])
-    want = {(lab, 1, 8) for lab in labellers} | {("auto", 2, 8)} | {(lab, 1, 64) for lab in labellers}
+    want = (
+        {(lab, 1, 8) for lab in labellers}
+        | {("auto", 2, 8)}
+        | {(lab, 1, n) for lab in labellers for n in (16, 64)}
+    )
     assert {(r["labeller"], r["groups"], r["num_envs"]) for r in collection} == want
     for r in collection:  # the target is for the default row: auto, one group of 8 envs
         assert r["env_id"] == "MinAtar/Breakout-v1"

@@ -183,9 +183,9 @@ def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = 
     return {"rows": rows}
 
 
-# MinAtar's envs step in microseconds and its teacher's forward pass costs about as much per call
-# at batch 8 as at batch 64: the wide row shows what sharing it among more envs buys
-MINATAR_WIDE_ENVS = 64
+# MinAtar's envs step in microseconds, and the labeller's per-call costs (its call, the memory's
+# add, the loop) are shared by the envs of a call: the wide rows show what more envs buy
+MINATAR_WIDE_ENVS = (16, 64)
 
 
 def default_groups(domain: str) -> int:
@@ -222,12 +222,12 @@ def bench_collection(
     ray_rows: bool = True,
     device: torch.device = CPU,
     labellers: list[tuple[str, int]] | None = None,
-    minatar_wide: int = MINATAR_WIDE_ENVS,
+    minatar_wide: Sequence[int] = MINATAR_WIDE_ENVS,
 ) -> dict[str, Any]:
     """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs,
     the teacher on ``device``, one row per ``(labeller, groups)`` (default: :func:`collection_labellers`);
-    MinAtar also with ``minatar_wide`` envs in one group (0: not), where a teacher forward pass is
-    shared by more envs; with ``ray_rows``, also the Ray backend with 1 and 2 local actors
+    MinAtar also with each of ``minatar_wide`` envs in one group (empty: none), where a teacher
+    forward pass is shared by more envs; with ``ray_rows``, also the Ray backend with 1 and 2 local actors
     (:func:`bench_ray_collection`; its actors and its local side on the CPU)."""
     notes = []
     if labellers is None:
@@ -235,8 +235,7 @@ def bench_collection(
         if why:
             notes.append(f"onnxruntime labeller rows skipped: {why}")
     minatar = [(DistillConfig.num_envs, lab, g) for lab, g in labellers]
-    if minatar_wide:
-        minatar += [(minatar_wide, lab, 1) for lab, g in labellers if g == 1]
+    minatar += [(n, lab, 1) for n in minatar_wide for lab, g in labellers if g == 1]
     rows = [
         _collection_row(
             MINATAR_TEACHER,
@@ -272,8 +271,9 @@ def bench_collection(
         "and in the atari recipe's 2 pipelined groups on Atari: the same data as 1 group, as the "
         "labeller gives a group's rows what it gives them in one batch); torch (bit-identical), "
         "other groups and more envs are opt-in "
-        f"(--num-envs; {MINATAR_WIDE_ENVS} envs on MinAtar: one teacher forward pass per "
-        f"{MINATAR_WIDE_ENVS} transitions); each ratio is the median of {budget.collection_rounds} "
+        f"(--num-envs; {' and '.join(map(str, minatar_wide)) or 'more'} envs on MinAtar: one "
+        "teacher forward pass per as many transitions); each ratio is the median of "
+        f"{budget.collection_rounds} "
         f"alternated rounds' own ratios ({budget.collection_seconds:g} s a side a round): the "
         "machine's speed drifts between rounds, not between a round's back-to-back timings"
     )
