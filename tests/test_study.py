@@ -136,6 +136,17 @@ def test_recipe_table_reports_fresh_seeds_against_the_targets() -> None:
         "Below 100%: a 75.0 (seeds: 100.0, 50.0; best on the tuning seeds at this size: base 120.0)."
         in finding
     )
+    # another variant on the same size and seeds: its finding is named by its variant, after the recipe's
+    other = [_record("recipe-envs16", g, [2.0], seed=s, size="net3-c8") for g in "ab" for s in (1, 2)]
+    both = group_intervals(records + other, {"a": [2.0], "b": [2.0]})
+    first, second = recipe_findings(both, {"a": [2.0], "b": [2.0]}, tuning)
+    assert first.startswith("net3-c8 (seeds 1, 2): 86.6%")
+    assert second.startswith("net3-c8, recipe-envs16 (seeds 1, 2): 100.0%")
+    from poldist.experiments import study_report
+
+    assert study_report._other_variants_note(records) == ""
+    note = study_report._other_variants_note([{**r, "change": "16 envs"} for r in records + other])
+    assert note == " Other rows: `recipe-envs16`, 16 envs."
 
 
 def test_shortfall_notes_only_for_library_sizes_whose_interval_misses_the_target() -> None:

@@ -181,6 +181,14 @@ def recipe_table(groups: dict[tuple[str, str], dict[str, Any]], games: list[str]
     return "\n".join(lines)
 
 
+def _other_variants_note(records: list[dict[str, Any]]) -> str:
+    """The fresh-seed rows of variants other than ``recipe``, and what each changes."""
+    changes = {r["variant"]: r.get("change", "") for r in records if r.get("variant", "recipe") != "recipe"}
+    if not changes:
+        return ""
+    return " Other rows: " + "; ".join(f"`{v}`, {c}" for v, c in sorted(changes.items())) + "."
+
+
 def recipe_lines(ctx: ReportContext) -> list[str]:
     """Section 5c: the recipe chosen on the tuning seeds, run on seeds that played no part in it."""
     single = [r for r in load_study(ctx.results / "study" / "raw") if r["seed"] not in TUNING_SEEDS]
@@ -204,7 +212,7 @@ def recipe_lines(ctx: ReportContext) -> list[str]:
         f"{cfg['final_eval_episodes']} final episodes per run. Percent of each teacher's reference score, "
         "[95% interval] of the two-stage bootstrap (seeds, then episodes, and the reference episodes). "
         "`target`: issue 18's goal for that compression level (paper, Atari: net1 108.3, net2 101.7, "
-        "net3 83.9). " + library_sizes_note(groups),
+        "net3 83.9). " + library_sizes_note(groups) + _other_variants_note(records),
         "",
         recipe_table(groups, games),
         "",
@@ -315,11 +323,13 @@ def recipe_findings(
     """Per student size of the fresh seeds: the geometric mean against its target, and for each game
     below 100% its seeds' percents and the best the tuning seeds' variants did on it at that size."""
     out = []
-    for (_, size), g in sorted(groups.items(), key=lambda kv: SIZE_RANK.index(kv[0][1])):
+    order = sorted(groups.items(), key=lambda kv: (SIZE_RANK.index(kv[0][1]), kv[0][0] != "recipe", kv[0][0]))
+    for (variant, size), g in order:
         geo, target = g["geomean"], RECIPE_TARGETS.get(_size_family(size))
         seeds = ", ".join(str(s) for s in g["seeds"])
+        name = size if variant == "recipe" else f"{size}, {variant}"
         if geo is None or target is None:
-            out.append(f"{size}: not every game has a run yet (seeds {seeds}).")
+            out.append(f"{name}: not every game has a run yet (seeds {seeds}).")
             continue
         verdict = target_verdict(geo.mean, geo.ci_low, geo.ci_high, target)
         short = []
@@ -339,7 +349,7 @@ def recipe_findings(
                 + ")"
             )
         out.append(
-            f"{size} (seeds {seeds}): {geo.mean:.1f}% [{geo.ci_low:.1f}, {geo.ci_high:.1f}] against the "
+            f"{name} (seeds {seeds}): {geo.mean:.1f}% [{geo.ci_low:.1f}, {geo.ci_high:.1f}] against the "
             f"target {target:g}: {verdict}."
             + (f" Below 100%: {'; '.join(short)}." if short else " Every game at or above 100%.")
         )
