@@ -1,7 +1,7 @@
 """What teacher-labelled collection could reach on this machine: the CPU work of a vector step.
 
 ``poldist bench`` compares ``collect()`` with stepping the same 8 envs with random actions. This
-measures the two costs ``collect()`` adds up, per vector step of 8 envs, in wall time and in CPU
+measures the two costs ``collect()`` adds up, per vector step of the default envs (8), in wall time and in CPU
 time of every thread of the process (``resource.getrusage``):
 
 - ``random``: stepping the envs with random actions (ALE steps them in its own threads, MinAtar
@@ -39,7 +39,7 @@ from poldist.collection import TeacherControl, collect
 from poldist.config import DistillConfig
 from poldist.distillation import base_architecture, make_student
 from poldist.envs import make_vector_env
-from poldist.experiments.bench_collection import default_groups
+from poldist.experiments.bench_collection import default_envs, default_groups
 from poldist.experiments.bench_common import MINATAR_TEACHER, filled_task, random_atari_teacher
 from poldist.fast_teacher import make_labeller, usable_cores
 from poldist.runs import write_json
@@ -64,10 +64,12 @@ def timed(fn: Callable[[], Any], seconds: float) -> tuple[float, float]:
 
 def measure(domain: str, rounds: int, seconds: float, seed: int = 0) -> dict[str, Any]:
     """The rounds' per-vector-step costs on ``domain`` (``minatar`` or ``atari``) and the ceilings."""
+    envs = default_envs(domain)
     if domain == "minatar":
-        cfg, teachers = DistillConfig(teacher=MINATAR_TEACHER), None
+        cfg, teachers = DistillConfig(teacher=MINATAR_TEACHER, num_envs=envs), None
     else:
-        cfg, teachers = DistillConfig(teacher="", memory_size=20_000), [random_atari_teacher(seed)]
+        cfg = DistillConfig(teacher="", memory_size=20_000, num_envs=envs)
+        teachers = [random_atari_teacher(seed)]
     task = filled_task(cfg, teachers, 0, seed)
     groups = default_groups(domain)
     if groups > 1:

@@ -104,20 +104,23 @@ COMBOS.update(
         }.items()
     }
 )
-# The recipe `poldist distill` starts from for MinAtar teachers: what the fresh seeds report
-COMBOS["recipe"] = ("the minatar recipe (poldist distill's MinAtar default)", dict(RECIPES["minatar"]))
+# The recipe `poldist distill` starts from for MinAtar teachers: what the fresh seeds report. Its
+# envs are pinned at the 8 its committed cells ran on, so that a later change to the recipe's envs
+# (recipe-envs16, issue 22) leaves these cells' definitions as they ran
+STUDIED_RECIPE = {**RECIPES["minatar"], "num_envs": 8}
+COMBOS["recipe"] = ("the minatar recipe (poldist distill's MinAtar default)", dict(STUDIED_RECIPE))
 # The recipe with one more change (what still holds its students back, and what would make it
 # cheaper): fewer fresh transitions per update cut collection, the run's other half
 COMBOS.update(
     {
-        f"recipe-{name}": (f"the minatar recipe, {change}", {**RECIPES["minatar"], **fields})
+        f"recipe-{name}": (f"the minatar recipe, {change}", {**STUDIED_RECIPE, **fields})
         for name, (change, fields) in VARIANTS.items()
         if name in ("fresh5", "long", "batch64", "adam", "mem50k")
     }
 )
 COMBOS["recipe-fresh10"] = (
     "the minatar recipe, 10 fresh transitions per update instead of 20",
-    {**RECIPES["minatar"], "transitions_per_update": 10.0},
+    {**STUDIED_RECIPE, "transitions_per_update": 10.0},
 )
 # The recipe's temperature rescaled per teacher: 20x its median top-2 gap, measured (tau_gap) on
 # the states collected before the first update. On teacher states (results/teacher_gaps.json) that
@@ -125,11 +128,11 @@ COMBOS["recipe-fresh10"] = (
 # visits, the seed-0 runs measured 0.51 (Space Invaders) to 1.97 (Asterix).
 COMBOS["recipe-taugap20"] = (
     "the minatar recipe, temperature 20x the teacher's median top-2 gap on the first states collected",
-    {**RECIPES["minatar"], "tau_gap": 20.0},
+    {**STUDIED_RECIPE, "tau_gap": 20.0},
 )
 # Collection across 64 envs (one teacher forward labels 64 observations; issue 22's MinAtar target)
-COMBOS["recipe-envs64"] = ("the minatar recipe, 64 envs instead of 8", {**RECIPES["minatar"], "num_envs": 64})
-COMBOS["recipe-envs16"] = ("the minatar recipe, 16 envs instead of 8", {**RECIPES["minatar"], "num_envs": 16})
+COMBOS["recipe-envs64"] = ("the minatar recipe, 64 envs instead of 8", {**STUDIED_RECIPE, "num_envs": 64})
+COMBOS["recipe-envs16"] = ("the minatar recipe, 16 envs instead of 8", {**STUDIED_RECIPE, "num_envs": 16})
 VARIANTS.update(COMBOS)
 
 # MinAtar student families for the study of conv capacity: size -> (conv filters, hidden units).

@@ -9,7 +9,7 @@ from poldist.cli import build_parser
 from poldist.commands import build_config
 from poldist.config import DistillConfig
 from poldist.errors import PoldistError
-from poldist.experiments.bench_collection import default_groups
+from poldist.experiments.bench_collection import default_envs, default_groups
 from poldist.recipes import RECIPES, recipe_config, recipe_for, teacher_domain
 
 
@@ -79,3 +79,16 @@ def test_the_atari_recipe_pipelines_collection_only_where_it_runs(tmp_path: Path
     assert _config(["--teacher", "minatar/breakout"], tmp_path).env_groups == 1
     # and the bench's default rows follow the recipes
     assert (default_groups("atari"), default_groups("minatar")) == (2, 1)
+    assert (default_envs("atari"), default_envs("minatar")) == (8, 8)
+
+
+def test_the_benchs_default_rows_follow_a_recipes_envs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poldist.experiments import bench_collection
+    from poldist.experiments.bench_common import QUICK
+
+    monkeypatch.setitem(RECIPES, "minatar", {**RECIPES["minatar"], "num_envs": 4})
+    assert default_envs("minatar") == 4
+    res = bench_collection.bench_collection(
+        QUICK, atari=False, ray_rows=False, labellers=[("auto", 1)], minatar_wide=(4, 6)
+    )
+    assert [(r["num_envs"], r["default"]) for r in res["rows"]] == [(4, True), (6, False)]

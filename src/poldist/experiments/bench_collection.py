@@ -111,7 +111,7 @@ def _collection_row(
         "labeller_threads": getattr(lab, "threads", torch.get_num_threads()),
         "default": labeller == DistillConfig.labeller
         and groups == default_groups(spec.domain)
-        and n == DistillConfig.num_envs,
+        and n == default_envs(spec.domain),
         "groups": groups,
         "num_envs": n,
         "memory_class": type(task.memory).__name__,
@@ -194,6 +194,12 @@ def default_groups(domain: str) -> int:
     return RECIPES.get(domain, {}).get("env_groups", DistillConfig.env_groups)
 
 
+def default_envs(domain: str) -> int:
+    """The envs ``poldist distill`` collects on by default on ``domain``: its recipe's, else
+    :class:`~poldist.config.DistillConfig`'s (8)."""
+    return RECIPES.get(domain, {}).get("num_envs", DistillConfig.num_envs)
+
+
 def collection_labellers(device: torch.device = CPU) -> tuple[list[tuple[str, int]], str | None]:
     """The ``(labeller, groups)`` section 2 measures on ``device``, and why onnxruntime is left
     out (or None): the default (``auto``) and ``torch`` on one vector env, then the default on two
@@ -234,8 +240,9 @@ def bench_collection(
         labellers, why = collection_labellers(device)
         if why:
             notes.append(f"onnxruntime labeller rows skipped: {why}")
-    minatar = [(DistillConfig.num_envs, lab, g) for lab, g in labellers]
-    minatar += [(n, lab, 1) for n in minatar_wide for lab, g in labellers if g == 1]
+    envs = default_envs("minatar")
+    minatar = [(envs, lab, g) for lab, g in labellers]
+    minatar += [(n, lab, 1) for n in minatar_wide if n != envs for lab, g in labellers if g == 1]
     rows = [
         _collection_row(
             MINATAR_TEACHER,
@@ -254,7 +261,7 @@ def bench_collection(
         notes.append(skip)
     else:
         # a small memory: only the rows the timing writes are touched
-        cfg = DistillConfig(teacher="", memory_size=20_000)
+        cfg = DistillConfig(teacher="", memory_size=20_000, num_envs=default_envs("atari"))
         for lab, g in labellers:
             teacher = random_atari_teacher(seed)
             rows.append(
@@ -267,9 +274,11 @@ def bench_collection(
         "targets (issue 22): collect/random >= "
         + ", ".join(f"{v} ({k})" for k, v in COLLECTION_TARGETS.items())
         + " at the default settings (labeller auto: onnxruntime, labels within 1e-5 of torch's, "
-        "on 2 threads for the Nature DQN and 1 for MinAtar's teacher; 8 envs, in 1 group on MinAtar "
-        "and in the atari recipe's 2 pipelined groups on Atari: the same data as 1 group, as the "
-        "labeller gives a group's rows what it gives them in one batch); torch (bit-identical), "
+        "on 2 threads for the Nature DQN and 1 for MinAtar's teacher; "
+        f"{default_envs('minatar')} envs in {default_groups('minatar')} group on MinAtar and "
+        f"{default_envs('atari')} in the atari recipe's {default_groups('atari')} pipelined groups "
+        "on Atari: the same data as 1 group, as the labeller gives a group's rows what it gives "
+        "them in one batch); torch (bit-identical), "
         "other groups and more envs are opt-in "
         f"(--num-envs; {' and '.join(map(str, minatar_wide)) or 'more'} envs on MinAtar: one "
         "teacher forward pass per as many transitions); each ratio is the median of "
