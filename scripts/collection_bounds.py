@@ -1,13 +1,14 @@
 """What teacher-labelled collection could reach on this machine: the CPU work of a vector step.
 
-``poldist bench`` compares ``collect()`` with stepping the same 8 envs with random actions. This
-measures the two costs ``collect()`` adds up, per vector step of the default envs (8), in wall time and in CPU
-time of every thread of the process (``resource.getrusage``):
+``poldist bench`` compares ``collect()`` with stepping the same envs with random actions. This
+measures the two costs ``collect()`` adds up, per vector step of each domain's default envs (its
+recipe's: 16 on MinAtar, 8 on Atari), in wall time and in CPU time of every thread of the process
+(``resource.getrusage``):
 
 - ``random``: stepping the envs with random actions (ALE steps them in its own threads, MinAtar
   in Python on this thread);
 - ``label``: the default labeller (``auto``: onnxruntime on the threads ``distill`` picks) on a
-  batch of 8 observations;
+  batch of as many observations;
 - ``collect``: ``collect()`` at the default settings (as the bench's default row), for reference.
 
 From them, two ceilings on collect/random:

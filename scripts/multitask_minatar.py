@@ -147,7 +147,9 @@ def main() -> None:
         "--final-episodes", type=int, default=EPISODES, help="episodes of each game's final student score"
     )
     args = parser.parse_args()
-    recipe = dict(RECIPES[args.recipe]) if args.recipe else {}
+    # the committed recipe runs stepped 8 envs per game (before the recipe's 16, issue 22): kept, so
+    # that rerunning a command in results/multitask makes what it made
+    recipe = {**RECIPES[args.recipe], "num_envs": 8} if args.recipe else {}
     args.updates = args.updates or (40_000 * 5 if recipe else 300_000)
     runs = Path(args.runs or ("runs/multitask" if args.seed == 0 else f"runs/multitask-seed{args.seed}"))
     out = Path(args.out or f"results/multitask/seed{args.seed}")

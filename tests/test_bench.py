@@ -17,6 +17,7 @@ import pytest
 
 from poldist.envs import MINATAR_NAMES
 from poldist.experiments import bench
+from poldist.experiments.bench_collection import MINATAR_OTHER_ENVS, default_envs
 from poldist.experiments.bench_common import onnx_missing
 
 SECTION_KEYS = ("update_efficiency", "collection_efficiency", "inference", "time_to_quality", "memory")
@@ -61,15 +62,17 @@ def _check_result(result: dict[str, Any]) -> None:
 
     collection = result["collection_efficiency"]["rows"]  # MinAtar only: atari=False
     labellers = ["auto"] + (["torch"] if onnx_missing() is None else [])
+    envs = default_envs("minatar")  # the recipe's: 16
     want = (
-        {(lab, 1, 8) for lab in labellers}
-        | {("auto", 2, 8)}
-        | {(lab, 1, n) for lab in labellers for n in (16, 64)}
+        {(lab, 1, envs) for lab in labellers}
+        | {("auto", 2, envs)}
+        | {(lab, 1, n) for lab in labellers for n in MINATAR_OTHER_ENVS if n != envs}
     )
+    assert envs == 16 and {8, 64} <= set(MINATAR_OTHER_ENVS)
     assert {(r["labeller"], r["groups"], r["num_envs"]) for r in collection} == want
-    for r in collection:  # the target is for the default row: auto, one group of 8 envs
+    for r in collection:  # the target is for the default row: auto, one group of the recipe's envs
         assert r["env_id"] == "MinAtar/Breakout-v1"
-        assert r["default"] == ((r["labeller"], r["groups"], r["num_envs"]) == ("auto", 1, 8))
+        assert r["default"] == ((r["labeller"], r["groups"], r["num_envs"]) == ("auto", 1, envs))
         assert r.get("target") == (0.5 if r["default"] else None)
         # auto: onnxruntime where installed, on one thread for MinAtar's small teacher
         want_kind = "torch" if r["labeller"] == "torch" or onnx_missing() else "onnxruntime"
@@ -245,6 +248,8 @@ def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
     result = {
         "collection_efficiency": {
             "rows": [
+                row("MinAtar/Breakout-v1", "auto", 0.53, envs=16, default=True),
+                row("MinAtar/Breakout-v1", "torch", 0.27, envs=16),
                 row("MinAtar/Breakout-v1", "auto", 0.43),
                 row("MinAtar/Breakout-v1", "torch", 0.25),
                 row("MinAtar/Breakout-v1", "auto", 0.59, envs=64),
@@ -260,14 +265,20 @@ def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:
         "dqn_atari": dqn,
     }
     text = " ".join(bench_limits(result).split())  # the prose's line breaks do not matter
-    assert "under onnxruntime (0.43)" in text and "itself at 0.45 of random stepping" in text
-    assert "With 64 envs one forward pass serves 64 transitions (0.59)" in text
+    # MinAtar: the default row (the recipe's 16 envs), then the other envs' rows
+    assert "per vector step of 16 costs" in text and "under PyTorch (0.27 of random" in text
+    assert "under onnxruntime (0.53, target 0.5, met)" in text and "itself at 0.45 of random stepping" in text
+    assert "(collect/random at 16 envs 0.53; at 8 envs 0.43; at 64 envs 0.59)" in text
     assert "from 0.37 (torch) to 0.52 in one group" in text
     assert "2 pipelined groups" in text and "gives 0.61 (target 0.6, met)" in text
     # a JSON from before the atari recipe's two groups: its one-group row is the default
     old_rows = [r for r in result["collection_efficiency"]["rows"] if r["groups"] == 1]
     old = " ".join(bench_limits({"collection_efficiency": {"rows": old_rows}}).split())
     assert "from 0.37 (torch) to 0.52 (target 0.6, not met)" in old
+    # ... and from before the recipe's 16 envs (no MinAtar default row): the 8-env rows are
+    old_rows = [r for r in old_rows if r["num_envs"] != 16]
+    old = " ".join(bench_limits({"collection_efficiency": {"rows": old_rows}}).split())
+    assert "under onnxruntime (0.43, target 0.5, not met)" in old and "at 64 envs 0.59)" in old
     assert "after 59 s of" in text and "has not reached it in 594 s, 10x that time" in text
     assert "thread it runs at 1.52x" in text and "1.61x when the env steps" in text
     assert "target is met in this run; the run before (2026-12-02): 1.42x and 1.48x" in text
@@ -383,5 +394,5 @@ def test_collection_bounds_script_writes_ceilings_it_measured(tmp_path: Path) ->
         m["random_wall_ms"] / (m["random_wall_ms"] + m["label_wall_ms"])
     )
     assert 0 < m["ceiling_turns"] < 1 and 0 < m["ceiling_cores"] <= 1
-    assert row["num_envs"] == 8 and row["groups"] == 1 and "--domains minatar" in doc["command"]
-    assert "MinAtar (MinAtar/Breakout-v1, 8 envs in 1 group(s)" in " ".join(collection_bounds_lines(out))
+    assert row["num_envs"] == 16 and row["groups"] == 1 and "--domains minatar" in doc["command"]
+    assert "MinAtar (MinAtar/Breakout-v1, 16 envs in 1 group(s)" in " ".join(collection_bounds_lines(out))

@@ -79,7 +79,7 @@ def test_the_atari_recipe_pipelines_collection_only_where_it_runs(tmp_path: Path
     assert _config(["--teacher", "minatar/breakout"], tmp_path).env_groups == 1
     # and the bench's default rows follow the recipes
     assert (default_groups("atari"), default_groups("minatar")) == (2, 1)
-    assert (default_envs("atari"), default_envs("minatar")) == (8, 8)
+    assert (default_envs("atari"), default_envs("minatar")) == (8, 16)  # MinAtar: issue 22
 
 
 def test_the_benchs_default_rows_follow_a_recipes_envs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,6 +89,6 @@ def test_the_benchs_default_rows_follow_a_recipes_envs(monkeypatch: pytest.Monke
     monkeypatch.setitem(RECIPES, "minatar", {**RECIPES["minatar"], "num_envs": 4})
     assert default_envs("minatar") == 4
     res = bench_collection.bench_collection(
-        QUICK, atari=False, ray_rows=False, labellers=[("auto", 1)], minatar_wide=(4, 6)
+        QUICK, atari=False, ray_rows=False, labellers=[("auto", 1)], minatar_other=(4, 6)
     )
     assert [(r["num_envs"], r["default"]) for r in res["rows"]] == [(4, True), (6, False)]

@@ -304,7 +304,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(
         f"poldist demo: distilling the shipped MinAtar {game} teacher into a {cfg.student} student "
         f"(the minatar recipe: {cfg.updates:,} KL updates of batch {cfg.batch_size}, tau {cfg.tau:g}, "
-        f"{cfg.lr_schedule} learning rate, {cfg.control} acting), run directory {out}"
+        f"{cfg.lr_schedule} learning rate, {cfg.control} acting, {cfg.num_envs} envs), run directory {out}"
     )
     start = time.perf_counter()
     summary = distill(cfg, out)

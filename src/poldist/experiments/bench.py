@@ -106,7 +106,7 @@ def _summary(result: dict[str, Any]) -> list[list[Any]]:
     if "collection_efficiency" in result:
         for r in result["collection_efficiency"]["rows"]:
             how = labeller_name(r) + (f", {r['groups']} groups" if r.get("groups", 1) > 1 else "")
-            how += f", {r['num_envs']} envs" if r.get("num_envs", 8) != 8 else ""
+            how += f", {r['num_envs']} envs" if "num_envs" in r else ""
             target = r.get("target")
             out.append(
                 [

@@ -184,8 +184,9 @@ def bench_ray_collection(budget: Budget, seed: int = 0, actors: Sequence[int] = 
 
 
 # MinAtar's envs step in microseconds, and the labeller's per-call costs (its call, the memory's
-# add, the loop) are shared by the envs of a call: the wide rows show what more envs buy
-MINATAR_WIDE_ENVS = (16, 64)
+# add, the loop) are shared by the envs of a call: rows at other envs than the recipe's show what
+# envs buy (8: DistillConfig's default, and the recipe's until issue 22)
+MINATAR_OTHER_ENVS = (8, 16, 64)
 
 
 def default_groups(domain: str) -> int:
@@ -228,13 +229,15 @@ def bench_collection(
     ray_rows: bool = True,
     device: torch.device = CPU,
     labellers: list[tuple[str, int]] | None = None,
-    minatar_wide: Sequence[int] = MINATAR_WIDE_ENVS,
+    minatar_other: Sequence[int] = MINATAR_OTHER_ENVS,
 ) -> dict[str, Any]:
-    """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping, 8 envs,
-    the teacher on ``device``, one row per ``(labeller, groups)`` (default: :func:`collection_labellers`);
-    MinAtar also with each of ``minatar_wide`` envs in one group (empty: none), where a teacher
-    forward pass is shared by more envs; with ``ray_rows``, also the Ray backend with 1 and 2 local actors
-    (:func:`bench_ray_collection`; its actors and its local side on the CPU)."""
+    """Teacher-labelled transitions/s of ``collect()`` against bare vector-env stepping on each
+    domain's default envs (:func:`default_envs`), the teacher on ``device``, one row per
+    ``(labeller, groups)`` (default: :func:`collection_labellers`); MinAtar also with each of
+    ``minatar_other`` envs in one group (empty: none; the default's own skipped), where a teacher
+    forward pass is shared by another number of envs; with ``ray_rows``, also the Ray backend
+    with 1 and 2 local actors (:func:`bench_ray_collection`; its actors and its local side on the
+    CPU)."""
     notes = []
     if labellers is None:
         labellers, why = collection_labellers(device)
@@ -242,7 +245,7 @@ def bench_collection(
             notes.append(f"onnxruntime labeller rows skipped: {why}")
     envs = default_envs("minatar")
     minatar = [(envs, lab, g) for lab, g in labellers]
-    minatar += [(n, lab, 1) for n in minatar_wide if n != envs for lab, g in labellers if g == 1]
+    minatar += [(n, lab, 1) for n in minatar_other if n != envs for lab, g in labellers if g == 1]
     rows = [
         _collection_row(
             MINATAR_TEACHER,
@@ -280,8 +283,8 @@ def bench_collection(
         "on Atari: the same data as 1 group, as the labeller gives a group's rows what it gives "
         "them in one batch); torch (bit-identical), "
         "other groups and more envs are opt-in "
-        f"(--num-envs; {' and '.join(map(str, minatar_wide)) or 'more'} envs on MinAtar: one "
-        "teacher forward pass per as many transitions); each ratio is the median of "
+        f"(--num-envs; {' and '.join(str(n) for n in minatar_other if n != envs) or 'other'} envs on "
+        "MinAtar: one teacher forward pass per as many transitions); each ratio is the median of "
         f"{budget.collection_rounds} "
         f"alternated rounds' own ratios ({budget.collection_seconds:g} s a side a round): the "
         "machine's speed drifts between rounds, not between a round's back-to-back timings"

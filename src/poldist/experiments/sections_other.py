@@ -44,10 +44,20 @@ def _collection_row(rows: list[dict[str, Any]], env: str, labeller: str, envs: i
 def collection_limits(res: dict[str, Any]) -> str:
     """Why section 2's ratios are what they are, with this run's numbers."""
     rows = res["rows"]
-    m_auto, m_torch = _collection_row(rows, "MinAtar", "auto"), _collection_row(rows, "MinAtar", "torch")
+    # MinAtar's default row: the recipe's envs (16 since issue 22; 8 in a JSON from before)
+    envs = next((r["num_envs"] for r in rows if r["env_id"].startswith("MinAtar") and r.get("default")), 8)
+    m_auto = _collection_row(rows, "MinAtar", "auto", envs)
+    m_torch = _collection_row(rows, "MinAtar", "torch", envs)
     acting = m_auto["bare_teacher_steps_per_s"] / m_auto["bare_random_steps_per_s"]
-    wide = [
-        r for r in rows if r["env_id"].startswith("MinAtar") and r["num_envs"] > 8 and r["labeller"] == "auto"
+    m_target = m_auto.get("target", 0.5)
+    m_met = "met" if m_auto["ratio"] >= m_target else "not met"
+    others = [
+        r
+        for r in rows
+        if r["env_id"].startswith("MinAtar")
+        and r["num_envs"] != envs
+        and r["labeller"] == "auto"
+        and r.get("groups", 1) == 1
     ]
     a_auto, a_torch = _collection_row(rows, "ALE", "auto"), _collection_row(rows, "ALE", "torch")
     # the default row: the atari recipe's two groups; in a JSON from before them, one group's
@@ -64,18 +74,13 @@ def collection_limits(res: dict[str, Any]) -> str:
             f"{a_default['ratio']:.2f} (target {a_target:g}, {met}), a ratio that moves by several "
             "hundredths from run to run"
         )
-    wide_text = (
-        " "
-        + "; ".join(
-            f"With {r['num_envs']} envs one forward pass serves {r['num_envs']} transitions "
-            f"({r['ratio']:.2f})"
-            for r in wide
-        )
-        + ". More envs are opt-in (`--num-envs`): on the tuning seed the recipe with 64 envs scored "
-        "below the recipe's own run on four of five games (section 5b, `recipe-envs64`), and with "
-        "16 as high as it (`recipe-envs16`, also run on fresh seeds: section 5c); the default stays "
-        "at 8 until the recipe's other student sizes have run on 16 on fresh seeds."
-        if wide
+    others_text = (
+        "".join(f"; at {r['num_envs']} envs {r['ratio']:.2f}" for r in others)
+        + "). The recipe steps 16 envs since issue 22: "
+        "its students at 16 envs scored within noise of those at 8 on fresh seeds at every size "
+        "(section 5c, `recipe-envs16`), while with 64 they scored below the recipe on four of five "
+        "games of the tuning seed (section 5b, `recipe-envs64`); `--num-envs` sets another number."
+        if others
         else ""
     )
     return f"""\
@@ -83,17 +88,17 @@ def collection_limits(res: dict[str, Any]) -> str:
   `collect()` and its baselines back to back; this machine's speed drifts by tens of percent
   within seconds, more than within a round). The default labeller is onnxruntime (`--labeller
   auto`; labels within 1e-5 of PyTorch's, checked when its graph is built). On MinAtar the envs
-  step in Python and the teacher's forward pass per vector step of 8 costs about as much as the
-  envs' stepping under PyTorch ({m_torch["ratio"]:.2f} of random stepping; oneDNN's convolution as
-  slow at batch 8 as at batch 64) and less under onnxruntime ({m_auto["ratio"]:.2f}); the bare
-  teacher-acting loop (the table's `teacher-acting steps/s`) is itself at {acting:.2f} of random
-  stepping in this run, and `collect()` at {m_auto["ratio_vs_bare_teacher"]:.2f} of that loop, so
-  the MinAtar target ({m_auto.get("target", 0.5):g}) leaves `collect()` little or no room at 8
-  envs on this machine; the ratio moves by a few hundredths from run to run with the random
-  baseline. Under onnxruntime's profiler (`scripts/profile_hot_paths.py ort`) the forward pass at
-  batch 8 is mostly the 1024x128 layer's matrix product, a cost per observation that more envs per
-  call do not shrink: they spread the per-call costs (the labeller's call, the memory's add, the
-  loop) over more transitions.{wide_text}
+  step in Python and the teacher's forward pass per vector step of {envs} costs about as much as
+  the envs' stepping under PyTorch ({m_torch["ratio"]:.2f} of random stepping; oneDNN's
+  convolution as slow at batch 8 as at batch 64) and less under onnxruntime
+  ({m_auto["ratio"]:.2f}, target {m_target:g}, {m_met}); the bare teacher-acting loop (the
+  table's `teacher-acting steps/s`) is itself at {acting:.2f} of random stepping in this run, and
+  `collect()` at {m_auto["ratio_vs_bare_teacher"]:.2f} of that loop; the ratio moves by a few
+  hundredths from run to run with the random baseline. Under onnxruntime's profiler
+  (`scripts/profile_hot_paths.py ort`) the forward pass at batch 8 is mostly the 1024x128 layer's
+  matrix product, a cost per observation that more envs per call do not shrink: they spread the
+  per-call costs (the labeller's call, the memory's add, the loop) over more transitions
+  (collect/random at {envs} envs {m_auto["ratio"]:.2f}{others_text or ")."}
   Pipelined groups lose on MinAtar: its envs step in Python, so a group stepping in the worker
   thread holds the GIL, and handing groups between threads costs more than a MinAtar step saves.
   On Atari the Nature network costs 9.3M multiply-adds per observation
