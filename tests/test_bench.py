@@ -211,6 +211,15 @@ def test_report_of_a_merged_json_gives_the_first_runs_time_and_each_reruns() -> 
     merged = merge_sections(old, {"date": "d2", "machine": machine, "memory": {}, "wall_seconds": 42.4})
     text = report_text({k: v for k, v in merged.items() if k != "memory"})  # no section tables
     assert text.endswith("1800 s for the run of d1; reruns: memory 42 s (d2)")
+    # two sections rerun together share that run's time: named once, not each with the whole time
+    both = merge_sections(
+        merged,
+        {"date": "d3", "machine": machine, "inference": {}, "update_efficiency": {}, "wall_seconds": 60.0},
+    )
+    text = report_text(
+        {k: v for k, v in both.items() if k not in ("memory", "inference", "update_efficiency")}
+    )
+    assert text.endswith("reruns: memory 42 s (d2), update_efficiency and inference 60 s (d3)")
 
 
 def test_what_limits_each_ratio_quotes_the_json_it_explains() -> None:

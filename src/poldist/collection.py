@@ -69,11 +69,20 @@ def host_epsilon_greedy(outputs: np.ndarray, epsilon: float, rng: np.random.Gene
     same draws from ``rng``, in the same order.
     """
     actions = outputs.argmax(axis=1).astype(np.int64, copy=False)
-    explore = rng.random(len(actions)) < epsilon
-    k = np.count_nonzero(explore)  # ~1 us sooner than explore.any() and .sum() on a few envs
-    if k:
-        actions[explore] = rng.integers(0, outputs.shape[1], k)
+    explore, random_actions = exploration_draws(len(actions), epsilon, outputs.shape[1], rng)
+    if len(random_actions):
+        actions[explore] = random_actions
     return actions
+
+
+def exploration_draws(
+    n: int, epsilon: float, n_actions: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Epsilon-greedy's draws for ``n`` envs, in its order: which explore ``(n,)`` bool, then
+    their random actions ``(k,)`` int64 (``k`` explorers)."""
+    explore = rng.random(n) < epsilon
+    k = np.count_nonzero(explore)  # ~1 us sooner than explore.any() and .sum() on a few envs
+    return explore, (rng.integers(0, n_actions, k) if k else np.empty(0, np.int64))
 
 
 def _student_actions(student: QNetwork, obs: torch.Tensor, task: int, epsilon: float, rng) -> np.ndarray:
@@ -395,7 +404,7 @@ def _collect_pipelined(
     are left in flight (``task.obs``, or the next ``collect``, receives them).
 
     Each vector step draws its exploration as :func:`host_epsilon_greedy` does for all envs at
-    once (``rng.random(N)``, then the random actions of the exploring envs), so actions, draws
+    once (:func:`exploration_draws`), so actions, draws
     and the memory's rows (one ``add`` per vector step, envs in order) are those of the plain
     loop whenever the labeller gives each group's rows what it gives them in one batch.
     """
@@ -405,10 +414,9 @@ def _collect_pipelined(
     done = 0
     task.stepping = True  # task.obs asks the groups (env.recv), which receive what is in flight
     while done < n_transitions:
-        explore = rng.random(env.num_envs) < controller.epsilon
+        explore, drawn = exploration_draws(env.num_envs, controller.epsilon, n_actions, rng)
         random_actions = np.zeros(env.num_envs, np.int64)
-        if explore.any():
-            random_actions[explore] = rng.integers(0, n_actions, int(explore.sum()))
+        random_actions[explore] = drawn
         groups, outs = [], []
         for g, (a, b) in enumerate(bounds):
             obs = env.recv_group(g)  # its previous step, taken while the other groups were labelled

@@ -332,9 +332,12 @@ def report_text(result: dict[str, Any]) -> str:
     parts += [f"note: {n}" for n in result.get("notes", [])]
     total = f"{result['wall_seconds']:.0f} s in all"
     reruns = result.get("rerun_seconds") or {}
-    if reruns:  # a merged JSON: the first run's time, and each rerun's
+    if reruns:  # a merged JSON: the first run's time, and each rerun's (sections run together, once)
+        together: dict[tuple[str, float], list[str]] = {}
+        for key, sec in reruns.items():
+            together.setdefault((result["section_dates"][key], sec), []).append(key)
         total = f"{result['wall_seconds']:.0f} s for the run of {result['date']}; reruns: " + ", ".join(
-            f"{key} {sec:.0f} s ({result['section_dates'][key]})" for key, sec in reruns.items()
+            f"{' and '.join(keys)} {sec:.0f} s ({date})" for (date, sec), keys in together.items()
         )
     parts.append(total)
     return "\n\n".join(parts)
