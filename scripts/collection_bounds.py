@@ -71,11 +71,8 @@ def measure(domain: str, rounds: int, seconds: float, seed: int = 0) -> dict[str
     else:
         cfg = DistillConfig(teacher="", memory_size=20_000, num_envs=envs)
         teachers = [random_atari_teacher(seed)]
-    task = filled_task(cfg, teachers, 0, seed)
     groups = default_groups(domain)
-    if groups > 1:
-        task.env.close()
-        task.start(cfg.num_envs, seed, groups)
+    task = filled_task(cfg, teachers, 0, seed, groups)
     n, spec = cfg.num_envs, task.spec
     student = make_student(cfg, [task], base_architecture([task]))
     lab = make_labeller(task.teacher, cfg.labeller, cfg.labeller_threads)

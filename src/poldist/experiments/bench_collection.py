@@ -60,10 +60,7 @@ def _collection_row(
     ``groups`` > 1: ``collect()``'s envs as that many groups, pipelined
     (:class:`~poldist.collection.GroupedVectorEnv`); the bare loops keep one vector env.
     """
-    task = filled_task(cfg, [teacher] if teacher else None, 0, seed)
-    if groups > 1:
-        task.env.close()
-        task.start(cfg.num_envs, seed, groups)
+    task = filled_task(cfg, [teacher] if teacher else None, 0, seed, groups)
     task.teacher.net.to(device)
     student = make_student(cfg, [task], base_architecture([task])).to(device)
     controller = TeacherControl(cfg.epsilon)

@@ -172,10 +172,13 @@ def random_atari_teacher(seed: int = 0) -> NetworkTeacher:
     return NetworkTeacher(QNetwork(nature_dqn(spec.n_actions, spec.obs_shape[0])), spec, "q", 0, "nature-dqn")
 
 
-def filled_task(cfg: DistillConfig, teachers: list[NetworkTeacher] | None, n: int, seed: int) -> DistillTask:
-    """The first task ``build_tasks`` makes for ``cfg``, its memory filled with ``n`` teacher transitions."""
+def filled_task(
+    cfg: DistillConfig, teachers: list[NetworkTeacher] | None, n: int, seed: int, groups: int = 1
+) -> DistillTask:
+    """The first task ``build_tasks`` makes for ``cfg``, its memory filled with ``n`` teacher
+    transitions, its envs in ``groups`` pipelined groups (:meth:`DistillTask.start`)."""
     task = build_tasks(cfg, teachers)[0]
-    task.start(cfg.num_envs, seed)
+    task.start(cfg.num_envs, seed, groups)
     student = make_student(cfg, [task], base_architecture([task]))
     collect(task, TeacherControl(cfg.epsilon), student, n, np.random.default_rng(seed))
     return task
