@@ -279,7 +279,7 @@ def bench_collection(
         f"{default_envs('atari')} in the atari recipe's {default_groups('atari')} pipelined groups "
         "on Atari: the same data as 1 group, as the labeller gives a group's rows what it gives "
         "them in one batch); torch (bit-identical), "
-        "other groups and more envs are opt-in "
+        "other groups and other numbers of envs are opt-in "
         f"(--num-envs; {' and '.join(str(n) for n in minatar_other if n != envs) or 'other'} envs on "
         "MinAtar: one teacher forward pass per as many transitions); each ratio is the median of "
         f"{budget.collection_rounds} "
