@@ -251,6 +251,13 @@ def test_recipe_section_adds_the_multitask_student_and_weighs_it_against_the_dqn
     assert "| recipe | multi-task (5,000) | 100.0 [100, 100] | 150.0 [150, 150] | **122.5**" in text
     assert "| 100 | 1 | 0.700 | 10.0 |" in text
     assert "DQN 50.0% [50.0, 50.0]" in text and "above it, the intervals apart." in text
+    assert "| recipe-envs16 |" not in text and "Its `recipe-envs16` row" not in text
+    # the same student at the recipe's 16 envs (issue 22): its own row, named, with its command
+    envs16 = tmp_path / "multitask" / "recipe-envs16-seed1"
+    shutil.copytree(seed_dir, envs16)
+    text = "\n".join(study_report.recipe_lines(ctx))
+    assert "| recipe-envs16 | multi-task (5,000) | 100.0 [100, 100] | 150.0 [150, 150] | **122.5**" in text
+    assert "Its `recipe-envs16` row: the same command with `--num-envs 16" in text
 
 
 def test_study_variants_change_one_thing() -> None:

@@ -205,7 +205,10 @@ def _other_variants_note(records: list[dict[str, Any]]) -> str:
 def recipe_lines(ctx: ReportContext) -> list[str]:
     """Section 5c: the recipe chosen on the tuning seeds, run on seeds that played no part in it."""
     single = [r for r in load_study(ctx.results / "study" / "raw") if r["seed"] not in TUNING_SEEDS]
-    multi = multitask_recipe_records(ctx.results / "multitask")
+    # the multi-task recipe student, at 8 envs per game and at the recipe's 16 (issue 22)
+    multi = multitask_recipe_records(ctx.results / "multitask") + multitask_recipe_records(
+        ctx.results / "multitask", "recipe-envs16-seed*", {"multi_dist_kl": "recipe-envs16"}
+    )
     records = single + multi
     if not records:
         return [
@@ -238,7 +241,13 @@ def recipe_lines(ctx: ReportContext) -> list[str]:
     lines += [*(f"- {line}" for line in recipe_findings(groups, refs, tuning)), ""]
     if multi:
         lines += [
-            _multitask_recipe_note(groups.get(("recipe", MULTITASK_SIZE)), ctx.results / "multitask"),
+            _multitask_recipe_note(groups.get(("recipe", MULTITASK_SIZE)), ctx.results / "multitask")
+            + (
+                " Its `recipe-envs16` row: the same command with `--num-envs 16 --out "
+                "results/multitask/recipe-envs16-seedS`."
+                if ("recipe-envs16", MULTITASK_SIZE) in groups
+                else ""
+            ),
             "",
         ]
     shortfalls = shortfall_notes(groups)
